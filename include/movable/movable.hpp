@@ -1,0 +1,8 @@
+// movable: make any arena or pool compactable. The umbrella header.
+#pragma once
+
+#include <movable/frame.hpp>
+#include <movable/migrate.hpp>
+#include <movable/operations.hpp>
+#include <movable/tagged_ptr.hpp>
+#include <movable/version.hpp>

@@ -1,0 +1,216 @@
+// The owner protocol: how a type that owns frames lets the core isolate, migrate and put them
+// back.
+//
+// An owner models movable_owner: three noexcept member functions (or, for a type you cannot
+// change, a specialization of owner_traits<Owner> providing them as statics):
+//
+//   bool isolate(frame& f, migrate_mode mode) noexcept
+//       Called with f locked. Return true to let the core take f away from you for now: you
+//       must stop using f's list hook (take it off your own lists) and not free it through
+//       your allocator; you keep reading its contents. Return false to refuse (f is in use).
+//   migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept
+//       Called with src (isolated) and dst (freshly allocated) both locked. On `success` you
+//       copied the contents, pointed your own references at dst and called
+//       set_movable(dst, *this); the core then frees src (you must not touch it again). On
+//       `retry` the core tries again later in the same call (a bounded number of passes); on
+//       `busy` or `failed` it gives up and calls putback(src) once. On anything but success,
+//       leave dst untouched and not movable.
+//   void putback(frame& f) noexcept
+//       Called with f locked when the core gives an isolated frame back unmigrated: put it
+//       back on your lists. Called exactly once per isolation that did not end in migration.
+//
+// The mapping word of a movable frame is the address of operations_for<Owner> (one static
+// table per owner type) with the low MOVABLE bit set. An owner that frees a frame calls
+// clear_movable(f) with f locked: the word keeps the MOVABLE bit but loses the pointer, so a
+// core that isolated f meanwhile sees "movable type, no owner" and frees f itself.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+#include <movable/detail/contract.hpp>
+#include <movable/frame.hpp>
+#include <movable/tagged_ptr.hpp>
+
+namespace movable {
+
+// How hard a migration may try. `async` never blocks (frame locks are only try-locked),
+// `sync_light` may wait on short locks, `sync` may wait on everything.
+enum class migrate_mode : std::uint8_t { async, sync_light, sync };
+
+// An owner's answer to migrate (see the contract at the top of this file).
+enum class migrate_status : std::uint8_t { success, retry, busy, failed };
+
+// The static function table of one owner type.
+struct movable_operations {
+    bool (*isolate)(frame&, migrate_mode) noexcept;
+    migrate_status (*migrate)(frame& dst, frame& src, migrate_mode) noexcept;
+    void (*putback)(frame&) noexcept;
+};
+
+// The mapping word: pointer to the operations with the MOVABLE bit.
+using mapping_ptr = tagged_ptr<const movable_operations, 1>;
+inline constexpr std::uintptr_t movable_tag = 1;
+static_assert(low_bits_available<movable_operations> >= 1,
+              "movable_operations must leave the low bit of its address free for MOVABLE");
+
+// Adapts a type to the owner protocol. The primary template forwards to members; specialize it
+// for a type you cannot change, with static isolate/migrate/putback taking the owner first.
+template <class Owner>
+struct owner_traits {
+    // Function templates, so that a missing member removes the forwarder (and
+    // check_movable_owner reports it) instead of breaking the build inside this class.
+    template <class O = Owner>
+    static auto isolate(O& owner, frame& f, migrate_mode mode) noexcept(
+        noexcept(owner.isolate(f, mode))) -> decltype(owner.isolate(f, mode)) {
+        return owner.isolate(f, mode);
+    }
+    template <class O = Owner>
+    static auto migrate(O& owner, frame& dst, frame& src, migrate_mode mode) noexcept(
+        noexcept(owner.migrate(dst, src, mode))) -> decltype(owner.migrate(dst, src, mode)) {
+        return owner.migrate(dst, src, mode);
+    }
+    template <class O = Owner>
+    static auto putback(O& owner, frame& f) noexcept(noexcept(owner.putback(f)))
+        -> decltype(owner.putback(f)) {
+        return owner.putback(f);
+    }
+};
+
+namespace detail {
+template <class O>
+concept owner_has_isolate = requires(O& o, frame& f, migrate_mode m) {
+    owner_traits<O>::isolate(o, f, m);
+};
+template <class O>
+concept owner_isolate_returns_bool = requires(O& o, frame& f, migrate_mode m) {
+    { owner_traits<O>::isolate(o, f, m) } -> std::same_as<bool>;
+};
+template <class O>
+concept owner_isolate_is_noexcept = requires(O& o, frame& f, migrate_mode m) {
+    { owner_traits<O>::isolate(o, f, m) } noexcept;
+};
+template <class O>
+concept owner_has_migrate = requires(O& o, frame& f, migrate_mode m) {
+    owner_traits<O>::migrate(o, f, f, m);
+};
+template <class O>
+concept owner_migrate_returns_status = requires(O& o, frame& f, migrate_mode m) {
+    { owner_traits<O>::migrate(o, f, f, m) } -> std::same_as<migrate_status>;
+};
+template <class O>
+concept owner_migrate_is_noexcept = requires(O& o, frame& f, migrate_mode m) {
+    { owner_traits<O>::migrate(o, f, f, m) } noexcept;
+};
+template <class O>
+concept owner_has_putback = requires(O& o, frame& f) { owner_traits<O>::putback(o, f); };
+template <class O>
+concept owner_putback_returns_void = requires(O& o, frame& f) {
+    { owner_traits<O>::putback(o, f) } -> std::same_as<void>;
+};
+template <class O>
+concept owner_putback_is_noexcept = requires(O& o, frame& f) {
+    { owner_traits<O>::putback(o, f) } noexcept;
+};
+} // namespace detail
+
+// A type whose instances can own movable frames.
+template <class Owner>
+concept movable_owner =
+    std::is_object_v<Owner> && !std::is_const_v<Owner> && detail::owner_isolate_returns_bool<Owner> &&
+    detail::owner_isolate_is_noexcept<Owner> && detail::owner_migrate_returns_status<Owner> &&
+    detail::owner_migrate_is_noexcept<Owner> && detail::owner_putback_returns_void<Owner> &&
+    detail::owner_putback_is_noexcept<Owner>;
+
+namespace detail {
+// Says which piece of the protocol a type is missing, one static_assert per piece.
+template <class Owner>
+consteval bool check_movable_owner() {
+    static_assert(std::is_object_v<Owner> && !std::is_const_v<Owner>,
+                  "movable_owner: Owner must be a non-const object type");
+    static_assert(owner_has_isolate<Owner>,
+                  "movable_owner: Owner has no member `bool isolate(movable::frame&, "
+                  "movable::migrate_mode) noexcept` (nor owner_traits<Owner>::isolate)");
+    static_assert(!owner_has_isolate<Owner> || owner_isolate_returns_bool<Owner>,
+                  "movable_owner: Owner::isolate must return bool");
+    static_assert(!owner_has_isolate<Owner> || owner_isolate_is_noexcept<Owner>,
+                  "movable_owner: Owner::isolate must be noexcept");
+    static_assert(owner_has_migrate<Owner>,
+                  "movable_owner: Owner has no member `movable::migrate_status "
+                  "migrate(movable::frame& dst, movable::frame& src, movable::migrate_mode) "
+                  "noexcept` (nor owner_traits<Owner>::migrate)");
+    static_assert(!owner_has_migrate<Owner> || owner_migrate_returns_status<Owner>,
+                  "movable_owner: Owner::migrate must return movable::migrate_status");
+    static_assert(!owner_has_migrate<Owner> || owner_migrate_is_noexcept<Owner>,
+                  "movable_owner: Owner::migrate must be noexcept");
+    static_assert(owner_has_putback<Owner>,
+                  "movable_owner: Owner has no member `void putback(movable::frame&) noexcept` "
+                  "(nor owner_traits<Owner>::putback)");
+    static_assert(!owner_has_putback<Owner> || owner_putback_returns_void<Owner>,
+                  "movable_owner: Owner::putback must return void");
+    static_assert(!owner_has_putback<Owner> || owner_putback_is_noexcept<Owner>,
+                  "movable_owner: Owner::putback must be noexcept");
+    return movable_owner<Owner>;
+}
+
+template <class Owner>
+struct operations_trampolines {
+    static Owner& owner_of(frame& f) noexcept { return *static_cast<Owner*>(f.owner()); }
+    static bool isolate(frame& f, migrate_mode mode) noexcept {
+        return owner_traits<Owner>::isolate(owner_of(f), f, mode);
+    }
+    static migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
+        return owner_traits<Owner>::migrate(owner_of(src), dst, src, mode);
+    }
+    static void putback(frame& f) noexcept { owner_traits<Owner>::putback(owner_of(f), f); }
+};
+
+template <class Owner>
+consteval movable_operations make_operations() {
+    if constexpr (check_movable_owner<Owner>()) {
+        using trampolines = operations_trampolines<Owner>;
+        return {&trampolines::isolate, &trampolines::migrate, &trampolines::putback};
+    } else {
+        return {nullptr, nullptr, nullptr};
+    }
+}
+} // namespace detail
+
+// The one operations table of an owner type; a movable frame's mapping word points here.
+template <class Owner>
+inline constexpr movable_operations operations_for = detail::make_operations<Owner>();
+
+// Lockless, cheap test of the MOVABLE bit. May be a false positive (the owner may be releasing
+// the frame); always re-checked under the frame lock with movable_ops.
+[[nodiscard]] inline bool is_movable(const frame& f) noexcept {
+    return (f.mapping_word(std::memory_order_acquire) & movable_tag) != 0;
+}
+
+// The operations of a movable frame, or null when the frame is not movable or its owner
+// released it (clear_movable). Stable only while the frame is locked.
+[[nodiscard]] inline const movable_operations* movable_ops(const frame& f) noexcept {
+    return mapping_ptr::from_raw(f.mapping_word(std::memory_order_acquire)).pointer();
+}
+
+// Makes `f` movable and owned by `owner`. Frame locked by the caller.
+template <class Owner>
+void set_movable(frame& f, Owner& owner) noexcept {
+    static_assert(detail::check_movable_owner<Owner>());
+    detail::contract(f.is_locked(), "set_movable: frame is not locked");
+    detail::frame_access::store_mapping(f, mapping_ptr(&operations_for<Owner>, movable_tag).raw(),
+                                        static_cast<void*>(std::addressof(owner)));
+}
+
+// The owner releases `f`. Frame locked by the caller. Returns true when f is isolated: the core
+// now owns it and will free it, so the owner must forget it (not free it, not put it back on a
+// list). Returns false when f is not isolated: the owner frees it through its allocator.
+[[nodiscard]] inline bool clear_movable(frame& f) noexcept {
+    detail::contract(f.is_locked(), "clear_movable: frame is not locked");
+    detail::contract(movable_ops(f) != nullptr, "clear_movable: frame is not owned (not movable or already cleared)");
+    detail::frame_access::store_mapping(f, mapping_ptr(nullptr, movable_tag).raw(), nullptr);
+    return f.is_isolated();
+}
+
+} // namespace movable

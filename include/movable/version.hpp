@@ -1,0 +1,5 @@
+#pragma once
+
+#define MOVABLE_VERSION_MAJOR 0
+#define MOVABLE_VERSION_MINOR 1
+#define MOVABLE_VERSION_PATCH 0
