@@ -111,7 +111,7 @@ TEST_CASE("clear_movable keeps the movable tag but drops the operations pointer"
 TEST_CASE("the operations table calls the owner instance stored in the frame") {
     test::test_pool pool(4);
     test::test_owner owner(pool);
-    frame& f = owner.add_page(0);
+    frame& f = *owner.add_page(0);
     const movable_operations* ops = movable_ops(f);
     REQUIRE(ops != nullptr);
     std::unique_lock<frame> guard(f);

@@ -1,6 +1,8 @@
-// A test owner: keeps logical pages in frames of a test_pool, each filled with a pattern derived
-// from its page number, and a page table saying where each page lives. Its answers to
-// isolate/migrate can be scripted, and it counts every callback.
+// A test owner: keeps logical pages in frames of a Pool (test_pool, or arena_frames over an
+// arena), each filled with a pattern derived from its page number, and a page table saying
+// where each page lives. Its answers to isolate/migrate can be scripted, and it counts every
+// callback. A Pool provides allocate_frame() (null when exhausted), release(frame&),
+// address_of(const frame&) and frame_size.
 #pragma once
 
 #include <atomic>
@@ -18,32 +20,37 @@
 
 namespace movable::test {
 
-class test_owner {
+template <class Pool>
+class basic_test_owner {
 public:
-    explicit test_owner(test_pool& pool, std::size_t pages = 0) : pool_(pool), table_(pages) {}
-    test_owner(const test_owner&) = delete;
-    test_owner& operator=(const test_owner&) = delete;
-    ~test_owner() { release_all(); }
+    static constexpr std::size_t frame_size = Pool::frame_size;
+
+    explicit basic_test_owner(Pool& pool, std::size_t pages = 0) : pool_(pool), table_(pages) {}
+    basic_test_owner(const basic_test_owner&) = delete;
+    basic_test_owner& operator=(const basic_test_owner&) = delete;
+    ~basic_test_owner() { release_all(); }
 
     // Callbacks (the owner protocol) ----------------------------------------------------------
+    // The policies run before the owner lock is taken, so a policy may call release_page on
+    // another page (never on the frame being isolated or migrated: it is locked by the core).
     bool isolate(frame& f, migrate_mode) noexcept {
-        std::lock_guard guard(mutex_);
         ++isolate_calls;
         if (isolate_policy && !isolate_policy(f)) {
             return false;
         }
+        std::lock_guard guard(mutex_);
         resident_.remove(f);
         return true;
     }
     migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
-        std::lock_guard guard(mutex_);
         ++migrate_calls;
         last_mode = mode;
         const migrate_status status = migrate_policy ? migrate_policy(src) : migrate_status::success;
         if (status != migrate_status::success) {
             return status;
         }
-        std::memcpy(pool_.address_of(dst), pool_.address_of(src), test_pool::frame_size);
+        std::lock_guard guard(mutex_);
+        std::memcpy(pool_.address_of(dst), pool_.address_of(src), frame_size);
         const std::uintptr_t page = src.private_word();
         dst.set_private_word(page);
         table_[page] = &dst;
@@ -58,9 +65,13 @@ public:
     }
 
     // Owner's own API ----------------------------------------------------------------------------
-    // Puts logical page `page` in a new frame filled with its pattern.
-    frame& add_page(std::size_t page) {
+    // Puts logical page `page` in a new frame filled with its pattern; null when the pool is
+    // exhausted.
+    frame* add_page(std::size_t page) {
         frame* f = pool_.allocate_frame();
+        if (f == nullptr) {
+            return nullptr;
+        }
         fill(pool_.address_of(*f), page);
         f->set_private_word(page);
         f->lock();
@@ -74,7 +85,7 @@ public:
             resident_.push_back(*f);
         }
         f->unlock();
-        return *f;
+        return f;
     }
 
     // Releases logical page `page`. Lock order frame -> owner: find the frame, lock it, then
@@ -133,12 +144,12 @@ public:
     }
 
     static void fill(std::byte* memory, std::size_t page) {
-        for (std::size_t i = 0; i < test_pool::frame_size; ++i) {
+        for (std::size_t i = 0; i < frame_size; ++i) {
             memory[i] = static_cast<std::byte>((page * 131 + i * 7) & 0xff);
         }
     }
     static bool holds_pattern(const std::byte* memory, std::size_t page) {
-        for (std::size_t i = 0; i < test_pool::frame_size; ++i) {
+        for (std::size_t i = 0; i < frame_size; ++i) {
             if (memory[i] != static_cast<std::byte>((page * 131 + i * 7) & 0xff)) {
                 return false;
             }
@@ -152,15 +163,16 @@ public:
     std::atomic<int> migrate_calls{0};
     std::atomic<int> putback_calls{0};
     std::atomic<int> pages_released{0};
-    migrate_mode last_mode = migrate_mode::sync;
+    std::atomic<migrate_mode> last_mode{migrate_mode::sync};
 
 private:
-    test_pool& pool_;
+    Pool& pool_;
     std::mutex mutex_;
     std::vector<frame*> table_;
     frame_list resident_;
 };
 
+using test_owner = basic_test_owner<test_pool>;
 static_assert(movable_owner<test_owner>);
 
 } // namespace movable::test

@@ -1,0 +1,503 @@
+// compactor<Arena>: moves movable frames from the low end of an arena to free frames at its
+// high end, so that free space gathers into whole max-order blocks at the low end.
+//
+// Two scanners, as the kernel's mm/compaction.c: the migration scanner walks up from frame 0
+// isolating movable frames in batches; the free scanner walks down from the top taking free
+// frames as migration targets. Compaction stops when they meet, when a free block of the
+// requested order exists (order-targeted), or when the fragmentation score drops to the
+// requested level (proactive).
+//
+// Run it in one call, compact(request), or in slices: begin(request), then pass() until it
+// answers `done` (each pass migrates at most max_frames_per_pass frames and
+// max_bytes_per_pass bytes, so a pass is a bounded pause), then end() for the statistics.
+//
+// Skip hints: a max-order block in which the migration scanner found nothing it could isolate
+// is skipped by later order-targeted compactions until the next full compaction. Deferral: an
+// order-targeted compaction that fails makes the next 1, 2, 4 ... 64 requests for that order
+// or above return at once (deferred); a success resets it.
+//
+// A compactor is used by one thread at a time; several compactors (or the arena's other
+// users, and the owners) may run concurrently on the same arena.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include <movable/arena.hpp>
+#include <movable/frame.hpp>
+#include <movable/migrate.hpp>
+
+namespace movable {
+
+struct compact_request {
+    int order = -1;                      // -1: full compaction; else stop once 2^order is free
+    migrate_mode mode = migrate_mode::sync;
+    std::size_t max_frames_per_pass = 0; // 0: no limit
+    std::size_t max_bytes_per_pass = 0;  // 0: no limit; else at least one frame's size
+    int stop_at_score = -1;              // >= 0: stop once fragmentation_score() <= this
+};
+
+enum class compact_progress : std::uint8_t { incomplete, done };
+
+// Why a compaction finished.
+enum class compact_outcome : std::uint8_t {
+    running,         // not finished yet
+    scanners_met,    // scanned the whole arena
+    order_available, // order-targeted: a free block of the requested order exists
+    score_reached,   // proactive: fragmentation score at or below the requested level
+    deferred,        // order-targeted: skipped, an earlier one for this order failed
+};
+
+struct compact_stats {
+    std::size_t migrate_scanned = 0;   // frames looked at by the migration scanner
+    std::size_t free_scanned = 0;      // frames looked at by the free scanner
+    std::size_t isolated = 0;          // frames isolated for migration
+    std::size_t migrated = 0;          // frames moved
+    std::size_t failed = 0;            // isolated but not moved (busy, failed, retries out)
+    std::size_t released = 0;          // released by their owner while isolated; freed
+    std::size_t bytes_moved = 0;       // migrated * frame_size
+    std::size_t blocks_skipped = 0;    // max-order blocks skipped on a hint
+    std::size_t max_order_blocks_freed = 0; // free max-order blocks gained
+    std::size_t passes = 0;            // pass() calls that did work
+    std::size_t rounds = 0;            // scanner sweeps (full compaction sweeps again while
+                                       // the last sweep left free holes above the meeting point)
+    compact_outcome outcome = compact_outcome::running;
+};
+
+template <class Arena>
+    requires compactable_arena<Arena>
+class compactor {
+public:
+    static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
+    static constexpr unsigned max_defer_shift = 6;  // up to 64 deferred requests
+
+    explicit compactor(Arena& arena)
+        : arena_(arena), skip_(arena.frame_count() >> Arena::max_order, false) {}
+
+    // Compacts in one call.
+    compact_stats compact(const compact_request& request = {}) {
+        begin(request);
+        while (pass() == compact_progress::incomplete) {
+        }
+        return end();
+    }
+
+    // Starts an incremental compaction. Throws std::invalid_argument for an order above
+    // max_order (or below -1), a byte budget smaller than one frame, or a score above 100.
+    void begin(const compact_request& request);
+    // Migrates at most the per-pass budget; `done` once finished.
+    compact_progress pass();
+    // Finishes (gives back unused targets, puts back anything still isolated) and returns
+    // the statistics of the whole compaction.
+    compact_stats end();
+
+    // Proactive compaction (the kernel's vm.compaction_proactiveness, 0..100): compaction is
+    // due when the fragmentation score exceeds the high watermark, and proactive_request
+    // compacts until it is at or below the low one. Needs an arena with fragmentation_score().
+    struct watermarks {
+        unsigned low;
+        unsigned high;
+    };
+    static watermarks proactive_watermarks(unsigned proactiveness) noexcept {
+        const unsigned low = std::max(100u - std::min(proactiveness, 100u), 5u);
+        return {low, std::min(low + 10, 100u)};
+    }
+    bool should_compact(unsigned proactiveness) const {
+        return proactiveness > 0 &&
+               arena_.fragmentation_score() > proactive_watermarks(proactiveness).high;
+    }
+    static compact_request proactive_request(unsigned proactiveness,
+                                             migrate_mode mode = migrate_mode::sync) {
+        compact_request request;
+        request.mode = mode;
+        request.stop_at_score = static_cast<int>(proactive_watermarks(proactiveness).low);
+        return request;
+    }
+
+    // Deferral state, for inspection.
+    [[nodiscard]] bool is_deferred(int order) const noexcept {
+        return order >= order_failed_ && considered_ + 1 < (1u << defer_shift_);
+    }
+    [[nodiscard]] unsigned defer_shift() const noexcept { return defer_shift_; }
+    [[nodiscard]] bool skip_hint(std::size_t block) const noexcept { return skip_[block]; }
+
+private:
+    // migrate_frames' Targets: free frames the free scanner takes from the top of the arena.
+    // Targets always lie at or above the free scanner, sources below the migration scanner,
+    // so release() can tell an unused target (kept for the next frame) from a source.
+    struct free_scanner_targets {
+        compactor& self;
+        frame* allocate(const frame& /*source*/) noexcept { return self.next_target(); }
+        void release(frame& f) noexcept {
+            if (self.arena_.index_of(f) >= self.free_position_) {
+                self.targets_.push_front(f);
+            } else {
+                self.arena_.release_frame(f);
+            }
+        }
+    };
+
+    static constexpr std::size_t frames_per_block = std::size_t{1} << Arena::max_order;
+
+    bool compaction_deferred(int order) noexcept;
+    void defer(int order) noexcept;
+    void reset_deferral(int order) noexcept;
+    bool finished() noexcept;
+    frame* next_target() noexcept;
+    frame* scan_for_free_frame() noexcept;
+    void give_back_targets() noexcept;
+    bool start_another_round() noexcept;
+    bool isolate_next(frame_list& batch);
+    void pair_batch(frame_list& batch, std::size_t limit);
+    std::size_t count_free_max_order_blocks() const;
+    int largest_free_order_hint() const;
+    int fragmentation_score_of_arena() const;
+
+    Arena& arena_;
+    std::vector<bool> skip_;
+    compact_request request_;
+    compact_stats stats_;
+    bool running_ = false;
+    bool full_ = true;
+    std::size_t migrate_position_ = 0; // next frame the migration scanner looks at
+    std::size_t free_position_ = 0;    // frames at or above this were scanned by the free scanner
+    std::size_t block_isolated_ = 0;   // isolated in the migration scanner's current block
+    std::size_t free_blocks_before_ = 0;
+    std::size_t round_migrated_ = 0;       // frames migrated in this sweep
+    std::size_t highest_returned_ = 0;     // highest unused target given back in this sweep
+    frame_list targets_;               // free frames taken, not used yet
+    frame_list left_isolated_;         // async: frames migrate_frames could not put back
+    // deferral (the kernel's compact_considered / compact_defer_shift / compact_order_failed)
+    unsigned considered_ = 0;
+    unsigned defer_shift_ = 0;
+    int order_failed_ = std::numeric_limits<int>::max();
+};
+
+// ---- implementation ----------------------------------------------------------------------------
+
+template <class Arena>
+    requires compactable_arena<Arena>
+bool compactor<Arena>::compaction_deferred(int order) noexcept {
+    if (order < order_failed_) {
+        return false;
+    }
+    const unsigned limit = 1u << defer_shift_;
+    if (++considered_ >= limit) {
+        considered_ = limit;
+        return false;
+    }
+    return true;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+void compactor<Arena>::defer(int order) noexcept {
+    considered_ = 0;
+    defer_shift_ = std::min(defer_shift_ + 1, max_defer_shift);
+    order_failed_ = std::min(order_failed_, order);
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+void compactor<Arena>::reset_deferral(int order) noexcept {
+    considered_ = 0;
+    defer_shift_ = 0;
+    if (order >= order_failed_) {
+        order_failed_ = order + 1;
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+int compactor<Arena>::largest_free_order_hint() const {
+    if constexpr (requires { arena_.largest_free_order(); }) {
+        return arena_.largest_free_order();
+    } else {
+        // Generic arenas: the largest aligned run of free frames.
+        int largest = -1;
+        for (int order = static_cast<int>(Arena::max_order); order >= 0 && largest < 0; --order) {
+            const std::size_t span = std::size_t{1} << order;
+            for (std::size_t first = 0; first + span <= arena_.frame_count(); first += span) {
+                bool all_free = true;
+                for (std::size_t i = first; i < first + span && all_free; ++i) {
+                    all_free = arena_.is_free(i);
+                }
+                if (all_free) {
+                    largest = order;
+                    break;
+                }
+            }
+        }
+        return largest;
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+int compactor<Arena>::fragmentation_score_of_arena() const {
+    if constexpr (requires { arena_.fragmentation_score(); }) {
+        return static_cast<int>(arena_.fragmentation_score());
+    } else {
+        std::size_t free_frames = 0;
+        for (std::size_t i = 0; i < arena_.frame_count(); ++i) {
+            free_frames += arena_.is_free(i) ? 1 : 0;
+        }
+        const std::size_t in_blocks = count_free_max_order_blocks() * frames_per_block;
+        return free_frames == 0 ? 0
+                                : static_cast<int>((free_frames - in_blocks) * 100 / free_frames);
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+std::size_t compactor<Arena>::count_free_max_order_blocks() const {
+    std::size_t blocks = 0;
+    for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
+         first += frames_per_block) {
+        bool all_free = true;
+        for (std::size_t i = first; i < first + frames_per_block && all_free; ++i) {
+            all_free = arena_.is_free(i);
+        }
+        blocks += all_free ? 1 : 0;
+    }
+    return blocks;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+void compactor<Arena>::begin(const compact_request& request) {
+    detail::contract(!running_, "compactor::begin: a compaction is already running; call end()");
+    if (request.order < -1 || request.order > static_cast<int>(Arena::max_order)) {
+        throw std::invalid_argument("compactor::begin: order must be -1 or 0..max_order");
+    }
+    if (request.max_bytes_per_pass != 0 && request.max_bytes_per_pass < Arena::frame_size) {
+        throw std::invalid_argument(
+            "compactor::begin: max_bytes_per_pass is smaller than one frame");
+    }
+    if (request.stop_at_score > 100) {
+        throw std::invalid_argument("compactor::begin: stop_at_score above 100");
+    }
+    request_ = request;
+    stats_ = {};
+    running_ = true;
+    full_ = request.order < 0 && request.stop_at_score < 0;
+    migrate_position_ = 0;
+    free_position_ = arena_.frame_count();
+    block_isolated_ = 0;
+    round_migrated_ = 0;
+    highest_returned_ = 0;
+    stats_.rounds = 1;
+    free_blocks_before_ = count_free_max_order_blocks();
+    if (full_) {
+        std::fill(skip_.begin(), skip_.end(), false);
+    }
+    if (request.order >= 0) {
+        if (compaction_deferred(request.order)) {
+            stats_.outcome = compact_outcome::deferred;
+        } else if (defer_shift_ == max_defer_shift && request.order >= order_failed_) {
+            // Restarting after the longest deferral: the hints may be stale (the kernel's
+            // compaction_restarting), so look at every block again.
+            std::fill(skip_.begin(), skip_.end(), false);
+        }
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+bool compactor<Arena>::finished() noexcept {
+    if (stats_.outcome != compact_outcome::running) {
+        return true;
+    }
+    if (request_.order >= 0 && largest_free_order_hint() >= request_.order) {
+        stats_.outcome = compact_outcome::order_available;
+    } else if (request_.stop_at_score >= 0 &&
+               fragmentation_score_of_arena() <= request_.stop_at_score) {
+        stats_.outcome = compact_outcome::score_reached;
+    } else if (migrate_position_ >= free_position_ && !start_another_round()) {
+        stats_.outcome = compact_outcome::scanners_met;
+    }
+    return stats_.outcome != compact_outcome::running;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+bool compactor<Arena>::start_another_round() noexcept {
+    // A sweep can leave free frames above the meeting point, between used ones (a target
+    // whose source failed to migrate, a frame freed meanwhile). Sweep again from the meeting
+    // point: every migration moves a frame to a higher index, so the sweeps end.
+    give_back_targets();
+    if (request_.order >= 0 || round_migrated_ == 0 || highest_returned_ <= migrate_position_) {
+        return false;
+    }
+    round_migrated_ = 0;
+    highest_returned_ = 0;
+    free_position_ = arena_.frame_count();
+    ++stats_.rounds;
+    return migrate_position_ < free_position_;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+frame* compactor<Arena>::scan_for_free_frame() noexcept {
+    // Walk down from the free scanner's position, never below the migration scanner.
+    while (free_position_ > migrate_position_) {
+        const std::size_t index = --free_position_;
+        ++stats_.free_scanned;
+        if (arena_.is_free(index)) {
+            if (frame* f = arena_.try_take_free_frame(index)) {
+                return f;
+            }
+        }
+    }
+    return nullptr; // the scanners met: no target left above the migration scanner
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+frame* compactor<Arena>::next_target() noexcept {
+    if (frame* f = targets_.pop_front()) {
+        return f;
+    }
+    return scan_for_free_frame();
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+void compactor<Arena>::give_back_targets() noexcept {
+    // Unused targets go back, and the free scanner will see them again next pass.
+    while (frame* f = targets_.pop_front()) {
+        const std::size_t index = arena_.index_of(*f);
+        free_position_ = std::max(free_position_, index + 1);
+        highest_returned_ = std::max(highest_returned_, index);
+        arena_.release_frame(*f);
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+bool compactor<Arena>::isolate_next(frame_list& batch) {
+    const bool use_hints = !full_;
+    while (migrate_position_ < free_position_) {
+        const std::size_t index = migrate_position_;
+        const std::size_t block = index >> Arena::max_order;
+        if (index % frames_per_block == 0) {
+            block_isolated_ = 0;
+            if (use_hints && skip_[block]) {
+                ++stats_.blocks_skipped;
+                migrate_position_ = index + frames_per_block;
+                continue;
+            }
+        }
+        ++migrate_position_;
+        ++stats_.migrate_scanned;
+        frame& f = arena_.frame_at(index);
+        const bool isolated = !arena_.is_free(index) && isolate_movable_frame(f, request_.mode);
+        if (isolated) {
+            batch.push_back(f);
+            ++stats_.isolated;
+            ++block_isolated_;
+        }
+        // Leaving a block in which nothing could be isolated: hint later compactions past it.
+        if (migrate_position_ % frames_per_block == 0 && block_isolated_ == 0) {
+            skip_[block] = true;
+        }
+        if (isolated) {
+            return true;
+        }
+    }
+    return false;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
+    // One target from the top, then one source from the bottom, in turn: each isolated frame
+    // has a place to go, and the scanners meet where the used frames above balance the free
+    // frames below, so no free frame is left between used ones.
+    while (batch.size() < limit) {
+        if (targets_.size() <= batch.size()) {
+            frame* target = scan_for_free_frame();
+            if (target == nullptr) {
+                return;
+            }
+            targets_.push_back(*target);
+        }
+        if (!isolate_next(batch)) {
+            return;
+        }
+    }
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+compact_progress compactor<Arena>::pass() {
+    detail::contract(running_, "compactor::pass: no compaction running; call begin()");
+    // Async leftovers from an earlier pass: try to give them back now.
+    while (frame* f = left_isolated_.pop_front()) {
+        free_scanner_targets targets{*this};
+        if (putback_movable_frame(*f) == putback_result::released) {
+            targets.release(*f);
+        }
+    }
+    if (finished()) {
+        return compact_progress::done;
+    }
+    ++stats_.passes;
+    std::size_t budget = std::numeric_limits<std::size_t>::max();
+    if (request_.max_frames_per_pass != 0) {
+        budget = request_.max_frames_per_pass;
+    }
+    if (request_.max_bytes_per_pass != 0) {
+        budget = std::min(budget, request_.max_bytes_per_pass / Arena::frame_size);
+    }
+
+    std::size_t isolated_this_pass = 0;
+    while (isolated_this_pass < budget && !finished()) {
+        frame_list batch;
+        pair_batch(batch, std::min(batch_frames, budget - isolated_this_pass));
+        if (batch.empty()) {
+            continue; // the scanners met; finished() sees it
+        }
+        isolated_this_pass += batch.size();
+        free_scanner_targets targets{*this};
+        const migrate_stats result = migrate_frames(batch, targets, request_.mode);
+        stats_.migrated += result.succeeded;
+        round_migrated_ += result.succeeded;
+        stats_.failed += result.failed;
+        stats_.released += result.released;
+        stats_.bytes_moved += result.succeeded * Arena::frame_size;
+        left_isolated_.splice_back(batch);
+    }
+    give_back_targets();
+    return finished() ? compact_progress::done : compact_progress::incomplete;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+compact_stats compactor<Arena>::end() {
+    detail::contract(running_, "compactor::end: no compaction running");
+    give_back_targets();
+    free_scanner_targets targets{*this};
+    putback_movable_frames(left_isolated_, targets);
+    running_ = false;
+    const std::size_t blocks_after = count_free_max_order_blocks();
+    stats_.max_order_blocks_freed =
+        blocks_after > free_blocks_before_ ? blocks_after - free_blocks_before_ : 0;
+    if (request_.order >= 0 && stats_.outcome != compact_outcome::deferred) {
+        if (largest_free_order_hint() >= request_.order) {
+            reset_deferral(request_.order);
+        } else {
+            defer(request_.order);
+        }
+    }
+    if (stats_.outcome == compact_outcome::running) {
+        finished();
+    }
+    return stats_;
+}
+
+} // namespace movable

@@ -1,0 +1,375 @@
+#include <movable/arena.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "support/death_test.hpp"
+#include "support/resident.hpp"
+
+using namespace movable;
+
+namespace {
+// 16 frames per max-order block keeps layouts small enough to reason about.
+using small_arena = frame_arena<4096, 4>;
+constexpr std::size_t block = small_arena::block_frames;
+
+std::vector<frame*> allocate_all(small_arena& arena, frame_kind kind = frame_kind::movable) {
+    std::vector<frame*> frames;
+    while (frame* f = arena.try_allocate(0, kind)) {
+        frames.push_back(f);
+    }
+    return frames;
+}
+} // namespace
+
+static_assert(compactable_arena<frame_arena<>>);
+static_assert(compactable_arena<small_arena>);
+static_assert(migration_targets<arena_targets<small_arena>>);
+
+TEST_CASE("a new arena is one free max-order block per block, frame-aligned") {
+    small_arena arena(8 * small_arena::block_bytes + 12345); // rounded down to whole blocks
+    CHECK(arena.frame_count() == 8 * block);
+    CHECK(arena.size_bytes() == 8 * small_arena::block_bytes);
+    CHECK(reinterpret_cast<std::uintptr_t>(arena.data()) % small_arena::frame_size == 0);
+    const auto stats = arena.stats();
+    CHECK(stats.free_frames == 8 * block);
+    CHECK(stats.free_blocks_of_order(small_arena::max_order) == 8);
+    CHECK(stats.largest_free_order == static_cast<int>(small_arena::max_order));
+    CHECK(stats.max_order_blocks_by_kind[0] == 8);
+    for (std::size_t i = 0; i < arena.frame_count(); ++i) {
+        CHECK(arena.is_free(i));
+    }
+}
+
+TEST_CASE("bad sizes and orders are rejected with clear errors") {
+    CHECK_THROWS_AS(small_arena(0), std::invalid_argument);
+    CHECK_THROWS_AS(small_arena(small_arena::block_bytes - 1), std::invalid_argument);
+    small_arena arena(small_arena::block_bytes);
+    CHECK_THROWS_AS((void)arena.allocate(small_arena::max_order + 1), std::invalid_argument);
+    CHECK(arena.try_allocate(small_arena::max_order + 1) == nullptr);
+    CHECK_THROWS_AS((void)arena.fragmentation_index(small_arena::max_order + 1),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void)arena.release_free_memory(small_arena::max_order + 1),
+                    std::invalid_argument);
+    int outside = 0;
+    CHECK_THROWS_AS((void)arena.frame_of(&outside), std::out_of_range);
+    CHECK(arena.try_frame_of(&outside) == nullptr);
+    CHECK(arena.try_frame_of(arena.data() + arena.size_bytes()) == nullptr);
+}
+
+TEST_CASE("exhaustion: try_allocate returns null, allocate throws bad_alloc") {
+    small_arena arena(small_arena::block_bytes);
+    auto frames = allocate_all(arena);
+    CHECK(frames.size() == block);
+    CHECK(arena.try_allocate() == nullptr);
+    CHECK_THROWS_AS((void)arena.allocate(), std::bad_alloc);
+    for (frame* f : frames) {
+        arena.deallocate(*f);
+    }
+    CHECK(arena.free_frames() == block);
+}
+
+TEST_CASE("addresses and frames map to each other") {
+    small_arena arena(2 * small_arena::block_bytes);
+    frame& f = arena.allocate(0);
+    std::byte* address = arena.address_of(f);
+    CHECK(&arena.frame_of(address) == &f);
+    CHECK(&arena.frame_of(address + small_arena::frame_size - 1) == &f);
+    CHECK(&arena.frame_at(arena.index_of(f)) == &f);
+    CHECK(address == arena.data() + arena.index_of(f) * small_arena::frame_size);
+    std::memset(address, 0xab, small_arena::frame_size); // the memory is usable
+    arena.deallocate(f);
+}
+
+TEST_CASE("splitting a max-order block leaves one free buddy of every smaller order") {
+    small_arena arena(small_arena::block_bytes);
+    frame& f = arena.allocate(0);
+    CHECK(f.reference_count() == 1);
+    const auto stats = arena.stats();
+    for (unsigned order = 0; order < small_arena::max_order; ++order) {
+        CHECK(stats.free_blocks_of_order(order) == 1);
+    }
+    CHECK(stats.free_blocks_of_order(small_arena::max_order) == 0);
+    CHECK(stats.largest_free_order == static_cast<int>(small_arena::max_order) - 1);
+    arena.deallocate(f);
+    CHECK(arena.stats().free_blocks_of_order(small_arena::max_order) == 1);
+}
+
+TEST_CASE("freeing coalesces buddies back into max-order blocks in any order") {
+    small_arena arena(4 * small_arena::block_bytes);
+    std::vector<frame*> frames;
+    for (int i = 0; i < 10; ++i) {
+        frames.push_back(&arena.allocate(2)); // blocks of 4 frames
+    }
+    for (int i = 0; i < 8; ++i) {
+        frames.push_back(&arena.allocate(0));
+    }
+    std::shuffle(frames.begin(), frames.end(), std::mt19937(7));
+    for (frame* f : frames) {
+        const std::size_t index = arena.index_of(*f);
+        // A block of order 2 starts on a 4-frame boundary; we freed by the order we took.
+        const unsigned order = (f->allocator_word() >> 2) & 0x1f;
+        CHECK(index % (std::size_t{1} << order) == 0);
+        arena.deallocate(*f, order);
+    }
+    const auto stats = arena.stats();
+    CHECK(stats.free_frames == arena.frame_count());
+    CHECK(stats.free_blocks_of_order(small_arena::max_order) == 4);
+}
+
+TEST_CASE("is_free agrees with a shadow model after random allocation and freeing") {
+    small_arena arena(8 * small_arena::block_bytes);
+    std::mt19937 random(1234);
+    struct live {
+        frame* first;
+        unsigned order;
+    };
+    std::vector<live> blocks;
+    for (int step = 0; step < 2000; ++step) {
+        if (blocks.empty() || random() % 3 != 0) {
+            const unsigned order = random() % 3;
+            if (frame* f = arena.try_allocate(order)) {
+                blocks.push_back({f, order});
+            }
+        } else {
+            const std::size_t victim = random() % blocks.size();
+            arena.deallocate(*blocks[victim].first, blocks[victim].order);
+            blocks.erase(blocks.begin() + static_cast<std::ptrdiff_t>(victim));
+        }
+    }
+    std::vector<bool> used(arena.frame_count(), false);
+    for (const live& b : blocks) {
+        const std::size_t first = arena.index_of(*b.first);
+        for (std::size_t i = first; i < first + (std::size_t{1} << b.order); ++i) {
+            CHECK_FALSE(used[i]); // no two live blocks overlap
+            used[i] = true;
+        }
+    }
+    std::size_t free_count = 0;
+    for (std::size_t i = 0; i < arena.frame_count(); ++i) {
+        CHECK(arena.is_free(i) == !used[i]);
+        free_count += used[i] ? 0 : 1;
+    }
+    CHECK(arena.free_frames() == free_count);
+    for (const live& b : blocks) {
+        arena.deallocate(*b.first, b.order);
+    }
+    CHECK(arena.stats().free_blocks_of_order(small_arena::max_order) == 8);
+}
+
+TEST_CASE("taking a free frame by index returns exactly that frame and splits around it") {
+    small_arena arena(small_arena::block_bytes);
+    frame* f = arena.try_take_free_frame(11);
+    REQUIRE(f != nullptr);
+    CHECK(arena.index_of(*f) == 11);
+    CHECK(f->reference_count() == 1);
+    CHECK_FALSE(arena.is_free(11));
+    CHECK(arena.free_frames() == block - 1);
+    CHECK(arena.try_take_free_frame(11) == nullptr); // allocated now
+    CHECK(arena.try_take_free_frame(arena.frame_count()) == nullptr);
+    for (std::size_t i = 0; i < block; ++i) {
+        CHECK(arena.is_free(i) == (i != 11));
+    }
+    arena.release_frame(*f);
+    CHECK(arena.largest_free_order() == static_cast<int>(small_arena::max_order));
+}
+
+TEST_CASE("unmovable allocations gather in few max-order blocks") {
+    small_arena arena(8 * small_arena::block_bytes);
+    std::vector<frame*> unmovable;
+    std::vector<frame*> movable_frames;
+    // Interleave: 3 movable per unmovable, 24 unmovable in all (1.5 blocks' worth).
+    for (int i = 0; i < 96; ++i) {
+        const bool is_unmovable = i % 4 == 0;
+        frame& f = arena.allocate(0, is_unmovable ? frame_kind::unmovable : frame_kind::movable);
+        (is_unmovable ? unmovable : movable_frames).push_back(&f);
+    }
+    std::set<std::size_t> blocks_with_unmovable;
+    for (frame* f : unmovable) {
+        const std::size_t b = arena.index_of(*f) / block;
+        blocks_with_unmovable.insert(b);
+        CHECK(arena.block_kind(b) == frame_kind::unmovable);
+        CHECK(arena.allocation_kind(arena.index_of(*f)) == frame_kind::unmovable);
+    }
+    CHECK(blocks_with_unmovable.size() == 2); // ceil(24 / 16): they did not scatter
+    for (frame* f : movable_frames) {
+        CHECK(blocks_with_unmovable.count(arena.index_of(*f) / block) == 0);
+    }
+    const auto stats = arena.stats();
+    CHECK(stats.max_order_blocks_by_kind[1] == 2);
+    CHECK(stats.blocks_claimed == 2);
+    for (frame* f : unmovable) {
+        arena.deallocate(*f);
+    }
+    for (frame* f : movable_frames) {
+        arena.deallocate(*f);
+    }
+}
+
+TEST_CASE("an allocation claims a block of the other kind only when its own kind is exhausted") {
+    small_arena arena(2 * small_arena::block_bytes);
+    frame& first_unmovable = arena.allocate(0, frame_kind::unmovable); // must claim a block
+    CHECK(arena.stats().blocks_claimed == 1);
+    std::vector<frame*> movable_frames;
+    for (std::size_t i = 0; i < block; ++i) { // the other block, all movable
+        movable_frames.push_back(&arena.allocate(0, frame_kind::movable));
+    }
+    CHECK(arena.stats().blocks_claimed == 1); // the movable block sufficed
+    // Movable is exhausted; the next movable allocation claims the unmovable block.
+    frame& spill = arena.allocate(0, frame_kind::movable);
+    CHECK(arena.stats().blocks_claimed == 2);
+    CHECK(arena.index_of(spill) / block == arena.index_of(first_unmovable) / block);
+    arena.deallocate(spill);
+    arena.deallocate(first_unmovable);
+    for (frame* f : movable_frames) {
+        arena.deallocate(*f);
+    }
+}
+
+TEST_CASE("fragmentation index, unusable free index and score follow the kernel's formulas") {
+    using tiny = frame_arena<4096, 2>; // 4 frames per block
+    tiny arena(4 * tiny::block_bytes); // 16 frames
+    CHECK(arena.fragmentation_index(2) == -1.0); // a free order-2 block exists
+    CHECK(arena.unusable_free_index(2) == 0.0);
+    CHECK(arena.fragmentation_score() == 0);
+
+    std::vector<frame*> frames;
+    for (int i = 0; i < 16; ++i) {
+        frames.push_back(&arena.allocate(0));
+    }
+    CHECK(arena.fragmentation_index(0) == 0.0); // nothing free: failure is lack of memory
+    CHECK(arena.unusable_free_index(0) == 0.0);
+    for (std::size_t i = 0; i < frames.size(); i += 2) {
+        arena.deallocate(*frames[i]); // every other frame: 8 free order-0 blocks
+    }
+    // 1 - (1 + free_pages / requested) / free_blocks = 1 - (1 + 8/4) / 8
+    CHECK(arena.fragmentation_index(2) == doctest::Approx(0.625));
+    CHECK(arena.fragmentation_index(0) == -1.0);
+    CHECK(arena.unusable_free_index(2) == 1.0);
+    CHECK(arena.unusable_free_index(1) == 1.0);
+    CHECK(arena.unusable_free_index(0) == 0.0);
+    CHECK(arena.fragmentation_score() == 100);
+    for (std::size_t i = 1; i < frames.size(); i += 2) {
+        arena.deallocate(*frames[i]);
+    }
+    CHECK(arena.fragmentation_score() == 0);
+}
+
+TEST_CASE("released free memory leaves the resident set and reads as zero when reused") {
+    using big_arena = frame_arena<4096, 10>;
+    constexpr std::size_t bytes = 64u << 20;
+    big_arena arena(bytes);
+    std::vector<frame*> blocks;
+    while (frame* f = arena.try_allocate(big_arena::max_order)) {
+        blocks.push_back(f);
+        std::memset(arena.address_of(*f), 0x5a, big_arena::block_bytes); // commit the memory
+    }
+    REQUIRE(blocks.size() == bytes / big_arena::block_bytes);
+    for (frame* f : blocks) {
+        arena.deallocate(*f, big_arena::max_order);
+    }
+    const std::size_t before = test::resident_bytes();
+    const std::size_t released = arena.release_free_memory(0);
+    const std::size_t after = test::resident_bytes();
+    CHECK(released == bytes);
+    MESSAGE("resident before " << before << " after " << after << " released " << released);
+    CHECK(before - after >= released * 9 / 10); // the OS took (nearly) all of it back
+    CHECK(arena.stats().released_frames == arena.frame_count());
+    CHECK(arena.release_free_memory(0) == 0); // nothing left to release
+
+    frame& reused = arena.allocate(0);
+    const std::byte* memory = arena.address_of(reused);
+    CHECK(std::all_of(memory, memory + big_arena::frame_size,
+                      [](std::byte b) { return b == std::byte{0}; }));
+    std::memset(arena.address_of(reused), 1, big_arena::frame_size); // and it works
+    CHECK(arena.stats().released_frames == arena.frame_count() - 1);
+    arena.deallocate(reused);
+    // Only the frame that was used needs releasing again.
+    CHECK(arena.release_free_memory(0) == big_arena::frame_size);
+}
+
+TEST_CASE("release_free_memory leaves blocks below min_order alone") {
+    small_arena arena(2 * small_arena::block_bytes);
+    frame& f = arena.allocate(0); // splits block 0 into orders 0..3
+    const std::size_t released = arena.release_free_memory(small_arena::max_order);
+    CHECK(released == small_arena::block_bytes); // only the untouched block 1
+    CHECK(arena.release_free_memory(3) == 8 * small_arena::frame_size); // the order-3 buddy
+    arena.deallocate(f);
+}
+
+TEST_CASE("freeing a frame that is not allocated is a contract violation") {
+    MOVABLE_REQUIRE_CONTRACTS();
+    CHECK(test::dies_with("frame_arena::deallocate: frame is not an allocated block", [] {
+        small_arena arena(small_arena::block_bytes);
+        frame& f = arena.allocate(0);
+        arena.deallocate(f);
+        arena.deallocate(f);
+    }));
+    CHECK(test::dies_with("frame_arena::deallocate: order differs", [] {
+        small_arena arena(small_arena::block_bytes);
+        frame& f = arena.allocate(1);
+        arena.deallocate(f, 0);
+    }));
+    CHECK(test::dies_with("frame_arena::deallocate: frame is not in this arena", [] {
+        small_arena first(small_arena::block_bytes);
+        small_arena second(small_arena::block_bytes);
+        frame& f = first.allocate(0);
+        second.deallocate(f);
+    }));
+    CHECK(test::dies_with("frame_arena::deallocate: frame is still owned", [] {
+        struct owner {
+            bool isolate(frame&, migrate_mode) noexcept { return true; }
+            migrate_status migrate(frame&, frame&, migrate_mode) noexcept {
+                return migrate_status::busy;
+            }
+            void putback(frame&) noexcept {}
+        } o;
+        small_arena arena(small_arena::block_bytes);
+        frame& f = arena.allocate(0);
+        f.lock();
+        set_movable(f, o);
+        f.unlock();
+        arena.deallocate(f);
+    }));
+}
+
+TEST_CASE("threads allocating and freeing at once leave the arena whole") {
+    small_arena arena(16 * small_arena::block_bytes);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&arena, t] {
+            std::mt19937 random(static_cast<unsigned>(t));
+            std::vector<std::pair<frame*, unsigned>> mine;
+            for (int step = 0; step < 5000; ++step) {
+                if (mine.empty() || random() % 2 == 0) {
+                    const unsigned order = random() % 3;
+                    const frame_kind kind = random() % 5 == 0 ? frame_kind::unmovable
+                                                              : frame_kind::movable;
+                    if (frame* f = arena.try_allocate(order, kind)) {
+                        mine.emplace_back(f, order);
+                    }
+                } else {
+                    auto [f, order] = mine.back();
+                    mine.pop_back();
+                    arena.deallocate(*f, order);
+                }
+            }
+            for (auto [f, order] : mine) {
+                arena.deallocate(*f, order);
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    const auto stats = arena.stats();
+    CHECK(stats.free_frames == arena.frame_count());
+    CHECK(stats.free_blocks_of_order(small_arena::max_order) == 16);
+}
