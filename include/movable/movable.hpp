@@ -1,6 +1,8 @@
 // movable: make any arena or pool compactable. The umbrella header.
 #pragma once
 
+#include <movable/arena.hpp>
+#include <movable/compaction.hpp>
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
 #include <movable/operations.hpp>

@@ -1,0 +1,83 @@
+// The README's quick start: an owner, an arena, a compaction.
+#include <movable/movable.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+// 1. An owner: whatever keeps data in frames and can let them move.
+struct blob_store {
+    movable::frame_arena<>& arena;
+    std::mutex mutex;
+    std::vector<movable::frame*> blobs; // blob number -> the frame holding it
+
+    // Called with f locked. true: the compactor may take f away for a moment.
+    bool isolate(movable::frame&, movable::migrate_mode) noexcept { return true; }
+    // Copy src to dst, point our references at dst, make dst movable.
+    movable::migrate_status migrate(movable::frame& dst, movable::frame& src,
+                                    movable::migrate_mode) noexcept {
+        std::memcpy(arena.address_of(dst), arena.address_of(src), arena.frame_size);
+        std::lock_guard guard(mutex);
+        blobs[src.private_word()] = &dst;
+        dst.set_private_word(src.private_word());
+        movable::set_movable(dst, *this);
+        return movable::migrate_status::success;
+    }
+    // The compactor gives back a frame it did not move.
+    void putback(movable::frame&) noexcept {}
+};
+static_assert(movable::movable_owner<blob_store>);
+
+int main() {
+    // 2. An arena: 16 MiB of frames (mmap), buddy-allocated in blocks of up to 4 MiB.
+    movable::frame_arena<> arena(16 << 20);
+    blob_store store{arena, {}, {}};
+
+    // 3. Fill it, then free every other blob: the free half is scattered in 4 KiB holes.
+    for (std::size_t i = 0; i < arena.frame_count(); ++i) {
+        movable::frame& f = arena.allocate();
+        std::memset(arena.address_of(f), static_cast<int>(i & 0xff), arena.frame_size);
+        f.set_private_word(i);
+        std::lock_guard frame_guard(f);
+        movable::set_movable(f, store);
+        store.blobs.push_back(&f);
+    }
+    for (std::size_t i = 0; i < store.blobs.size(); i += 2) {
+        std::lock_guard frame_guard(*store.blobs[i]);
+        if (!movable::clear_movable(*store.blobs[i])) { // not isolated by a compactor right now
+            arena.deallocate(*store.blobs[i]);
+        }
+        store.blobs[i] = nullptr;
+    }
+    std::printf("before: largest free block %zu KiB\n",
+                (arena.frame_size << arena.largest_free_order()) / 1024);
+
+    // 4. Compact: the odd blobs move up, the free half becomes whole 4 MiB blocks.
+    movable::compactor compaction(arena);
+    const movable::compact_stats stats = compaction.compact();
+    std::printf("after:  largest free block %zu KiB; moved %zu frames; %zu max-order blocks freed\n",
+                (arena.frame_size << arena.largest_free_order()) / 1024, stats.migrated,
+                stats.max_order_blocks_freed);
+    std::printf("released %zu MiB to the OS\n", arena.release_free_memory() >> 20);
+
+    // Every blob kept its bytes.
+    for (std::size_t i = 1; i < store.blobs.size(); i += 2) {
+        const std::byte* bytes = arena.address_of(*store.blobs[i]);
+        if (bytes[0] != static_cast<std::byte>(i & 0xff)) {
+            return 1;
+        }
+    }
+    for (movable::frame* f : store.blobs) { // tidy up
+        if (f != nullptr) {
+            std::lock_guard frame_guard(*f);
+            (void)movable::clear_movable(*f);
+        }
+    }
+    for (movable::frame* f : store.blobs) {
+        if (f != nullptr) {
+            arena.deallocate(*f);
+        }
+    }
+    return 0;
+}
