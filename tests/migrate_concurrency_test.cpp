@@ -24,6 +24,7 @@ struct tally {
     std::atomic<std::size_t> released{0};
     std::atomic<std::size_t> put_back{0};
     std::atomic<std::size_t> failed{0};
+    std::atomic<std::size_t> rounds{0};
 };
 
 void migrate_until(std::atomic<bool>& stop, test_owner& owner, test_pool& pool,
@@ -45,6 +46,7 @@ void migrate_until(std::atomic<bool>& stop, test_owner& owner, test_pool& pool,
         counts.failed += stats.failed;
         // async may leave frames whose lock was busy; give them back, waiting if need be.
         putback_movable_frames(isolated, pool);
+        ++counts.rounds;
     }
 }
 
@@ -72,6 +74,10 @@ void run_scenario(migrate_mode mode) {
             [&] { migrate_until(stop, owner, pool, pages, mode, counts); });
     }
 
+    // Let the migrators get going, so releases race with migrations in flight.
+    while (counts.rounds.load() < 2) {
+        std::this_thread::yield();
+    }
     std::vector<std::size_t> order(pages);
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937(42));
@@ -108,9 +114,13 @@ void run_scenario(migrate_mode mode) {
 } // namespace
 
 TEST_CASE("concurrent migration and release with clear_movable account for every frame (sync)") {
-    run_scenario(migrate_mode::sync);
+    for (int repeat = 0; repeat < 3; ++repeat) {
+        run_scenario(migrate_mode::sync);
+    }
 }
 
 TEST_CASE("concurrent migration and release with clear_movable account for every frame (async)") {
-    run_scenario(migrate_mode::async);
+    for (int repeat = 0; repeat < 3; ++repeat) {
+        run_scenario(migrate_mode::async);
+    }
 }
