@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
     std::size_t next_page = 0;
     std::vector<std::size_t> live;
     for (int step = 0; step < 4; ++step) {
-        while (arena.free_frames() > arena.frame_count() / 16) {
+        while (arena.free_frames() > arena.frame_count() / 64) {
             if (random() % 100 == 0) {
                 if (movable::frame* f = arena.try_allocate(0, movable::frame_kind::unmovable)) {
                     unmovable[arena.index_of(*f)] = true;
