@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -116,13 +117,22 @@ void write_svg(const std::string& path, const std::vector<cell>& before,
         svg << "<rect x='" << x0 - 1 << "' y='" << top - 1 << "' width='" << panel_width + 2
             << "' height='" << panel_height + 2 << "' fill='none' stroke='#888'/>\n";
         const auto& cells = *panels[p];
-        for (std::size_t i = 0; i < cells.size(); ++i) {
-            if (cells[i] == cell::released) {
-                continue; // white background
+        // One rectangle per run of equal cells in a row keeps the file small.
+        for (std::size_t row = 0; row < rows; ++row) {
+            const std::size_t end = std::min(cells.size(), (row + 1) * columns);
+            for (std::size_t run = row * columns; run < end;) {
+                std::size_t next = run + 1;
+                while (next < end && cells[next] == cells[run]) {
+                    ++next;
+                }
+                if (cells[run] != cell::released) { // white background
+                    svg << "<rect x='" << x0 + static_cast<int>(run % columns) * size << "' y='"
+                        << top + static_cast<int>(row) * size << "' width='"
+                        << static_cast<int>(next - run) * size << "' height='" << size
+                        << "' fill='" << colour(cells[run]) << "'/>\n";
+                }
+                run = next;
             }
-            svg << "<rect x='" << x0 + static_cast<int>(i % columns) * size << "' y='"
-                << top + static_cast<int>(i / columns) * size << "' width='" << size
-                << "' height='" << size << "' fill='" << colour(cells[i]) << "'/>\n";
         }
     }
     const int legend_y = top + panel_height + 28;
