@@ -280,9 +280,16 @@ TEST_CASE("each incremental pass moves at most its budget") {
         // Each migration is one owner callback: count them per pass.
         const int isolations_before = c.owner.isolate_calls;
         const int migrations_before = c.owner.migrate_calls;
+        const std::size_t scanned_before =
+            compaction.stats().migrate_scanned + compaction.stats().free_scanned;
         const compact_progress progress = compaction.pass();
         CHECK(c.owner.isolate_calls - isolations_before <= 4);
         CHECK(c.owner.migrate_calls - migrations_before <= 4);
+        // The scanners' work per pass is bounded too: a pause stays short on long stretches.
+        const std::size_t scanned =
+            compaction.stats().migrate_scanned + compaction.stats().free_scanned - scanned_before;
+        CHECK(scanned <= std::max<std::size_t>(
+                             4 * compactor<arena_type>::scan_frames_per_budget_frame, 1024));
         if (progress == compact_progress::done) {
             break;
         }

@@ -126,6 +126,9 @@ public:
         return static_cast<std::size_t>(&f - frames_.get());
     }
     [[nodiscard]] bool is_free(std::size_t index) const noexcept;
+    // One past the last frame of the free block holding `index`; `index` when it is not free.
+    // A lockless hint like is_free; the compactor uses it to jump over free space.
+    [[nodiscard]] std::size_t free_block_end(std::size_t index) const noexcept;
     // Only frames of movable blocks are handed out, so compaction never fills the holes of an
     // unmovable block with movable frames (the kernel's suitable_migration_target).
     [[nodiscard]] frame* try_take_free_frame(std::size_t index) noexcept;
@@ -349,6 +352,16 @@ bool frame_arena<FrameSize, MaxOrder>::is_free(std::size_t index) const noexcept
     std::size_t head = 0;
     unsigned order = 0;
     return index < frame_count_ && find_free_block(index, head, order);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::free_block_end(std::size_t index) const noexcept {
+    std::size_t head = 0;
+    unsigned order = 0;
+    if (index >= frame_count_ || !find_free_block(index, head, order)) {
+        return index;
+    }
+    return std::min(head + (std::size_t{1} << order), frame_count_);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>

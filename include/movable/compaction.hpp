@@ -74,6 +74,9 @@ class compactor {
 public:
     static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
     static constexpr unsigned max_defer_shift = 6;  // up to 64 deferred requests
+    // A pass with a budget of n frames looks at most at n * this many frames (and at least
+    // 1024), counting both scanners.
+    static constexpr std::size_t scan_frames_per_budget_frame = 8;
 
     explicit compactor(Arena& arena)
         : arena_(arena), skip_(arena.frame_count() >> Arena::max_order, false) {}
@@ -94,6 +97,8 @@ public:
     // Finishes (gives back unused targets, puts back anything still isolated) and returns
     // the statistics of the whole compaction.
     compact_stats end();
+    // The statistics so far, between passes.
+    [[nodiscard]] const compact_stats& stats() const noexcept { return stats_; }
 
     // Proactive compaction (the kernel's vm.compaction_proactiveness, 0..100): compaction is
     // due when the fragmentation score exceeds the high watermark, and proactive_request
@@ -152,6 +157,9 @@ private:
     void give_back_targets() noexcept;
     bool start_another_round() noexcept;
     bool isolate_next(frame_list& batch);
+    bool may_scan() noexcept { return scan_allowance_ > 0; }
+    void scanned_one() noexcept { scan_allowance_ -= scan_allowance_ > 0 ? 1 : 0; }
+    std::size_t free_run_end(std::size_t index) const;
     void pair_batch(frame_list& batch, std::size_t limit);
     std::size_t count_free_max_order_blocks() const;
     int largest_free_order_hint() const;
@@ -169,6 +177,7 @@ private:
     std::size_t free_blocks_before_ = 0;
     std::size_t round_migrated_ = 0;       // frames migrated in this sweep
     std::size_t highest_returned_ = 0;     // highest unused target given back in this sweep
+    std::size_t scan_allowance_ = 0;       // frames the scanners may still look at this pass
     frame_list targets_;               // free frames taken, not used yet
     frame_list left_isolated_;         // async: frames migrate_frames could not put back
     // deferral (the kernel's compact_considered / compact_defer_shift / compact_order_failed)
@@ -344,16 +353,17 @@ template <class Arena>
     requires compactable_arena<Arena>
 frame* compactor<Arena>::scan_for_free_frame() noexcept {
     // Walk down from the free scanner's position, never below the migration scanner.
-    while (free_position_ > migrate_position_) {
+    while (free_position_ > migrate_position_ && may_scan()) {
         const std::size_t index = --free_position_;
         ++stats_.free_scanned;
+        scanned_one();
         if (arena_.is_free(index)) {
             if (frame* f = arena_.try_take_free_frame(index)) {
                 return f;
             }
         }
     }
-    return nullptr; // the scanners met: no target left above the migration scanner
+    return nullptr; // the scanners met, or this pass may not scan further
 }
 
 template <class Arena>
@@ -392,17 +402,28 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
                 continue;
             }
         }
-        ++migrate_position_;
+        if (!may_scan()) {
+            return false;
+        }
         ++stats_.migrate_scanned;
+        scanned_one();
+        if (arena_.is_free(index)) {
+            // Nothing to isolate in a free run: jump to its end (never past the free scanner).
+            migrate_position_ = std::min(free_run_end(index), free_position_);
+        } else {
+            ++migrate_position_;
+        }
         frame& f = arena_.frame_at(index);
-        const bool isolated = !arena_.is_free(index) && isolate_movable_frame(f, request_.mode);
+        const bool isolated = migrate_position_ == index + 1 && !arena_.is_free(index) &&
+                              isolate_movable_frame(f, request_.mode);
         if (isolated) {
             batch.push_back(f);
             ++stats_.isolated;
             ++block_isolated_;
         }
         // Leaving a block in which nothing could be isolated: hint later compactions past it.
-        if (migrate_position_ % frames_per_block == 0 && block_isolated_ == 0) {
+        if (migrate_position_ % frames_per_block == 0 && migrate_position_ > index &&
+            block_isolated_ == 0) {
             skip_[block] = true;
         }
         if (isolated) {
@@ -410,6 +431,16 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
         }
     }
     return false;
+}
+
+template <class Arena>
+    requires compactable_arena<Arena>
+std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
+    if constexpr (requires { arena_.free_block_end(index); }) {
+        return std::max(arena_.free_block_end(index), index + 1);
+    } else {
+        return index + 1;
+    }
 }
 
 template <class Arena>
@@ -455,16 +486,27 @@ compact_progress compactor<Arena>::pass() {
         budget = std::min(budget, request_.max_bytes_per_pass / Arena::frame_size);
     }
 
+    // A budgeted pass also bounds how far the scanners look, so a pass over a long stretch of
+    // used or free frames is a bounded pause too.
+    scan_allowance_ = budget == std::numeric_limits<std::size_t>::max()
+                          ? std::numeric_limits<std::size_t>::max()
+                          : std::max<std::size_t>(budget * scan_frames_per_budget_frame, 1024);
+
     std::size_t isolated_this_pass = 0;
-    while (isolated_this_pass < budget && !finished()) {
+    while (isolated_this_pass < budget && may_scan() && !finished()) {
         frame_list batch;
         pair_batch(batch, std::min(batch_frames, budget - isolated_this_pass));
         if (batch.empty()) {
-            continue; // the scanners met; finished() sees it
+            continue; // the scanners met (finished() sees it) or the scan allowance ran out
         }
         isolated_this_pass += batch.size();
         free_scanner_targets targets{*this};
+        // Targets were paired up front; should a retry need one more, let the free scanner
+        // find it rather than stop the call for want of scan allowance.
+        const std::size_t allowance = scan_allowance_;
+        scan_allowance_ = std::numeric_limits<std::size_t>::max();
         const migrate_stats result = migrate_frames(batch, targets, request_.mode);
+        scan_allowance_ = allowance;
         stats_.migrated += result.succeeded;
         round_migrated_ += result.succeeded;
         stats_.failed += result.failed;
