@@ -8,6 +8,8 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <thread>
+#include <atomic>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -492,4 +494,56 @@ TEST_CASE("any arena modelling compactable_arena can be compacted") {
     }
     CHECK(stats.max_order_blocks_freed == 8);
     owner.release_all();
+}
+
+TEST_CASE("async compaction never waits for a frame lock held elsewhere; end() puts it back") {
+    churned c(8, 8 * block / 2);
+    std::atomic<frame*> held{nullptr};
+    std::atomic<bool> holding{false};
+    std::atomic<bool> let_go{false};
+    std::atomic<int> isolated_so_far{0};
+    // The second frame isolated gets locked by another thread as soon as isolation lets go of
+    // it, and stays locked until the compaction has finished its passes.
+    c.owner.isolate_policy = [&](frame& f) {
+        if (++isolated_so_far == 2) {
+            held = &f;
+        }
+        return true;
+    };
+    std::thread holder([&] {
+        while (held.load() == nullptr) {
+            std::this_thread::yield();
+        }
+        held.load()->lock();
+        holding = true;
+        while (!let_go.load()) {
+            std::this_thread::yield();
+        }
+        held.load()->unlock();
+    });
+    c.owner.migrate_policy = [&](frame& src) {
+        while (&src != held.load() && held.load() != nullptr && !holding.load()) {
+            std::this_thread::yield(); // make sure the lock is taken before we get to it
+        }
+        return migrate_status::success;
+    };
+    compactor<arena_type> compaction(c.arena);
+    compact_request request;
+    request.mode = migrate_mode::async;
+    request.max_frames_per_pass = 8; // several passes, each retrying the leftover
+    compaction.begin(request);
+    int passes = 0;
+    while (compaction.pass() == compact_progress::incomplete) {
+        ++passes;
+    }
+    CHECK(passes > 1);
+    CHECK(held.load()->is_isolated()); // still isolated: nobody waited for its lock
+    CHECK(c.owner.putback_calls == 0);
+    let_go = true;
+    holder.join();
+    const compact_stats stats = compaction.end();
+    CHECK_FALSE(held.load()->is_isolated());
+    CHECK(c.owner.putback_calls == 1);
+    CHECK(stats.failed >= 1);
+    CHECK(c.all_pages_intact());
 }

@@ -467,13 +467,22 @@ template <class Arena>
     requires compactable_arena<Arena>
 compact_progress compactor<Arena>::pass() {
     detail::contract(running_, "compactor::pass: no compaction running; call begin()");
-    // Async leftovers from an earlier pass: try to give them back now.
+    // Frames an async pass could not put back (their lock was busy): try again, still
+    // without waiting in async mode; end() puts back whatever is left.
+    frame_list still_busy;
     while (frame* f = left_isolated_.pop_front()) {
-        free_scanner_targets targets{*this};
-        if (putback_movable_frame(*f) == putback_result::released) {
-            targets.release(*f);
+        if (request_.mode == migrate_mode::async && !f->try_lock()) {
+            still_busy.push_back(*f);
+            continue;
+        }
+        if (request_.mode != migrate_mode::async) {
+            f->lock();
+        }
+        if (detail::putback_locked(*f) == putback_result::released) {
+            free_scanner_targets{*this}.release(*f);
         }
     }
+    left_isolated_.splice_back(still_busy);
     if (finished()) {
         return compact_progress::done;
     }
