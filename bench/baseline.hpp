@@ -19,7 +19,8 @@ namespace movable::bench {
 inline double memcpy_nanoseconds(std::size_t bytes) {
     std::vector<std::byte> source(bytes, std::byte{1});
     std::vector<std::byte> target(bytes);
-    const std::size_t batch = std::max<std::size_t>(1, (std::size_t{64} << 20) / std::max<std::size_t>(bytes, 1) / 8);
+    const std::size_t batch =
+        std::max<std::size_t>(1, (std::size_t{64} << 20) / std::max<std::size_t>(bytes, 1) / 8);
     double best = 1e300;
     for (int round = 0; round < 7; ++round) {
         const auto start = std::chrono::steady_clock::now();

@@ -26,8 +26,7 @@ using arena_type = movable::frame_arena<4096, 10>;
 using clock_type = std::chrono::steady_clock;
 
 struct fragmented_arena {
-    explicit fragmented_arena(std::size_t bytes, unsigned seed = 1)
-        : arena(bytes), store(arena) {
+    explicit fragmented_arena(std::size_t bytes, unsigned seed = 1) : arena(bytes), store(arena) {
         std::vector<std::byte> page(arena_type::frame_size, std::byte{0x42});
         const std::size_t pages = arena.frame_count();
         for (std::size_t i = 0; i < pages; ++i) {
@@ -82,7 +81,12 @@ void full_compaction(benchmark::State& state) {
         seconds_per_run * 1e9 / (static_cast<double>(moved_per_run) / arena_type::frame_size);
     state.counters["blocks_freed"] = static_cast<double>(blocks_freed);
 }
-BENCHMARK(full_compaction)->Arg(16)->Arg(256)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(full_compaction)
+    ->Arg(16)
+    ->Arg(256)
+    ->Arg(1024)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 void incremental_pass_1MiB(benchmark::State& state) {
     constexpr std::size_t budget = 1 << 20;
@@ -104,7 +108,8 @@ void incremental_pass_1MiB(benchmark::State& state) {
             state.PauseTiming();
             (void)compaction->end();
             compaction.reset();
-            fragmented = std::make_unique<fragmented_arena>(std::size_t{256} << 20, static_cast<unsigned>(passes));
+            fragmented = std::make_unique<fragmented_arena>(std::size_t{256} << 20,
+                                                            static_cast<unsigned>(passes));
             compaction = std::make_unique<movable::compactor<arena_type>>(fragmented->arena);
             compaction->begin(request);
             state.ResumeTiming();
@@ -114,7 +119,8 @@ void incremental_pass_1MiB(benchmark::State& state) {
     const double memcpy_seconds = movable::bench::memcpy_nanoseconds(budget) * 1e-9;
     std::sort(pauses.begin(), pauses.end());
     auto percentile = [&](double p) {
-        return pauses[std::min(pauses.size() - 1, static_cast<std::size_t>(p * static_cast<double>(pauses.size())))];
+        return pauses[std::min(pauses.size() - 1,
+                               static_cast<std::size_t>(p * static_cast<double>(pauses.size())))];
     };
     state.counters["memcpy_1MiB_us"] = memcpy_seconds * 1e6;
     state.counters["p50_pause_us"] = percentile(0.5) * 1e6;

@@ -20,8 +20,8 @@ constexpr std::size_t frame_size = 4096;
 // Two frames over real memory and an owner that migrates one page back and forth between them.
 struct ping_pong {
     frame frames[2];
-    std::byte* memory = static_cast<std::byte*>(
-        ::operator new(2 * frame_size, std::align_val_t{frame_size}));
+    std::byte* memory =
+        static_cast<std::byte*>(::operator new (2 * frame_size, std::align_val_t{frame_size}));
     frame* free_frame = &frames[1];
 
     ping_pong() {
@@ -30,7 +30,7 @@ struct ping_pong {
         std::unique_lock<frame> guard(frames[0]);
         set_movable(frames[0], *this);
     }
-    ~ping_pong() { ::operator delete(memory, std::align_val_t{frame_size}); }
+    ~ping_pong() { ::operator delete (memory, std::align_val_t{frame_size}); }
     std::byte* address_of(const frame& f) { return memory + (&f - frames) * frame_size; }
 
     // owner protocol

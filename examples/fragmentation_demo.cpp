@@ -5,10 +5,10 @@
 //   fragmentation_demo [--arena-mib N] [--svg PATH] [--seed S]
 #include <movable/compaction.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -33,7 +33,9 @@ std::size_t resident_bytes() {
     return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-double mib(std::size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+double mib(std::size_t bytes) {
+    return static_cast<double>(bytes) / (1 << 20);
+}
 
 std::vector<cell> snapshot(const arena_type& arena, const std::vector<bool>& unmovable) {
     std::vector<cell> cells(arena.frame_count());
@@ -58,9 +60,9 @@ void print_map(const std::vector<cell>& cells) {
             used += (cells[i] == cell::movable || cells[i] == cell::unmovable) ? 1 : 0;
             has_unmovable = has_unmovable || cells[i] == cell::unmovable;
         }
-        line += has_unmovable    ? 'U'
-                : used == 0      ? '.'
-                : used == block  ? '#'
+        line += has_unmovable      ? 'U'
+                : used == 0        ? '.'
+                : used == block    ? '#'
                 : used * 2 > block ? '+'
                                    : '-';
     }
@@ -80,7 +82,8 @@ void print_state(const char* title, const arena_type& arena, const std::vector<c
                 stats.largest_free_order,
                 stats.largest_free_order < 0
                     ? 0.0
-                    : static_cast<double>(arena_type::frame_size << stats.largest_free_order) / 1024);
+                    : static_cast<double>(arena_type::frame_size << stats.largest_free_order) /
+                          1024);
     std::printf("  fragmentation score %u/100, fragmentation index for a %zu KiB block %.3f\n",
                 arena.fragmentation_score(), arena_type::block_bytes / 1024,
                 arena.fragmentation_index(arena_type::max_order));
@@ -102,10 +105,14 @@ void write_svg(const std::string& path, const std::vector<cell>& before,
         << "<rect width='100%' height='100%' fill='white'/>\n";
     auto colour = [](cell c) {
         switch (c) {
-        case cell::free_frame: return "#d9d9d9";
-        case cell::released: return "#ffffff";
-        case cell::movable: return "#3b6fb6";
-        case cell::unmovable: return "#d1495b";
+        case cell::free_frame:
+            return "#d9d9d9";
+        case cell::released:
+            return "#ffffff";
+        case cell::movable:
+            return "#3b6fb6";
+        case cell::unmovable:
+            return "#d1495b";
         }
         return "#000000";
     };
@@ -128,8 +135,8 @@ void write_svg(const std::string& path, const std::vector<cell>& before,
                 if (cells[run] != cell::released) { // white background
                     svg << "<rect x='" << x0 + static_cast<int>(run % columns) * size << "' y='"
                         << top + static_cast<int>(row) * size << "' width='"
-                        << static_cast<int>(next - run) * size << "' height='" << size
-                        << "' fill='" << colour(cells[run]) << "'/>\n";
+                        << static_cast<int>(next - run) * size << "' height='" << size << "' fill='"
+                        << colour(cells[run]) << "'/>\n";
                 }
                 run = next;
             }
@@ -147,8 +154,9 @@ void write_svg(const std::string& path, const std::vector<cell>& before,
             << text << "</text>\n";
         x += 190;
     }
-    svg << "<text x='" << gap << "' y='" << legend_y + 22 << "' fill='#555'>one cell per 4 KiB frame, "
-        << columns << " frames per row; " << block << " frames (2 MiB) per max-order block</text>\n";
+    svg << "<text x='" << gap << "' y='" << legend_y + 22
+        << "' fill='#555'>one cell per 4 KiB frame, " << columns << " frames per row; " << block
+        << " frames (2 MiB) per max-order block</text>\n";
     svg << "</svg>\n";
 }
 

@@ -18,6 +18,7 @@ int main() {
         store.erase(i); // every other page: 16 MiB free, no block larger than 4 KiB
     }
 
+    // clang-format off
     movable::compactor compaction(arena);
     compaction.compact({.order = 9});                       // stop once a 2 MiB block is free
     compaction.begin({.max_bytes_per_pass = 1 << 20});      // incremental: bounded pauses
@@ -26,6 +27,7 @@ int main() {
     if (compaction.should_compact(20))                      // vm.compaction_proactiveness = 20
         compaction.compact(compaction.proactive_request(20));
     compaction.compact();                                   // full
+    // clang-format on
 
     std::printf("incremental run: %zu passes of at most 1 MiB moved %zu MiB; score now %u/100\n",
                 stats.passes, stats.bytes_moved >> 20, arena.fragmentation_score());

@@ -56,9 +56,10 @@ int main() {
     // 4. Compact: the odd blobs move up, the free half becomes whole 4 MiB blocks.
     movable::compactor compaction(arena);
     const movable::compact_stats stats = compaction.compact();
-    std::printf("after:  largest free block %zu KiB; moved %zu frames; %zu max-order blocks freed\n",
-                (arena.frame_size << arena.largest_free_order()) / 1024, stats.migrated,
-                stats.max_order_blocks_freed);
+    std::printf(
+        "after:  largest free block %zu KiB; moved %zu frames; %zu max-order blocks freed\n",
+        (arena.frame_size << arena.largest_free_order()) / 1024, stats.migrated,
+        stats.max_order_blocks_freed);
     std::printf("released %zu MiB to the OS\n", arena.release_free_memory() >> 20);
 
     // Every blob kept its bytes.

@@ -234,8 +234,8 @@ TEST_CASE("an allocation claims a block of the other kind only when its own kind
 }
 
 TEST_CASE("fragmentation index, unusable free index and score follow the kernel's formulas") {
-    using tiny = frame_arena<4096, 2>; // 4 frames per block
-    tiny arena(4 * tiny::block_bytes); // 16 frames
+    using tiny = frame_arena<4096, 2>;           // 4 frames per block
+    tiny arena(4 * tiny::block_bytes);           // 16 frames
     CHECK(arena.fragmentation_index(2) == -1.0); // a free order-2 block exists
     CHECK(arena.unusable_free_index(2) == 0.0);
     CHECK(arena.fragmentation_score() == 0);
@@ -350,8 +350,8 @@ TEST_CASE("threads allocating and freeing at once leave the arena whole") {
             for (int step = 0; step < 5000; ++step) {
                 if (mine.empty() || random() % 2 == 0) {
                     const unsigned order = random() % 3;
-                    const frame_kind kind = random() % 5 == 0 ? frame_kind::unmovable
-                                                              : frame_kind::movable;
+                    const frame_kind kind =
+                        random() % 5 == 0 ? frame_kind::unmovable : frame_kind::movable;
                     if (frame* f = arena.try_allocate(order, kind)) {
                         mine.emplace_back(f, order);
                     }

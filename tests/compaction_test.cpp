@@ -3,16 +3,16 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
-#include <thread>
-#include <atomic>
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "support/arena_frames.hpp"
@@ -118,7 +118,8 @@ TEST_CASE("compaction never moves unmovable frames and frees the blocks that hol
     for (frame* f : unmovable) {
         unmovable_blocks.insert(c.arena.index_of(*f) / block);
     }
-    const std::size_t free_blocks_before = c.arena.stats().free_blocks_of_order(arena_type::max_order);
+    const std::size_t free_blocks_before =
+        c.arena.stats().free_blocks_of_order(arena_type::max_order);
     compactor<arena_type> compaction(c.arena);
 
     const compact_stats stats = compaction.compact();
@@ -290,8 +291,8 @@ TEST_CASE("each incremental pass moves at most its budget") {
         // The scanners' work per pass is bounded too: a pause stays short on long stretches.
         const std::size_t scanned =
             compaction.stats().migrate_scanned + compaction.stats().free_scanned - scanned_before;
-        CHECK(scanned <= std::max<std::size_t>(
-                             4 * compactor<arena_type>::scan_frames_per_budget_frame, 1024));
+        CHECK(scanned <=
+              std::max<std::size_t>(4 * compactor<arena_type>::scan_frames_per_budget_frame, 1024));
         if (progress == compact_progress::done) {
             break;
         }

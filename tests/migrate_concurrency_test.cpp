@@ -27,8 +27,8 @@ struct tally {
     std::atomic<std::size_t> rounds{0};
 };
 
-void migrate_until(std::atomic<bool>& stop, test_owner& owner, test_pool& pool,
-                   std::size_t pages, migrate_mode mode, tally& counts) {
+void migrate_until(std::atomic<bool>& stop, test_owner& owner, test_pool& pool, std::size_t pages,
+                   migrate_mode mode, tally& counts) {
     while (!stop.load()) {
         frame_list isolated;
         for (std::size_t page = 0; page < pages; ++page) {
@@ -61,7 +61,7 @@ void run_scenario(migrate_mode mode) {
     std::atomic<unsigned> decisions{0};
     owner.migrate_policy = [&](frame&) {
         const unsigned n = decisions++;
-        return n % 7 == 0 ? migrate_status::busy
+        return n % 7 == 0   ? migrate_status::busy
                : n % 3 == 0 ? migrate_status::retry
                             : migrate_status::success;
     };
@@ -70,8 +70,7 @@ void run_scenario(migrate_mode mode) {
     tally counts;
     std::vector<std::thread> migrators;
     for (int i = 0; i < 2; ++i) {
-        migrators.emplace_back(
-            [&] { migrate_until(stop, owner, pool, pages, mode, counts); });
+        migrators.emplace_back([&] { migrate_until(stop, owner, pool, pages, mode, counts); });
     }
 
     // Let the migrators get going, so releases race with migrations in flight.

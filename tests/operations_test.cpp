@@ -102,8 +102,8 @@ TEST_CASE("clear_movable keeps the movable tag but drops the operations pointer"
     frame f;
     std::unique_lock<frame> guard(f);
     set_movable(f, owner);
-    CHECK_FALSE(clear_movable(f)); // not isolated: the owner frees it itself
-    CHECK(is_movable(f));          // lockless check still says "movable type"...
+    CHECK_FALSE(clear_movable(f));    // not isolated: the owner frees it itself
+    CHECK(is_movable(f));             // lockless check still says "movable type"...
     CHECK(movable_ops(f) == nullptr); // ...but there is no owner to call
     CHECK(f.owner() == nullptr);
 }

@@ -88,8 +88,7 @@ TEST_CASE("atomic compare-exchange succeeds on the expected word and reports the
     // A stale expectation (same pointer, other tag) fails and receives the current value.
     auto stale = tagged_ptr<eight, 3>(&b, 5);
     CHECK_FALSE(word.compare_exchange_strong(stale, tagged_ptr<eight, 3>(&a, 0),
-                                             std::memory_order_acq_rel,
-                                             std::memory_order_acquire));
+                                             std::memory_order_acq_rel, std::memory_order_acquire));
     CHECK(stale == tagged_ptr<eight, 3>(&b, 6));
 
     auto current = word.load(std::memory_order_relaxed);

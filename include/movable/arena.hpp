@@ -75,7 +75,7 @@ struct arena_stats {
     // free_blocks[kind][order]: free blocks of 2^order frames in blocks of that kind
     std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_blocks{};
     std::array<std::size_t, 2> max_order_blocks_by_kind{}; // pageblocks tagged movable/unmovable
-    int largest_free_order = -1;                            // -1: no free frame
+    int largest_free_order = -1;                           // -1: no free frame
     std::size_t blocks_claimed = 0; // times a pageblock was claimed from the other kind
 
     [[nodiscard]] std::size_t free_blocks_of_order(unsigned order) const noexcept {
@@ -147,8 +147,8 @@ public:
         return *f;
     }
     [[nodiscard]] frame* try_frame_of(const void* address) noexcept {
-        const auto offset = reinterpret_cast<std::uintptr_t>(address) -
-                            reinterpret_cast<std::uintptr_t>(base_);
+        const auto offset =
+            reinterpret_cast<std::uintptr_t>(address) - reinterpret_cast<std::uintptr_t>(base_);
         return offset < size_bytes() ? &frames_[offset / FrameSize] : nullptr;
     }
     [[nodiscard]] bool owns(const frame& f) const noexcept {
@@ -157,7 +157,8 @@ public:
     [[nodiscard]] std::byte* data() const noexcept { return base_; }
     [[nodiscard]] std::size_t size_bytes() const noexcept { return frame_count_ * FrameSize; }
 
-    // ---- mobility --------------------------------------------------------------------------------
+    // ---- mobility
+    // --------------------------------------------------------------------------------
     [[nodiscard]] frame_kind block_kind(std::size_t block) const noexcept {
         std::lock_guard guard(mutex_);
         return block_kind_[block];
@@ -166,7 +167,8 @@ public:
     [[nodiscard]] frame_kind allocation_kind(std::size_t index) const noexcept;
     [[nodiscard]] std::size_t block_count() const noexcept { return frame_count_ / block_frames; }
 
-    // ---- statistics ------------------------------------------------------------------------------
+    // ---- statistics
+    // ------------------------------------------------------------------------------
     [[nodiscard]] stats_type stats() const;
     [[nodiscard]] std::size_t free_frames() const noexcept;
     [[nodiscard]] int largest_free_order() const noexcept;
@@ -183,10 +185,10 @@ public:
     // compaction keeps low (the kernel's fragmentation score).
     [[nodiscard]] unsigned fragmentation_score() const;
 
-    // ---- memory back to the OS -------------------------------------------------------------------
-    // madvise(MADV_DONTNEED) every free frame in free blocks of at least 2^min_order frames that
-    // was not released already; returns the bytes released. Released frames read as zero when
-    // allocated again.
+    // ---- memory back to the OS
+    // ------------------------------------------------------------------- madvise(MADV_DONTNEED)
+    // every free frame in free blocks of at least 2^min_order frames that was not released already;
+    // returns the bytes released. Released frames read as zero when allocated again.
     std::size_t release_free_memory(unsigned min_order = MaxOrder);
 
 private:
@@ -401,8 +403,7 @@ void frame_arena<FrameSize, MaxOrder>::claim_block_locked(std::size_t block,
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order,
-                                                         frame_kind kind) noexcept {
+frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
     for (int attempt = 0; attempt < 2; ++attempt) {
         for (unsigned k = order; k <= MaxOrder; ++k) {
             frame* f = free_list(kind, k).front();
@@ -419,8 +420,8 @@ frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order,
             return &frames_[head];
         }
         // Nothing of our kind: claim the pageblock holding the other kind's largest free block.
-        const frame_kind other = kind == frame_kind::movable ? frame_kind::unmovable
-                                                             : frame_kind::movable;
+        const frame_kind other =
+            kind == frame_kind::movable ? frame_kind::unmovable : frame_kind::movable;
         bool claimed = false;
         for (int k = MaxOrder; k >= static_cast<int>(order) && !claimed; --k) {
             if (frame* f = free_list(other, static_cast<unsigned>(k)).front()) {
@@ -497,8 +498,7 @@ frame* frame_arena<FrameSize, MaxOrder>::try_take_free_frame(std::size_t index) 
     std::lock_guard guard(mutex_);
     std::size_t head = 0;
     unsigned order = 0;
-    if (!find_free_block(index, head, order) ||
-        kind_of_block_locked(head) != frame_kind::movable) {
+    if (!find_free_block(index, head, order) || kind_of_block_locked(head) != frame_kind::movable) {
         return nullptr;
     }
     remove_free_block(head, order);
@@ -602,8 +602,8 @@ double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) con
         return -1.0;
     }
     const double requested = static_cast<double>(std::size_t{1} << order);
-    return 1.0 - (1.0 + static_cast<double>(free_pages) / requested) /
-                     static_cast<double>(blocks_total);
+    return 1.0 -
+           (1.0 + static_cast<double>(free_pages) / requested) / static_cast<double>(blocks_total);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>

@@ -34,7 +34,7 @@
 namespace movable {
 
 struct compact_request {
-    int order = -1;                      // -1: full compaction; else stop once 2^order is free
+    int order = -1; // -1: full compaction; else stop once 2^order is free
     migrate_mode mode = migrate_mode::sync;
     std::size_t max_frames_per_pass = 0; // 0: no limit
     std::size_t max_bytes_per_pass = 0;  // 0: no limit; else at least one frame's size
@@ -53,23 +53,23 @@ enum class compact_outcome : std::uint8_t {
 };
 
 struct compact_stats {
-    std::size_t migrate_scanned = 0;   // frames looked at by the migration scanner
-    std::size_t free_scanned = 0;      // frames looked at by the free scanner
-    std::size_t isolated = 0;          // frames isolated for migration
-    std::size_t migrated = 0;          // frames moved
-    std::size_t failed = 0;            // isolated but not moved (busy, failed, retries out)
-    std::size_t released = 0;          // released by their owner while isolated; freed
-    std::size_t bytes_moved = 0;       // migrated * frame_size
-    std::size_t blocks_skipped = 0;    // max-order blocks skipped on a hint
+    std::size_t migrate_scanned = 0;        // frames looked at by the migration scanner
+    std::size_t free_scanned = 0;           // frames looked at by the free scanner
+    std::size_t isolated = 0;               // frames isolated for migration
+    std::size_t migrated = 0;               // frames moved
+    std::size_t failed = 0;                 // isolated but not moved (busy, failed, retries out)
+    std::size_t released = 0;               // released by their owner while isolated; freed
+    std::size_t bytes_moved = 0;            // migrated * frame_size
+    std::size_t blocks_skipped = 0;         // max-order blocks skipped on a hint
     std::size_t max_order_blocks_freed = 0; // free max-order blocks gained
-    std::size_t passes = 0;            // pass() calls that did work
-    std::size_t rounds = 0;            // scanner sweeps (full compaction sweeps again while
-                                       // the last sweep left free holes above the meeting point)
+    std::size_t passes = 0;                 // pass() calls that did work
+    std::size_t rounds = 0;                 // scanner sweeps (full compaction sweeps again while
+                            // the last sweep left free holes above the meeting point)
     compact_outcome outcome = compact_outcome::running;
 };
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 class compactor {
 public:
     static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
@@ -175,9 +175,9 @@ private:
     std::size_t free_position_ = 0;    // frames at or above this were scanned by the free scanner
     std::size_t block_isolated_ = 0;   // isolated in the migration scanner's current block
     std::size_t free_blocks_before_ = 0;
-    std::size_t round_migrated_ = 0;       // frames migrated in this sweep
-    std::size_t highest_returned_ = 0;     // highest unused target given back in this sweep
-    std::size_t scan_allowance_ = 0;       // frames the scanners may still look at this pass
+    std::size_t round_migrated_ = 0;   // frames migrated in this sweep
+    std::size_t highest_returned_ = 0; // highest unused target given back in this sweep
+    std::size_t scan_allowance_ = 0;   // frames the scanners may still look at this pass
     frame_list targets_;               // free frames taken, not used yet
     frame_list left_isolated_;         // async: frames migrate_frames could not put back
     // deferral (the kernel's compact_considered / compact_defer_shift / compact_order_failed)
@@ -189,7 +189,7 @@ private:
 // ---- implementation ----------------------------------------------------------------------------
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 bool compactor<Arena>::compaction_deferred(int order) noexcept {
     if (order < order_failed_) {
         return false;
@@ -203,7 +203,7 @@ bool compactor<Arena>::compaction_deferred(int order) noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 void compactor<Arena>::defer(int order) noexcept {
     considered_ = 0;
     defer_shift_ = std::min(defer_shift_ + 1, max_defer_shift);
@@ -211,7 +211,7 @@ void compactor<Arena>::defer(int order) noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 void compactor<Arena>::reset_deferral(int order) noexcept {
     considered_ = 0;
     defer_shift_ = 0;
@@ -221,7 +221,7 @@ void compactor<Arena>::reset_deferral(int order) noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 int compactor<Arena>::largest_free_order_hint() const {
     if constexpr (requires { arena_.largest_free_order(); }) {
         return arena_.largest_free_order();
@@ -246,7 +246,7 @@ int compactor<Arena>::largest_free_order_hint() const {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 int compactor<Arena>::fragmentation_score_of_arena() const {
     if constexpr (requires { arena_.fragmentation_score(); }) {
         return static_cast<int>(arena_.fragmentation_score());
@@ -262,8 +262,8 @@ int compactor<Arena>::fragmentation_score_of_arena() const {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-std::size_t compactor<Arena>::count_free_max_order_blocks() const {
+requires compactable_arena<Arena> std::size_t compactor<Arena>::count_free_max_order_blocks()
+const {
     std::size_t blocks = 0;
     for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
          first += frames_per_block) {
@@ -277,7 +277,7 @@ std::size_t compactor<Arena>::count_free_max_order_blocks() const {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 void compactor<Arena>::begin(const compact_request& request) {
     detail::contract(!running_, "compactor::begin: a compaction is already running; call end()");
     if (request.order < -1 || request.order > static_cast<int>(Arena::max_order)) {
@@ -316,7 +316,7 @@ void compactor<Arena>::begin(const compact_request& request) {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 bool compactor<Arena>::finished() noexcept {
     if (stats_.outcome != compact_outcome::running) {
         return true;
@@ -333,7 +333,7 @@ bool compactor<Arena>::finished() noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 bool compactor<Arena>::start_another_round() noexcept {
     // A sweep can leave free frames above the meeting point, between used ones (a target
     // whose source failed to migrate, a frame freed meanwhile). Sweep again from the meeting
@@ -350,8 +350,7 @@ bool compactor<Arena>::start_another_round() noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-frame* compactor<Arena>::scan_for_free_frame() noexcept {
+requires compactable_arena<Arena> frame* compactor<Arena>::scan_for_free_frame() noexcept {
     // Walk down from the free scanner's position, never below the migration scanner.
     while (free_position_ > migrate_position_ && may_scan()) {
         const std::size_t index = --free_position_;
@@ -367,8 +366,7 @@ frame* compactor<Arena>::scan_for_free_frame() noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-frame* compactor<Arena>::next_target() noexcept {
+requires compactable_arena<Arena> frame* compactor<Arena>::next_target() noexcept {
     if (frame* f = targets_.pop_front()) {
         return f;
     }
@@ -376,7 +374,7 @@ frame* compactor<Arena>::next_target() noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 void compactor<Arena>::give_back_targets() noexcept {
     // Unused targets go back, and the free scanner will see them again next pass.
     while (frame* f = targets_.pop_front()) {
@@ -388,7 +386,7 @@ void compactor<Arena>::give_back_targets() noexcept {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 bool compactor<Arena>::isolate_next(frame_list& batch) {
     const bool use_hints = !full_;
     while (migrate_position_ < free_position_) {
@@ -434,8 +432,8 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
+requires compactable_arena<Arena> std::size_t compactor<Arena>::free_run_end(std::size_t index)
+const {
     if constexpr (requires { arena_.free_block_end(index); }) {
         return std::max(arena_.free_block_end(index), index + 1);
     } else {
@@ -444,7 +442,7 @@ std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
+requires compactable_arena<Arena>
 void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
     // One target from the top, then one source from the bottom, in turn: each isolated frame
     // has a place to go, and the scanners meet where the used frames above balance the free
@@ -464,8 +462,7 @@ void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-compact_progress compactor<Arena>::pass() {
+requires compactable_arena<Arena> compact_progress compactor<Arena>::pass() {
     detail::contract(running_, "compactor::pass: no compaction running; call begin()");
     // Frames an async pass could not put back (their lock was busy): try again, still
     // without waiting in async mode; end() puts back whatever is left.
@@ -528,8 +525,7 @@ compact_progress compactor<Arena>::pass() {
 }
 
 template <class Arena>
-    requires compactable_arena<Arena>
-compact_stats compactor<Arena>::end() {
+requires compactable_arena<Arena> compact_stats compactor<Arena>::end() {
     detail::contract(running_, "compactor::end: no compaction running");
     give_back_targets();
     free_scanner_targets targets{*this};

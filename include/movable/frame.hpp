@@ -142,8 +142,7 @@ struct frame_access {
 inline bool frame::try_lock() noexcept {
     std::uint32_t current = flags_.load(std::memory_order_relaxed);
     while ((current & locked_flag) == 0) {
-        if (flags_.compare_exchange_weak(current, current | locked_flag,
-                                         std::memory_order_acquire,
+        if (flags_.compare_exchange_weak(current, current | locked_flag, std::memory_order_acquire,
                                          std::memory_order_relaxed)) {
             return true;
         }
@@ -168,8 +167,7 @@ inline void frame::lock() noexcept {
         // Announce a waiter so unlock() knows to wake us, then sleep until the word changes.
         if ((current & lock_waiters_flag) == 0 &&
             !flags_.compare_exchange_weak(current, current | lock_waiters_flag,
-                                          std::memory_order_relaxed,
-                                          std::memory_order_relaxed)) {
+                                          std::memory_order_relaxed, std::memory_order_relaxed)) {
             continue;
         }
         flags_.wait(current | lock_waiters_flag, std::memory_order_relaxed);
@@ -177,8 +175,8 @@ inline void frame::lock() noexcept {
 }
 
 inline void frame::unlock() noexcept {
-    const std::uint32_t previous =
-        flags_.fetch_and(~std::uint32_t{locked_flag | lock_waiters_flag}, std::memory_order_release);
+    const std::uint32_t previous = flags_.fetch_and(~std::uint32_t{locked_flag | lock_waiters_flag},
+                                                    std::memory_order_release);
     detail::contract((previous & locked_flag) != 0, "frame::unlock: frame is not locked");
     if ((previous & lock_waiters_flag) != 0) {
         flags_.notify_all();
@@ -205,9 +203,8 @@ inline void frame::put() noexcept {
 
 inline void frame::acquire_first_reference() noexcept {
     std::uint32_t expected = 0;
-    const bool was_free =
-        count_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                       std::memory_order_relaxed);
+    const bool was_free = count_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                                         std::memory_order_relaxed);
     detail::contract(was_free, "frame::acquire_first_reference: frame is already allocated");
 }
 

@@ -85,8 +85,9 @@ enum class putback_result : std::uint8_t {
 // Puts back every frame of `frames`; frames whose owner released them go to targets.release.
 // Returns the number of frames returned to their owners.
 template <class Targets>
-    requires migration_targets<Targets>
-std::size_t putback_movable_frames(frame_list& frames, Targets& targets) noexcept;
+requires migration_targets<Targets> std::size_t putback_movable_frames(frame_list& frames,
+                                                                       Targets& targets)
+noexcept;
 
 // Migrates every isolated frame on `from` (see the table at the top of this file).
 template <class Targets>
@@ -148,8 +149,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     dst->unlock();
     targets.release(*dst);
     src.unlock();
-    return status == migrate_status::retry ? migrate_one_result::retry
-                                           : migrate_one_result::failed;
+    return status == migrate_status::retry ? migrate_one_result::retry : migrate_one_result::failed;
 }
 
 // putback_movable_frame with the frame already locked; unlocks it.
@@ -197,8 +197,9 @@ inline putback_result putback_movable_frame(frame& f) noexcept {
 }
 
 template <class Targets>
-    requires migration_targets<Targets>
-std::size_t putback_movable_frames(frame_list& frames, Targets& targets) noexcept {
+requires migration_targets<Targets> std::size_t putback_movable_frames(frame_list& frames,
+                                                                       Targets& targets)
+noexcept {
     std::size_t returned = 0;
     while (frame* f = frames.pop_front()) {
         if (putback_movable_frame(*f) == putback_result::released) {
@@ -212,11 +213,15 @@ std::size_t putback_movable_frames(frame_list& frames, Targets& targets) noexcep
 
 template <class Targets>
 migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mode) noexcept {
-    static_assert(requires(Targets& t, const frame& source) {
-        { t.allocate(source) } -> std::same_as<frame*>;
-    }, "migration_targets: Targets needs `movable::frame* allocate(const movable::frame& source)`");
-    static_assert(requires(Targets& t, frame& f) { t.release(f); },
-                  "migration_targets: Targets needs `void release(movable::frame&)`");
+    static_assert(
+        requires(Targets & t, const frame& source) {
+            { t.allocate(source) } -> std::same_as<frame*>;
+        },
+        "migration_targets: Targets needs `movable::frame* allocate(const movable::frame& "
+        "source)`");
+    static_assert(
+        requires(Targets & t, frame & f) { t.release(f); },
+        "migration_targets: Targets needs `void release(movable::frame&)`");
 
     migrate_stats stats;
     frame_list given_up; // busy/failed answers: put back after the passes, once each

@@ -63,13 +63,15 @@ struct owner_traits {
     // Function templates, so that a missing member removes the forwarder (and
     // check_movable_owner reports it) instead of breaking the build inside this class.
     template <class O = Owner>
-    static auto isolate(O& owner, frame& f, migrate_mode mode) noexcept(
-        noexcept(owner.isolate(f, mode))) -> decltype(owner.isolate(f, mode)) {
+    static auto isolate(O& owner, frame& f,
+                        migrate_mode mode) noexcept(noexcept(owner.isolate(f, mode)))
+        -> decltype(owner.isolate(f, mode)) {
         return owner.isolate(f, mode);
     }
     template <class O = Owner>
-    static auto migrate(O& owner, frame& dst, frame& src, migrate_mode mode) noexcept(
-        noexcept(owner.migrate(dst, src, mode))) -> decltype(owner.migrate(dst, src, mode)) {
+    static auto migrate(O& owner, frame& dst, frame& src,
+                        migrate_mode mode) noexcept(noexcept(owner.migrate(dst, src, mode)))
+        -> decltype(owner.migrate(dst, src, mode)) {
         return owner.migrate(dst, src, mode);
     }
     template <class O = Owner>
@@ -80,6 +82,7 @@ struct owner_traits {
 };
 
 namespace detail {
+// clang-format off (clang-format 14 splits compound requirements badly)
 template <class O>
 concept owner_has_isolate = requires(O& o, frame& f, migrate_mode m) {
     owner_traits<O>::isolate(o, f, m);
@@ -90,7 +93,8 @@ concept owner_isolate_returns_bool = requires(O& o, frame& f, migrate_mode m) {
 };
 template <class O>
 concept owner_isolate_is_noexcept = requires(O& o, frame& f, migrate_mode m) {
-    { owner_traits<O>::isolate(o, f, m) } noexcept;
+    { owner_traits<O>::isolate(o, f, m) }
+    noexcept;
 };
 template <class O>
 concept owner_has_migrate = requires(O& o, frame& f, migrate_mode m) {
@@ -102,27 +106,32 @@ concept owner_migrate_returns_status = requires(O& o, frame& f, migrate_mode m) 
 };
 template <class O>
 concept owner_migrate_is_noexcept = requires(O& o, frame& f, migrate_mode m) {
-    { owner_traits<O>::migrate(o, f, f, m) } noexcept;
+    { owner_traits<O>::migrate(o, f, f, m) }
+    noexcept;
 };
 template <class O>
-concept owner_has_putback = requires(O& o, frame& f) { owner_traits<O>::putback(o, f); };
+concept owner_has_putback = requires(O& o, frame& f) {
+    owner_traits<O>::putback(o, f);
+};
 template <class O>
 concept owner_putback_returns_void = requires(O& o, frame& f) {
     { owner_traits<O>::putback(o, f) } -> std::same_as<void>;
 };
 template <class O>
 concept owner_putback_is_noexcept = requires(O& o, frame& f) {
-    { owner_traits<O>::putback(o, f) } noexcept;
+    { owner_traits<O>::putback(o, f) }
+    noexcept;
 };
+// clang-format on
 } // namespace detail
 
 // A type whose instances can own movable frames.
 template <class Owner>
 concept movable_owner =
-    std::is_object_v<Owner> && !std::is_const_v<Owner> && detail::owner_isolate_returns_bool<Owner> &&
-    detail::owner_isolate_is_noexcept<Owner> && detail::owner_migrate_returns_status<Owner> &&
-    detail::owner_migrate_is_noexcept<Owner> && detail::owner_putback_returns_void<Owner> &&
-    detail::owner_putback_is_noexcept<Owner>;
+    std::is_object_v<Owner> && !std::is_const_v<Owner> &&
+    detail::owner_isolate_returns_bool<Owner> && detail::owner_isolate_is_noexcept<Owner> &&
+    detail::owner_migrate_returns_status<Owner> && detail::owner_migrate_is_noexcept<Owner> &&
+    detail::owner_putback_returns_void<Owner> && detail::owner_putback_is_noexcept<Owner>;
 
 namespace detail {
 // Says which piece of the protocol a type is missing, one static_assert per piece.
@@ -208,7 +217,8 @@ void set_movable(frame& f, Owner& owner) noexcept {
 // list). Returns false when f is not isolated: the owner frees it through its allocator.
 [[nodiscard]] inline bool clear_movable(frame& f) noexcept {
     detail::contract(f.is_locked(), "clear_movable: frame is not locked");
-    detail::contract(movable_ops(f) != nullptr, "clear_movable: frame is not owned (not movable or already cleared)");
+    detail::contract(movable_ops(f) != nullptr,
+                     "clear_movable: frame is not owned (not movable or already cleared)");
     detail::frame_access::store_mapping(f, mapping_ptr(nullptr, movable_tag).raw(), nullptr);
     return f.is_isolated();
 }

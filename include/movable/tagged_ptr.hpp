@@ -19,8 +19,7 @@ namespace movable {
 
 // Number of low bits that are always zero in a suitably aligned T*.
 template <class T>
-inline constexpr unsigned low_bits_available =
-    static_cast<unsigned>(std::countr_zero(alignof(T)));
+inline constexpr unsigned low_bits_available = static_cast<unsigned>(std::countr_zero(alignof(T)));
 
 template <class T, unsigned Bits>
 class tagged_ptr {
@@ -60,9 +59,7 @@ public:
         return result;
     }
 
-    [[nodiscard]] T* pointer() const noexcept {
-        return reinterpret_cast<T*>(word_ & ~tag_mask);
-    }
+    [[nodiscard]] T* pointer() const noexcept { return reinterpret_cast<T*>(word_ & ~tag_mask); }
     [[nodiscard]] constexpr tag_type tag() const noexcept { return word_ & tag_mask; }
     [[nodiscard]] constexpr bool has_pointer() const noexcept { return (word_ & ~tag_mask) != 0; }
 
@@ -103,15 +100,14 @@ public:
     }
     // On failure `expected` receives the current value.
     bool compare_exchange_strong(value_type& expected, value_type desired,
-                                 std::memory_order success,
-                                 std::memory_order failure) noexcept {
+                                 std::memory_order success, std::memory_order failure) noexcept {
         std::uintptr_t raw = expected.raw();
         const bool exchanged = word_.compare_exchange_strong(raw, desired.raw(), success, failure);
         expected = value_type::from_raw(raw);
         return exchanged;
     }
-    bool compare_exchange_weak(value_type& expected, value_type desired,
-                               std::memory_order success, std::memory_order failure) noexcept {
+    bool compare_exchange_weak(value_type& expected, value_type desired, std::memory_order success,
+                               std::memory_order failure) noexcept {
         std::uintptr_t raw = expected.raw();
         const bool exchanged = word_.compare_exchange_weak(raw, desired.raw(), success, failure);
         expected = value_type::from_raw(raw);

@@ -52,9 +52,8 @@ death_result run_expecting_death(Body&& body) {
 template <class Body>
 bool dies_with(const char* expected, Body&& body) {
     const death_result result = run_expecting_death(static_cast<Body&&>(body));
-    return result.aborted &&
-           result.stderr_text.find(std::string("movable: contract violated: ") + expected) !=
-               std::string::npos;
+    return result.aborted && result.stderr_text.find(std::string("movable: contract violated: ") +
+                                                     expected) != std::string::npos;
 }
 
 } // namespace movable::test

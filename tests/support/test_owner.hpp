@@ -45,7 +45,8 @@ public:
     migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
         ++migrate_calls;
         last_mode = mode;
-        const migrate_status status = migrate_policy ? migrate_policy(src) : migrate_status::success;
+        const migrate_status status =
+            migrate_policy ? migrate_policy(src) : migrate_status::success;
         if (status != migrate_status::success) {
             return status;
         }

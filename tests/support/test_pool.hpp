@@ -20,9 +20,8 @@ public:
     static constexpr std::size_t frame_size = 4096;
 
     explicit test_pool(std::size_t frame_count)
-        : frames_(frame_count),
-          memory_(static_cast<std::byte*>(
-              ::operator new(frame_count * frame_size, std::align_val_t{frame_size}))) {
+        : frames_(frame_count), memory_(static_cast<std::byte*>(::operator new (
+                                    frame_count* frame_size, std::align_val_t{frame_size}))) {
         for (auto& f : frames_) {
             free_.push_back(f);
         }
@@ -30,7 +29,7 @@ public:
     ~test_pool() {
         while (free_.pop_front() != nullptr) {
         }
-        ::operator delete(memory_, std::align_val_t{frame_size});
+        ::operator delete (memory_, std::align_val_t{frame_size});
     }
     test_pool(const test_pool&) = delete;
     test_pool& operator=(const test_pool&) = delete;
