@@ -71,19 +71,19 @@ enum class balloon_replace_result : std::uint8_t {
 //       migration: lend new_frame first, then return old_frame, and say what happened.
 //       Without it the balloon calls lend(new_frame) and, when that answers true,
 //       reclaim(old_frame): `replaced`, or `refused` when lend answered false.
+// (formatted by hand: clang-format 14 mangles compound requirements)
+// clang-format off
 template <class Host>
-concept balloon_host = requires(Host& host, frame& f) {
-    { host.lend(f) }
-    noexcept->std::same_as<bool>;
-    { host.reclaim(f) }
-    noexcept->std::same_as<void>;
-}
-&&(
-    !requires(Host & host, frame& f) { host.replace(f, f); } ||
-    requires(Host & host, frame& f) {
-        { host.replace(f, f) }
-        noexcept->std::same_as<balloon_replace_result>;
-    });
+concept balloon_host =
+    requires(Host& host, frame& f) {
+        { host.lend(f) } noexcept -> std::same_as<bool>;
+        { host.reclaim(f) } noexcept -> std::same_as<void>;
+    } &&
+    (!requires(Host& host, frame& f) { host.replace(f, f); } ||
+     requires(Host& host, frame& f) {
+         { host.replace(f, f) } noexcept -> std::same_as<balloon_replace_result>;
+     });
+// clang-format on
 
 // What a balloon needs from its arena: what the compactor needs (it must be compactable, or
 // lending it frames would pin it), plus allocation and freeing of single movable frames.
@@ -257,18 +257,43 @@ balloon(Arena&, Host&) -> balloon<Arena, Host>;
 
 namespace detail {
 
+// (formatted by hand: clang-format 14 mangles compound requirements)
+// clang-format off
 template <class Host>
-concept host_has_lend = requires(Host& host, frame& f) {
-    host.lend(f);
+concept host_has_lend = requires(Host& host, frame& f) { host.lend(f); };
+template <class Host>
+concept host_lend_returns_bool = requires(Host& host, frame& f) {
+    { host.lend(f) } -> std::same_as<bool>;
 };
 template <class Host>
-concept host_has_reclaim = requires(Host& host, frame& f) {
-    host.reclaim(f);
+concept host_lend_is_noexcept = requires(Host& host, frame& f) { { host.lend(f) } noexcept; };
+template <class Host>
+concept host_has_reclaim = requires(Host& host, frame& f) { host.reclaim(f); };
+template <class Host>
+concept host_reclaim_returns_void = requires(Host& host, frame& f) {
+    { host.reclaim(f) } -> std::same_as<void>;
 };
 template <class Host>
-concept host_has_replace = requires(Host& host, frame& f) {
-    host.replace(f, f);
+concept host_reclaim_is_noexcept = requires(Host& host, frame& f) {
+    { host.reclaim(f) } noexcept;
 };
+template <class Host>
+concept host_has_replace = requires(Host& host, frame& f) { host.replace(f, f); };
+template <class Host>
+concept host_replace_returns_result = requires(Host& host, frame& f) {
+    { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
+};
+template <class Host>
+concept host_replace_is_noexcept = requires(Host& host, frame& f) {
+    { host.replace(f, f) } noexcept;
+};
+template <class Arena>
+concept arena_has_try_allocate = requires(Arena& arena) {
+    { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
+};
+template <class Arena>
+concept arena_has_deallocate = requires(Arena& arena, frame& f) { arena.deallocate(f, 0u); };
+// clang-format on
 
 // Says which piece of balloon_host a type is missing, one static_assert per piece.
 template <class Host>
@@ -277,65 +302,35 @@ consteval bool check_balloon_host() {
                   "balloon_host: Host must be a non-const object type");
     static_assert(host_has_lend<Host>,
                   "balloon_host: Host has no member `bool lend(movable::frame&) noexcept`");
-    if constexpr (host_has_lend<Host>) {
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.lend(f) } -> std::same_as<bool>;
-            },
-            "balloon_host: Host::lend must return bool");
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.lend(f) }
-                noexcept;
-            },
-            "balloon_host: Host::lend must be noexcept");
-    }
+    static_assert(!host_has_lend<Host> || host_lend_returns_bool<Host>,
+                  "balloon_host: Host::lend must return bool");
+    static_assert(!host_has_lend<Host> || host_lend_is_noexcept<Host>,
+                  "balloon_host: Host::lend must be noexcept");
     static_assert(host_has_reclaim<Host>,
                   "balloon_host: Host has no member `void reclaim(movable::frame&) noexcept`");
-    if constexpr (host_has_reclaim<Host>) {
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.reclaim(f) } -> std::same_as<void>;
-            },
-            "balloon_host: Host::reclaim must return void");
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.reclaim(f) }
-                noexcept;
-            },
-            "balloon_host: Host::reclaim must be noexcept");
-    }
-    if constexpr (host_has_replace<Host>) {
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
-            },
-            "balloon_host: Host::replace must return movable::balloon_replace_result");
-        static_assert(
-            requires(Host & host, frame & f) {
-                { host.replace(f, f) }
-                noexcept;
-            },
-            "balloon_host: Host::replace must be noexcept");
-    }
+    static_assert(!host_has_reclaim<Host> || host_reclaim_returns_void<Host>,
+                  "balloon_host: Host::reclaim must return void");
+    static_assert(!host_has_reclaim<Host> || host_reclaim_is_noexcept<Host>,
+                  "balloon_host: Host::reclaim must be noexcept");
+    static_assert(!host_has_replace<Host> || host_replace_returns_result<Host>,
+                  "balloon_host: Host::replace must return movable::balloon_replace_result");
+    static_assert(!host_has_replace<Host> || host_replace_is_noexcept<Host>,
+                  "balloon_host: Host::replace must be noexcept");
     return balloon_host<Host>;
 }
 
+// Says which piece of balloon_arena a type is missing.
 template <class Arena>
 consteval bool check_balloon_arena() {
     static_assert(compactable_arena<Arena>,
                   "balloon_arena: Arena must model movable::compactable_arena (balloon frames "
                   "must stay movable, or lending them would pin the arena)");
-    static_assert(
-        requires(Arena & arena) {
-            { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
-        },
-        "balloon_arena: Arena has no member `movable::frame* try_allocate(unsigned order, "
-        "movable::frame_kind kind)`");
-    static_assert(
-        requires(Arena & arena, frame & f) { arena.deallocate(f, 0u); },
-        "balloon_arena: Arena has no member `void deallocate(movable::frame&, "
-        "unsigned order)`");
+    static_assert(arena_has_try_allocate<Arena>,
+                  "balloon_arena: Arena has no member `movable::frame* try_allocate(unsigned "
+                  "order, movable::frame_kind kind)`");
+    static_assert(arena_has_deallocate<Arena>,
+                  "balloon_arena: Arena has no member `void deallocate(movable::frame&, "
+                  "unsigned order)`");
     return balloon_arena<Arena>;
 }
 
