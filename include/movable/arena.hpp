@@ -172,6 +172,11 @@ public:
     [[nodiscard]] stats_type stats() const;
     [[nodiscard]] std::size_t free_frames() const noexcept;
     [[nodiscard]] int largest_free_order() const noexcept;
+    // Free blocks of exactly 2^order frames, both kinds.
+    [[nodiscard]] std::size_t free_block_count(unsigned order) const noexcept {
+        std::lock_guard guard(mutex_);
+        return order > MaxOrder ? 0 : free_lists_[0][order].size() + free_lists_[1][order].size();
+    }
     [[nodiscard]] bool has_free_block(unsigned order) const noexcept {
         return largest_free_order() >= static_cast<int>(order);
     }

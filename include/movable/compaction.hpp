@@ -69,8 +69,11 @@ struct compact_stats {
 };
 
 template <class Arena>
-requires compactable_arena<Arena>
 class compactor {
+    static_assert(compactable_arena<Arena>,
+                  "compactor: Arena must model movable::compactable_arena (frame_size, max_order, "
+                  "frame_count, frame_at, index_of, is_free, try_take_free_frame, release_frame)");
+
 public:
     static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
     static constexpr unsigned max_defer_shift = 6;  // up to 64 deferred requests
@@ -189,7 +192,6 @@ private:
 // ---- implementation ----------------------------------------------------------------------------
 
 template <class Arena>
-requires compactable_arena<Arena>
 bool compactor<Arena>::compaction_deferred(int order) noexcept {
     if (order < order_failed_) {
         return false;
@@ -203,7 +205,6 @@ bool compactor<Arena>::compaction_deferred(int order) noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 void compactor<Arena>::defer(int order) noexcept {
     considered_ = 0;
     defer_shift_ = std::min(defer_shift_ + 1, max_defer_shift);
@@ -211,7 +212,6 @@ void compactor<Arena>::defer(int order) noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 void compactor<Arena>::reset_deferral(int order) noexcept {
     considered_ = 0;
     defer_shift_ = 0;
@@ -221,7 +221,6 @@ void compactor<Arena>::reset_deferral(int order) noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 int compactor<Arena>::largest_free_order_hint() const {
     if constexpr (requires { arena_.largest_free_order(); }) {
         return arena_.largest_free_order();
@@ -246,7 +245,6 @@ int compactor<Arena>::largest_free_order_hint() const {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 int compactor<Arena>::fragmentation_score_of_arena() const {
     if constexpr (requires { arena_.fragmentation_score(); }) {
         return static_cast<int>(arena_.fragmentation_score());
@@ -262,8 +260,10 @@ int compactor<Arena>::fragmentation_score_of_arena() const {
 }
 
 template <class Arena>
-requires compactable_arena<Arena> std::size_t compactor<Arena>::count_free_max_order_blocks()
-const {
+std::size_t compactor<Arena>::count_free_max_order_blocks() const {
+    if constexpr (requires { arena_.free_block_count(Arena::max_order); }) {
+        return arena_.free_block_count(Arena::max_order);
+    }
     std::size_t blocks = 0;
     for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
          first += frames_per_block) {
@@ -277,7 +277,6 @@ const {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 void compactor<Arena>::begin(const compact_request& request) {
     detail::contract(!running_, "compactor::begin: a compaction is already running; call end()");
     if (request.order < -1 || request.order > static_cast<int>(Arena::max_order)) {
@@ -316,7 +315,6 @@ void compactor<Arena>::begin(const compact_request& request) {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 bool compactor<Arena>::finished() noexcept {
     if (stats_.outcome != compact_outcome::running) {
         return true;
@@ -333,7 +331,6 @@ bool compactor<Arena>::finished() noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 bool compactor<Arena>::start_another_round() noexcept {
     // A sweep can leave free frames above the meeting point, between used ones (a target
     // whose source failed to migrate, a frame freed meanwhile). Sweep again from the meeting
@@ -350,7 +347,7 @@ bool compactor<Arena>::start_another_round() noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena> frame* compactor<Arena>::scan_for_free_frame() noexcept {
+frame* compactor<Arena>::scan_for_free_frame() noexcept {
     // Walk down from the free scanner's position, never below the migration scanner.
     while (free_position_ > migrate_position_ && may_scan()) {
         const std::size_t index = --free_position_;
@@ -366,7 +363,7 @@ requires compactable_arena<Arena> frame* compactor<Arena>::scan_for_free_frame()
 }
 
 template <class Arena>
-requires compactable_arena<Arena> frame* compactor<Arena>::next_target() noexcept {
+frame* compactor<Arena>::next_target() noexcept {
     if (frame* f = targets_.pop_front()) {
         return f;
     }
@@ -374,7 +371,6 @@ requires compactable_arena<Arena> frame* compactor<Arena>::next_target() noexcep
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 void compactor<Arena>::give_back_targets() noexcept {
     // Unused targets go back, and the free scanner will see them again next pass.
     while (frame* f = targets_.pop_front()) {
@@ -386,7 +382,6 @@ void compactor<Arena>::give_back_targets() noexcept {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 bool compactor<Arena>::isolate_next(frame_list& batch) {
     const bool use_hints = !full_;
     while (migrate_position_ < free_position_) {
@@ -432,8 +427,7 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
 }
 
 template <class Arena>
-requires compactable_arena<Arena> std::size_t compactor<Arena>::free_run_end(std::size_t index)
-const {
+std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
     if constexpr (requires { arena_.free_block_end(index); }) {
         return std::max(arena_.free_block_end(index), index + 1);
     } else {
@@ -442,7 +436,6 @@ const {
 }
 
 template <class Arena>
-requires compactable_arena<Arena>
 void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
     // One target from the top, then one source from the bottom, in turn: each isolated frame
     // has a place to go, and the scanners meet where the used frames above balance the free
@@ -462,7 +455,7 @@ void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
 }
 
 template <class Arena>
-requires compactable_arena<Arena> compact_progress compactor<Arena>::pass() {
+compact_progress compactor<Arena>::pass() {
     detail::contract(running_, "compactor::pass: no compaction running; call begin()");
     // Frames an async pass could not put back (their lock was busy): try again, still
     // without waiting in async mode; end() puts back whatever is left.
@@ -525,7 +518,7 @@ requires compactable_arena<Arena> compact_progress compactor<Arena>::pass() {
 }
 
 template <class Arena>
-requires compactable_arena<Arena> compact_stats compactor<Arena>::end() {
+compact_stats compactor<Arena>::end() {
     detail::contract(running_, "compactor::end: no compaction running");
     give_back_targets();
     free_scanner_targets targets{*this};
