@@ -122,6 +122,26 @@ TEST_CASE("a frame that answers retry forever fails after the bounded passes, pu
     CHECK(fx.owner.page_intact(0));
 }
 
+TEST_CASE("a frame released after its last retry counts as released, not also as failed") {
+    fixture fx(2);
+    frame* first = fx.owner.frame_of(0);
+    int calls = 0;
+    fx.owner.migrate_policy = [&](frame& src) {
+        // The last pass: page 0 has had its last attempt; release it while it is isolated.
+        if (++calls == 2 * migrate_max_passes && &src != first) {
+            CHECK(fx.owner.release_page(0));
+        }
+        return migrate_status::retry;
+    };
+    frame_list list = isolate_pages(fx.owner, 2);
+    const migrate_stats stats = migrate_frames(list, fx.pool, migrate_mode::sync);
+    CHECK(stats.failed == 1); // page 1 only
+    CHECK(stats.released == 1);
+    CHECK(stats.put_back == 1);
+    CHECK(fx.owner.putback_calls == 1);
+    CHECK(first->reference_count() == 0); // freed
+}
+
 TEST_CASE("busy is permanent for the call: one migrate attempt, one putback") {
     fixture fx(2);
     frame* busy_frame = fx.owner.frame_of(1);

@@ -56,7 +56,8 @@ concept migration_targets = requires(Targets& targets, const frame& source, fram
 
 struct migrate_stats {
     std::size_t succeeded = 0;     // frames migrated; their sources were freed
-    std::size_t failed = 0;        // frames put back after busy/failed or exhausted retries
+    std::size_t failed = 0;        // frames given up on (busy/failed, retries exhausted), put
+                                   // back or, in async mode, left isolated
     std::size_t retried = 0;       // `retry` answers and lock contention, summed over passes
     std::size_t released = 0;      // frames their owner released while isolated; freed
     std::size_t put_back = 0;      // frames put back (failed + those left when aborted)
@@ -240,7 +241,6 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
                 ++stats.released;
                 break;
             case detail::migrate_one_result::failed:
-                ++stats.failed;
                 given_up.push_back(f);
                 break;
             case detail::migrate_one_result::retry:
@@ -254,29 +254,33 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
             }
         }
     }
-    // Frames still on `from` ran out of passes (failed) or were cut off by target exhaustion.
-    if (!stats.target_exhausted) {
-        stats.failed += from.size();
-    }
-    given_up.splice_back(from);
-
+    // Frames still on `from` ran out of passes (given up on, as busy ones) or, when targets ran
+    // out, were cut off. All go back now, once. An owner may have released one meanwhile: it
+    // is freed and counts as released, never also as failed.
+    frame_list cut_off;
+    (stats.target_exhausted ? cut_off : given_up).splice_back(from);
     const bool may_wait = mode != migrate_mode::async;
-    while (frame* f = given_up.pop_front()) {
-        if (!may_wait && !f->try_lock()) {
-            from.push_back(*f);
-            ++stats.left_isolated;
-            continue;
+    auto give_back = [&](frame_list& frames, bool counts_as_failed) {
+        while (frame* f = frames.pop_front()) {
+            if (may_wait) {
+                f->lock();
+            } else if (!f->try_lock()) {
+                from.push_back(*f); // async: left isolated for the caller
+                ++stats.left_isolated;
+                stats.failed += counts_as_failed ? 1 : 0;
+                continue;
+            }
+            if (detail::putback_locked(*f) == putback_result::released) {
+                targets.release(*f);
+                ++stats.released;
+            } else {
+                ++stats.put_back;
+                stats.failed += counts_as_failed ? 1 : 0;
+            }
         }
-        if (may_wait) {
-            f->lock();
-        }
-        if (detail::putback_locked(*f) == putback_result::released) {
-            targets.release(*f);
-            ++stats.released;
-        } else {
-            ++stats.put_back;
-        }
-    }
+    };
+    give_back(given_up, true);
+    give_back(cut_off, false);
     return stats;
 }
 
