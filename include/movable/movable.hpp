@@ -5,6 +5,7 @@
 #include <movable/compaction.hpp>
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
+#include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>
 #include <movable/tagged_ptr.hpp>
 #include <movable/version.hpp>
