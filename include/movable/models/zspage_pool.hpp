@@ -316,8 +316,9 @@ public:
     }
     [[nodiscard]] bool try_lock() { return mutex_.try_lock(); }
     void unlock() { mutex_.unlock(); }
-    [[nodiscard]] bool contended() const noexcept {
-        return waiting_.load(std::memory_order_relaxed) != 0;
+    [[nodiscard]] bool contended() const noexcept { return waiters() != 0; }
+    [[nodiscard]] std::uint32_t waiters() const noexcept {
+        return waiting_.load(std::memory_order_relaxed);
     }
 
 private:
