@@ -175,8 +175,7 @@ template <class Pool>
 struct zspage_pool_test_access; // tests only: reach inside a pool
 } // namespace detail
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 class zspage_pool {
 public:
     using handle = zspage_handle;
@@ -271,6 +270,7 @@ private:
                       std::uint64_t header) const noexcept;
     std::uint64_t location_of(detail::zspage& zs, const class_state& cls,
                               std::uint32_t object) const noexcept;
+    void prefetch_object(const class_state& cls, std::uint64_t location) const noexcept;
     detail::zspage* create_zspage(class_state& cls) noexcept;
     void release_zspage(detail::zspage* zs) noexcept;
     void release_chain(detail::zspage* first) noexcept;
@@ -326,22 +326,23 @@ private:
     std::atomic<std::uint32_t> waiting_{0};
 };
 
-// The descriptor of one zspage. Aligned so that a frame's private word can hold a pointer to
-// it tagged with the frame's position in the chain (4 low bits: up to 16 frames).
-struct alignas(16) zspage {
-    // Set at creation, then read-only.
-    std::uint32_t class_id = 0;
+// The descriptor of one zspage. Cache-line aligned, with what allocation, free and pinning
+// touch in the first line; the alignment also leaves the low bits of its address free, so a
+// frame's private word can hold a pointer to it tagged with the frame's position in the chain.
+struct alignas(64) zspage {
     // Under the class lock.
     std::uint32_t in_use = 0;    // allocated objects
     std::uint32_t free_head = 0; // first free object; objects_per_zspage when none
+    std::uint32_t class_id = 0;  // set at creation, then read-only
     std::uint8_t group = 0xff;   // fullness list it is on (0xff: none)
+    // Lock-free words.
+    std::atomic<std::uint64_t> pins{0};    // mappings and reads in progress (reader lock)
+    std::atomic<std::uint64_t> freeing{0}; // 1 once empty and on its way back to the arena
+    // Under the class lock.
     std::array<frame*, zspage_max_chain_frames> frames{}; // the chain; changed by migration
     zspage* previous = nullptr; // fullness list links, or the release chain
     zspage* next = nullptr;
     std::uint64_t huge_header = 0; // huge classes: the object's header word lives here
-    // Lock-free words.
-    std::atomic<std::uint64_t> pins{0};    // mappings and reads in progress (reader lock)
-    std::atomic<std::uint64_t> freeing{0}; // 1 once empty and on its way back to the arena
 };
 
 using zspage_link = tagged_ptr<zspage, 4>; // a frame's private word: zspage | position
@@ -370,6 +371,12 @@ struct zspage_list {
         zs.previous = zs.next = nullptr;
         --size;
     }
+};
+
+// A handle's slot: its slot word and the object's requested size, on one cache line.
+struct alignas(16) handle_slot {
+    std::atomic<std::uint64_t> word{0};
+    std::atomic<std::uint64_t> size{0}; // allocated objects only; under the class lock
 };
 
 // Slot words of the handle table (one atomic 64-bit word per handle):
@@ -407,20 +414,17 @@ struct slot_word {
 };
 
 // Object headers (the first word of every object of a non-huge class; the zspage's
-// huge_header for a huge class):
-//   allocated: bit 0 set, bits 1..31 the requested size, bits 32..63 the slot index
+// huge_header for a huge class), so that migration and compaction find an object's handle:
+//   allocated: bit 0 set, bits 32..63 the slot index
 //   free:      bit 0 clear, bits 1..32 the next free object (objects_per_zspage: none)
 struct object_header {
-    static constexpr std::uint64_t allocated(std::uint64_t slot, std::uint64_t size) noexcept {
-        return (slot << 32) | ((size & 0x7fffffff) << 1) | 1;
+    static constexpr std::uint64_t allocated(std::uint64_t slot) noexcept {
+        return (slot << 32) | 1;
     }
     static constexpr std::uint64_t free_link(std::uint64_t next) noexcept { return next << 1; }
     static constexpr bool is_allocated(std::uint64_t header) noexcept { return (header & 1) != 0; }
     static constexpr std::uint32_t slot(std::uint64_t header) noexcept {
         return static_cast<std::uint32_t>(header >> 32);
-    }
-    static constexpr std::size_t size(std::uint64_t header) noexcept {
-        return static_cast<std::size_t>((header >> 1) & 0x7fffffff);
     }
     static constexpr std::uint32_t next(std::uint64_t header) noexcept {
         return static_cast<std::uint32_t>(header >> 1);
@@ -578,8 +582,7 @@ inline std::string zspage_pool_stats::table() const {
 
 // ---- zspage_pool internals ------------------------------------------------------------------
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 struct alignas(64) zspage_pool<Arena>::class_state {
     detail::contended_mutex lock;
     // Read-only after construction.
@@ -601,6 +604,15 @@ struct alignas(64) zspage_pool<Arena>::class_state {
     void unlink(detail::zspage& zs) noexcept {
         lists[zs.group].remove(zs);
         zs.group = unlisted;
+    }
+    // Moves a listed zspage to the list of its current fullness group, if that changed.
+    void refile(detail::zspage& zs) noexcept {
+        const unsigned group = detail::fullness_group(zs.in_use, info.objects_per_zspage);
+        if (group != zs.group) {
+            lists[zs.group].remove(zs);
+            zs.group = static_cast<std::uint8_t>(group);
+            lists[group].push_front(zs);
+        }
     }
     // The fullest zspage that is not full, or null.
     detail::zspage* fullest_not_full() noexcept {
@@ -641,9 +653,9 @@ struct alignas(64) zspage_pool<Arena>::class_state {
 };
 
 // Handle slots: a directory of fixed chunks allocated on demand, so a slot never moves and
-// lookups take no lock. Free slots form a list through their words (under the table lock).
-template <class Arena>
-requires zspage_arena<Arena>
+// lookups take no lock. Free slots form a lock-free stack through their words; its head
+// carries a change count against ABA. The table lock only guards growth.
+template <zspage_arena Arena>
 class zspage_pool<Arena>::handle_table {
 public:
     static constexpr std::size_t chunk_slots = 1024;
@@ -651,7 +663,7 @@ public:
 
     explicit handle_table(std::size_t max_slots)
         : chunks_((max_slots + chunk_slots - 1) / chunk_slots),
-          directory_(std::make_unique<std::atomic<std::atomic<std::uint64_t>*>[]>(chunks_)) {}
+          directory_(std::make_unique<std::atomic<detail::handle_slot*>[]>(chunks_)) {}
     ~handle_table() {
         for (std::size_t i = 0; i < chunks_; ++i) {
             delete[] directory_[i].load(std::memory_order_relaxed);
@@ -663,60 +675,75 @@ public:
     // A free slot (its word keeps its generation), or `none` when the table is full or a new
     // chunk cannot be allocated.
     std::uint32_t acquire() noexcept {
-        std::lock_guard guard(lock_);
-        if (free_head_ != none) {
-            const std::uint32_t slot = free_head_;
-            const std::uint64_t word = this->word(slot).load(std::memory_order_relaxed);
-            const std::uint64_t next = detail::slot_word::location(word);
-            free_head_ = next == 0 ? none : static_cast<std::uint32_t>(next - 1);
-            return slot;
+        std::uint64_t head = free_head_.load(std::memory_order_acquire);
+        while ((head & 0xffffffff) != 0) {
+            const auto slot = static_cast<std::uint32_t>((head & 0xffffffff) - 1);
+            // May read a word another thread just took and rewrote: then the count changed
+            // and the exchange fails.
+            const std::uint64_t next =
+                detail::slot_word::location(word(slot).load(std::memory_order_acquire));
+            const std::uint64_t replacement = (((head >> 32) + 1) << 32) | next;
+            if (free_head_.compare_exchange_weak(head, replacement, std::memory_order_acquire,
+                                                 std::memory_order_acquire)) {
+                return slot;
+            }
         }
+        return grow();
+    }
+    // Returns a slot whose word the caller already marked free (tag clear, generation bumped).
+    void release(std::uint32_t slot) noexcept {
+        std::atomic<std::uint64_t>& w = word(slot);
+        const std::uint64_t old = w.load(std::memory_order_relaxed);
+        std::uint64_t head = free_head_.load(std::memory_order_relaxed);
+        for (;;) {
+            w.store(detail::slot_word::make(head & 0xffffffff, detail::slot_word::class_id(old),
+                                            detail::slot_word::generation(old), false),
+                    std::memory_order_relaxed);
+            const std::uint64_t replacement =
+                (((head >> 32) + 1) << 32) | (std::uint64_t{slot} + 1);
+            if (free_head_.compare_exchange_weak(head, replacement, std::memory_order_release,
+                                                 std::memory_order_relaxed)) {
+                return;
+            }
+        }
+    }
+    [[nodiscard]] bool contains(std::uint32_t slot) const noexcept {
+        return slot < published_.load(std::memory_order_acquire);
+    }
+    detail::handle_slot& slot(std::uint32_t index) const noexcept {
+        return directory_[index / chunk_slots].load(std::memory_order_acquire)[index % chunk_slots];
+    }
+    std::atomic<std::uint64_t>& word(std::uint32_t index) const noexcept {
+        return slot(index).word;
+    }
+
+private:
+    std::uint32_t grow() noexcept {
+        std::lock_guard guard(growth_lock_);
         const std::size_t slot = published_.load(std::memory_order_relaxed);
         if (slot >= chunks_ * chunk_slots || slot >= none) {
             return none;
         }
         if (slot % chunk_slots == 0) {
-            auto* chunk = new (std::nothrow) std::atomic<std::uint64_t>[chunk_slots];
+            auto* chunk = new (std::nothrow) detail::handle_slot[chunk_slots];
             if (chunk == nullptr) {
                 return none;
-            }
-            for (std::size_t i = 0; i < chunk_slots; ++i) {
-                chunk[i].store(0, std::memory_order_relaxed);
             }
             directory_[slot / chunk_slots].store(chunk, std::memory_order_release);
         }
         published_.store(slot + 1, std::memory_order_release);
         return static_cast<std::uint32_t>(slot);
     }
-    // Returns a slot whose word the caller already marked free (tag clear, generation bumped).
-    void release(std::uint32_t slot) noexcept {
-        std::lock_guard guard(lock_);
-        std::atomic<std::uint64_t>& w = word(slot);
-        const std::uint64_t old = w.load(std::memory_order_relaxed);
-        const std::uint64_t next = free_head_ == none ? 0 : std::uint64_t{free_head_} + 1;
-        w.store(detail::slot_word::make(next, detail::slot_word::class_id(old),
-                                        detail::slot_word::generation(old), false),
-                std::memory_order_relaxed);
-        free_head_ = slot;
-    }
-    [[nodiscard]] bool contains(std::uint32_t slot) const noexcept {
-        return slot < published_.load(std::memory_order_acquire);
-    }
-    std::atomic<std::uint64_t>& word(std::uint32_t slot) const noexcept {
-        return directory_[slot / chunk_slots].load(std::memory_order_acquire)[slot % chunk_slots];
-    }
 
-private:
     std::size_t chunks_;
-    std::unique_ptr<std::atomic<std::atomic<std::uint64_t>*>[]> directory_;
-    std::mutex lock_;
-    std::uint32_t free_head_ = none;
+    std::unique_ptr<std::atomic<detail::handle_slot*>[]> directory_;
+    alignas(64) std::atomic<std::uint64_t> free_head_{0}; // (change count << 32) | (slot + 1)
+    alignas(64) std::mutex growth_lock_;
     std::atomic<std::size_t> published_{0}; // slots handed out at least once
 };
 
 // A pinned object: its zspage (pinned), class, index and requested size.
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 struct zspage_pool<Arena>::resolved {
     detail::zspage* zspage;
     class_state* cls;
@@ -731,8 +758,7 @@ struct zspage_pool<Arena>::resolved {
 
 // A pinned object exposed as one contiguous span (see zspage_pool::map). Move-only; ends at
 // destruction or unmap().
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 class zspage_pool<Arena>::mapping {
 public:
     mapping() noexcept = default;
@@ -812,9 +838,8 @@ private:
 
 // ---- construction and destruction ------------------------------------------------------------
 
-template <class Arena>
-requires zspage_arena<Arena> zspage_pool<Arena>::zspage_pool(Arena& arena,
-                                                             zspage_pool_options options)
+template <zspage_arena Arena>
+zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
     : arena_(arena), max_chain_(options.max_frames_per_zspage) {
     detail::build_class_table(frame_size, max_chain_, class_table_, class_of_index_);
     std::size_t max_objects = 1;
@@ -841,8 +866,8 @@ requires zspage_arena<Arena> zspage_pool<Arena>::zspage_pool(Arena& arena,
     handles_ = std::make_unique<handle_table>(max_slots);
 }
 
-template <class Arena>
-requires zspage_arena<Arena> zspage_pool<Arena>::~zspage_pool() {
+template <zspage_arena Arena>
+zspage_pool<Arena>::~zspage_pool() {
     detail::zspage* chain = nullptr;
     for (std::size_t c = 0; c < class_table_.size(); ++c) {
         class_state& cls = classes_[c];
@@ -866,16 +891,14 @@ requires zspage_arena<Arena> zspage_pool<Arena>::~zspage_pool() {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 auto zspage_pool<Arena>::class_of_payload(std::size_t size) const noexcept -> class_state& {
     const std::size_t index =
         detail::size_class_index(size + zspage_object_header_bytes, frame_size);
     return classes_[class_of_index_[index]];
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) const {
     if (size == 0 || size > max_object_size()) {
         throw std::invalid_argument("zspage_pool::size_class_for: size " + std::to_string(size) +
@@ -884,14 +907,12 @@ const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) co
     return class_of_payload(size).info;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::byte*
-zspage_pool<Arena>::byte_at(detail::zspage& zs, std::size_t offset) const noexcept {
+template <zspage_arena Arena>
+std::byte* zspage_pool<Arena>::byte_at(detail::zspage& zs, std::size_t offset) const noexcept {
     return arena_.address_of(*zs.frames[offset / frame_size]) + offset % frame_size;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::copy_out(detail::zspage& zs, std::size_t offset, std::byte* out,
                                   std::size_t n) const noexcept {
     while (n > 0) {
@@ -903,8 +924,7 @@ void zspage_pool<Arena>::copy_out(detail::zspage& zs, std::size_t offset, std::b
     }
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::copy_in(detail::zspage& zs, std::size_t offset, const std::byte* in,
                                  std::size_t n) const noexcept {
     while (n > 0) {
@@ -916,10 +936,9 @@ void zspage_pool<Arena>::copy_in(detail::zspage& zs, std::size_t offset, const s
     }
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::uint64_t
-zspage_pool<Arena>::read_header(const class_state& cls, detail::zspage& zs, std::uint32_t object)
-const noexcept {
+template <zspage_arena Arena>
+std::uint64_t zspage_pool<Arena>::read_header(const class_state& cls, detail::zspage& zs,
+                                              std::uint32_t object) const noexcept {
     if (cls.info.huge) {
         return zs.huge_header;
     }
@@ -928,8 +947,7 @@ const noexcept {
     return header;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::write_header(const class_state& cls, detail::zspage& zs,
                                       std::uint32_t object, std::uint64_t header) const noexcept {
     if (cls.info.huge) {
@@ -939,28 +957,48 @@ void zspage_pool<Arena>::write_header(const class_state& cls, detail::zspage& zs
     std::memcpy(byte_at(zs, std::size_t{object} * cls.info.object_size), &header, sizeof header);
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::uint64_t
-zspage_pool<Arena>::location_of(detail::zspage& zs, const class_state& cls, std::uint32_t object)
-const noexcept {
+template <zspage_arena Arena>
+std::uint64_t zspage_pool<Arena>::location_of(detail::zspage& zs, const class_state& cls,
+                                              std::uint32_t object) const noexcept {
     const std::size_t position = std::size_t{object} * cls.info.object_size / frame_size;
     return (std::uint64_t{arena_.index_of(*zs.frames[position])} << object_bits_) | object;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::uint32_t zspage_pool<Arena>::pop_free_object(class_state& cls,
-                                                                               detail::zspage& zs)
-const noexcept {
+// Starts fetching what a free or a read of the object at `location` will touch (its frame
+// descriptor and the line holding its header), before the class lock is taken: the free's
+// header store would otherwise stall the next locked instruction. Harmless when the location
+// is stale or garbage: a prefetch never faults.
+template <zspage_arena Arena>
+void zspage_pool<Arena>::prefetch_object(const class_state& cls,
+                                         std::uint64_t location) const noexcept {
+    const auto index = static_cast<std::size_t>(location >> object_bits_);
+    if (index >= arena_.frame_count()) {
+        return;
+    }
+    const std::uint64_t object = location & ((std::uint64_t{1} << object_bits_) - 1);
+    frame& f = arena_.frame_at(index);
+    __builtin_prefetch(&f, 0);
+    if (!cls.info.huge) {
+        __builtin_prefetch(arena_.address_of(f) + object * cls.info.object_size % frame_size, 1);
+    }
+}
+
+template <zspage_arena Arena>
+std::uint32_t zspage_pool<Arena>::pop_free_object(class_state& cls,
+                                                  detail::zspage& zs) const noexcept {
     const std::uint32_t object = zs.free_head;
     detail::contract(object < cls.info.objects_per_zspage,
                      "zspage_pool: free list of a zspage is corrupted");
     zs.free_head = detail::object_header::next(read_header(cls, zs, object));
     ++zs.in_use;
+    if (!cls.info.huge && zs.free_head < cls.info.objects_per_zspage) {
+        // The next allocation from this zspage reads and writes that header.
+        __builtin_prefetch(byte_at(zs, std::size_t{zs.free_head} * cls.info.object_size), 1);
+    }
     return object;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::push_free_object(class_state& cls, detail::zspage& zs,
                                           std::uint32_t object) const noexcept {
     write_header(cls, zs, object, detail::object_header::free_link(zs.free_head));
@@ -968,9 +1006,8 @@ void zspage_pool<Arena>::push_free_object(class_state& cls, detail::zspage& zs,
     --zs.in_use;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::frames_freeable(const class_state& cls)
-noexcept {
+template <zspage_arena Arena>
+std::size_t zspage_pool<Arena>::frames_freeable(const class_state& cls) noexcept {
     const std::size_t allocated = cls.zspages * cls.info.objects_per_zspage;
     if (allocated <= cls.objects_in_use) {
         return 0;
@@ -981,9 +1018,8 @@ noexcept {
 
 // A new zspage for `cls`: frames from the arena, every object on the free list, every frame
 // movable. Called with no lock held; null when the arena is exhausted.
-template <class Arena>
-requires zspage_arena<Arena> detail::zspage*
-zspage_pool<Arena>::create_zspage(class_state& cls) noexcept {
+template <zspage_arena Arena>
+detail::zspage* zspage_pool<Arena>::create_zspage(class_state& cls) noexcept {
     auto* zs = new (std::nothrow) detail::zspage;
     if (zs == nullptr) {
         return nullptr;
@@ -1020,8 +1056,7 @@ zspage_pool<Arena>::create_zspage(class_state& cls) noexcept {
 // answers busy for it) back: each frame is locked (waiting is fine, no pool lock is held) and
 // released; a frame the core holds isolated is left for the core to free. Then the descriptor
 // goes: after clear_movable under each frame's lock, no callback can reach it.
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::release_zspage(detail::zspage* zs) noexcept {
     const std::size_t frames = class_table_[zs->class_id].frames_per_zspage;
     for (std::size_t position = 0; position < frames; ++position) {
@@ -1039,8 +1074,7 @@ void zspage_pool<Arena>::release_zspage(detail::zspage* zs) noexcept {
     delete zs;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
@@ -1050,16 +1084,19 @@ void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
 }
 
 // Resolves a handle and pins its zspage, so the object stays put until unpin.
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* stale_message) const -> resolved {
     const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
-    detail::contract(handles_->contains(slot), stale_message);
-    std::atomic<std::uint64_t>& word = handles_->word(slot);
-    const std::uint32_t class_id =
-        detail::slot_word::class_id(word.load(std::memory_order_acquire));
+    if constexpr (detail::contracts_enabled) {
+        detail::contract(handles_->contains(slot), stale_message);
+    }
+    detail::handle_slot& entry = handles_->slot(slot);
+    std::atomic<std::uint64_t>& word = entry.word;
+    const std::uint64_t first_look = word.load(std::memory_order_acquire);
+    const std::uint32_t class_id = detail::slot_word::class_id(first_look);
     detail::contract(class_id < class_table_.size(), stale_message);
     class_state& cls = classes_[class_id];
+    prefetch_object(cls, detail::slot_word::location(first_look));
     std::lock_guard guard(cls.lock);
     const std::uint64_t w = word.load(std::memory_order_relaxed);
     detail::contract(detail::slot_word::allocated(w) &&
@@ -1072,12 +1109,10 @@ auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* stale_message) co
     frame& f = arena_.frame_at(static_cast<std::size_t>(location >> object_bits_));
     detail::zspage* zs = detail::zspage_link::from_raw(f.private_word()).pointer();
     zs->pins.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t header = read_header(cls, *zs, object);
-    return {zs, &cls, object, detail::object_header::size(header)};
+    return {zs, &cls, object, static_cast<std::size_t>(entry.size.load(std::memory_order_relaxed))};
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::unpin(detail::zspage& zs) const noexcept {
     const std::uint64_t previous = zs.pins.fetch_sub(1, std::memory_order_release);
     detail::contract(previous != 0, "zspage_pool: unpinned a zspage that was not pinned");
@@ -1085,9 +1120,8 @@ void zspage_pool<Arena>::unpin(detail::zspage& zs) const noexcept {
 
 // ---- objects ---------------------------------------------------------------------------------
 
-template <class Arena>
-requires zspage_arena<Arena> zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size)
-noexcept {
+template <zspage_arena Arena>
+zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     if (size == 0 || size > max_object_size()) {
         return {};
     }
@@ -1098,9 +1132,8 @@ noexcept {
     }
     std::unique_lock guard(cls.lock);
     detail::zspage* zs = cls.fullest_not_full();
-    if (zs != nullptr) {
-        cls.unlink(*zs);
-    } else {
+    const bool fresh = zs == nullptr;
+    if (fresh) {
         guard.unlock();
         zs = create_zspage(cls);
         if (zs == nullptr) {
@@ -1111,20 +1144,26 @@ noexcept {
         ++cls.zspages;
     }
     const std::uint32_t object = pop_free_object(cls, *zs);
-    write_header(cls, *zs, object, detail::object_header::allocated(slot, size));
+    write_header(cls, *zs, object, detail::object_header::allocated(slot));
     ++cls.objects_in_use;
     cls.bytes_in_use += size;
-    std::atomic<std::uint64_t>& word = handles_->word(slot);
+    detail::handle_slot& entry = handles_->slot(slot);
+    entry.size.store(size, std::memory_order_relaxed);
+    std::atomic<std::uint64_t>& word = entry.word;
     const std::uint64_t generation =
         detail::slot_word::generation(word.load(std::memory_order_relaxed));
     word.store(detail::slot_word::make(location_of(*zs, cls, object), cls.id, generation, true),
                std::memory_order_release);
-    cls.link(*zs);
+    if (fresh) {
+        cls.link(*zs);
+    } else {
+        cls.refile(*zs);
+    }
     return zspage_handle::from_value((generation << 32) | (std::uint64_t{slot} + 1));
 }
 
-template <class Arena>
-requires zspage_arena<Arena> zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
+template <zspage_arena Arena>
+zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
     if (size == 0 || size > max_object_size()) {
         throw std::invalid_argument("zspage_pool::allocate: size " + std::to_string(size) +
                                     " is not in 1.." + std::to_string(max_object_size()));
@@ -1136,8 +1175,7 @@ requires zspage_arena<Arena> zspage_handle zspage_pool<Arena>::allocate(std::siz
     return h;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::deallocate(handle h) {
     if (!h) {
         throw std::invalid_argument("zspage_pool::deallocate: empty handle");
@@ -1145,12 +1183,16 @@ void zspage_pool<Arena>::deallocate(handle h) {
     static constexpr const char* stale =
         "zspage_pool::deallocate: handle is stale (object already freed: double free?)";
     const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
-    detail::contract(handles_->contains(slot), stale);
-    std::atomic<std::uint64_t>& word = handles_->word(slot);
-    const std::uint32_t class_id =
-        detail::slot_word::class_id(word.load(std::memory_order_acquire));
+    if constexpr (detail::contracts_enabled) {
+        detail::contract(handles_->contains(slot), stale);
+    }
+    detail::handle_slot& entry = handles_->slot(slot);
+    std::atomic<std::uint64_t>& word = entry.word;
+    const std::uint64_t first_look = word.load(std::memory_order_acquire);
+    const std::uint32_t class_id = detail::slot_word::class_id(first_look);
     detail::contract(class_id < class_table_.size(), stale);
     class_state& cls = classes_[class_id];
+    prefetch_object(cls, detail::slot_word::location(first_look));
     detail::zspage* emptied = nullptr;
     {
         std::lock_guard guard(cls.lock);
@@ -1164,22 +1206,21 @@ void zspage_pool<Arena>::deallocate(handle h) {
             static_cast<std::uint32_t>(location & ((std::uint64_t{1} << object_bits_) - 1));
         frame& f = arena_.frame_at(static_cast<std::size_t>(location >> object_bits_));
         detail::zspage* zs = detail::zspage_link::from_raw(f.private_word()).pointer();
-        const std::uint64_t header = read_header(cls, *zs, object);
-        cls.unlink(*zs);
         push_free_object(cls, *zs, object);
         --cls.objects_in_use;
-        cls.bytes_in_use -= detail::object_header::size(header);
+        cls.bytes_in_use -= static_cast<std::size_t>(entry.size.load(std::memory_order_relaxed));
         word.store(
             detail::slot_word::make(0, class_id, detail::slot_word::generation(w) + 1, false),
             std::memory_order_release);
         if (zs->in_use == 0) {
             detail::contract(zs->pins.load(std::memory_order_acquire) == 0,
                              "zspage_pool::deallocate: freed an object that is still mapped");
+            cls.unlink(*zs);
             zs->freeing.store(1, std::memory_order_release);
             --cls.zspages;
             emptied = zs;
         } else {
-            cls.link(*zs);
+            cls.refile(*zs);
         }
     }
     handles_->release(slot);
@@ -1188,9 +1229,8 @@ void zspage_pool<Arena>::deallocate(handle h) {
     }
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::size(handle h)
-const {
+template <zspage_arena Arena>
+std::size_t zspage_pool<Arena>::size(handle h) const {
     if (!h) {
         throw std::invalid_argument("zspage_pool::size: empty handle");
     }
@@ -1199,8 +1239,7 @@ const {
     return r.size;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
     if (!h) {
         throw std::invalid_argument("zspage_pool::read: empty handle");
@@ -1216,8 +1255,7 @@ void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
     unpin(*r.zspage);
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
     if (!h) {
         throw std::invalid_argument("zspage_pool::write: empty handle");
@@ -1233,8 +1271,7 @@ void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
     unpin(*r.zspage);
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
     if (!h) {
         throw std::invalid_argument("zspage_pool::map: empty handle");
@@ -1266,8 +1303,7 @@ auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
 
 // Moves allocated objects from src into dst until src is empty or dst is full. Class locked,
 // both zspages unpinned and off the lists.
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::move_objects(class_state& cls, detail::zspage& src,
                                       detail::zspage& dst) noexcept {
     const auto objects = static_cast<std::uint32_t>(cls.info.objects_per_zspage);
@@ -1278,10 +1314,12 @@ void zspage_pool<Arena>::move_objects(class_state& cls, detail::zspage& src,
             continue;
         }
         const std::uint32_t to = pop_free_object(cls, dst);
+        detail::handle_slot& entry = handles_->slot(detail::object_header::slot(header));
         // Copy the payload frame piece by frame piece (either side may span two frames).
         std::size_t from_offset = std::size_t{from} * cls.info.object_size + cls.header_bytes;
         std::size_t to_offset = std::size_t{to} * cls.info.object_size + cls.header_bytes;
-        for (std::size_t left = detail::object_header::size(header); left > 0;) {
+        for (auto left = static_cast<std::size_t>(entry.size.load(std::memory_order_relaxed));
+             left > 0;) {
             const std::size_t chunk = std::min(
                 {left, frame_size - from_offset % frame_size, frame_size - to_offset % frame_size});
             std::memcpy(byte_at(dst, to_offset), byte_at(src, from_offset), chunk);
@@ -1290,19 +1328,18 @@ void zspage_pool<Arena>::move_objects(class_state& cls, detail::zspage& src,
             left -= chunk;
         }
         write_header(cls, dst, to, header);
-        std::atomic<std::uint64_t>& word = handles_->word(detail::object_header::slot(header));
-        const std::uint64_t w = word.load(std::memory_order_relaxed);
-        word.store(detail::slot_word::make(location_of(dst, cls, to), cls.id,
-                                           detail::slot_word::generation(w), true),
-                   std::memory_order_release);
+        const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
+        entry.word.store(detail::slot_word::make(location_of(dst, cls, to), cls.id,
+                                                 detail::slot_word::generation(w), true),
+                         std::memory_order_release);
         push_free_object(cls, src, from);
         ++moved;
     }
     objects_moved_.fetch_add(moved, std::memory_order_relaxed);
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
+template <zspage_arena Arena>
+std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
     std::size_t freed = 0;
     detail::zspage* emptied = nullptr; // released once the class lock is dropped
     std::unique_lock guard(cls.lock);
@@ -1350,8 +1387,8 @@ requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::compact_class(class
     return freed;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::compact() {
+template <zspage_arena Arena>
+std::size_t zspage_pool<Arena>::compact() {
     std::unique_lock only_one(compaction_lock_, std::try_to_lock);
     if (!only_one.owns_lock()) {
         return 0;
@@ -1367,9 +1404,8 @@ requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::compact() {
     return freed;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> std::size_t zspage_pool<Arena>::compactable_frames()
-const {
+template <zspage_arena Arena>
+std::size_t zspage_pool<Arena>::compactable_frames() const {
     std::size_t frames = 0;
     for (std::size_t c = 0; c < class_table_.size(); ++c) {
         std::lock_guard guard(classes_[c].lock);
@@ -1378,9 +1414,8 @@ const {
     return frames;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> zspage_pool_stats zspage_pool<Arena>::stats()
-const {
+template <zspage_arena Arena>
+zspage_pool_stats zspage_pool<Arena>::stats() const {
     zspage_pool_stats result;
     result.frame_size = frame_size;
     result.classes.resize(class_table_.size());
@@ -1416,8 +1451,7 @@ const {
 
 // ---- owner protocol ----------------------------------------------------------------------------
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 bool zspage_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
     detail::zspage* zs = detail::zspage_link::from_raw(f.private_word()).pointer();
     // Hints only (migrate re-checks under the class lock): a pinned zspage would answer busy,
@@ -1430,10 +1464,8 @@ bool zspage_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
     return true;
 }
 
-template <class Arena>
-requires zspage_arena<Arena> migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src,
-                                                                        migrate_mode mode)
-noexcept {
+template <zspage_arena Arena>
+migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
     const detail::zspage_link link = detail::zspage_link::from_raw(src.private_word());
     detail::zspage* zs = link.pointer();
     const std::size_t position = link.tag();
@@ -1479,8 +1511,7 @@ noexcept {
     return migrate_status::success;
 }
 
-template <class Arena>
-requires zspage_arena<Arena>
+template <zspage_arena Arena>
 void zspage_pool<Arena>::putback(frame& /*f*/) noexcept {
     isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
 }
