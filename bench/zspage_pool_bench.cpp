@@ -4,7 +4,8 @@
 //     (mi_malloc/mi_free) on the same sizes in the same order;
 //   * footprint after the same churn: pool frames x frame size / live bytes before and after
 //     compact(), next to each allocator's resident-size growth / live bytes, each measured in
-//     a forked child so the allocators do not pollute each other's RSS;
+//     a fresh process (this program re-executed) so no allocator starts with a heap that an
+//     earlier benchmark warmed, and the allocators do not pollute each other's RSS;
 //   * pinned read and write of an object as a ratio to memcpy of its bytes.
 //
 // Each allocator is called through its own explicit API, so every column measures what it
@@ -161,9 +162,15 @@ struct pool_allocator {
 template <class Allocator>
 class churn {
 public:
-    explicit churn(Allocator& allocator, bool fill_bytes = false)
+    // The containers only; populate() allocates the live set.
+    churn(Allocator& allocator, bool fill_bytes, bool populate_now = true)
         : allocator_(allocator), fill_(fill_bytes), objects_(workload::live),
           sizes_(the_workload().initial) {
+        if (populate_now) {
+            populate();
+        }
+    }
+    void populate() {
         for (std::size_t i = 0; i < workload::live; ++i) {
             objects_[i] = allocator_.allocate(sizes_[i]);
             if (fill_) {
@@ -222,7 +229,7 @@ private:
 // Nanoseconds per allocate + deallocate pair: the best of a few timed batches on a warm set.
 template <class Allocator>
 double pair_nanoseconds(Allocator& allocator) {
-    churn<Allocator> c(allocator);
+    churn<Allocator> c(allocator, false);
     for (std::size_t i = 0; i < workload::steps; ++i) {
         c.step();
     }
@@ -243,7 +250,7 @@ double pair_nanoseconds(Allocator& allocator) {
 
 template <class Allocator>
 void run_pairs(benchmark::State& state, Allocator& allocator) {
-    churn<Allocator> c(allocator);
+    churn<Allocator> c(allocator, false);
     for (auto _ : state) {
         c.step();
     }
@@ -277,7 +284,7 @@ void pairs_zspage_pool(benchmark::State& state) {
     pool_allocator a{pool};
     movable::bench::loop_timer timer;
     {
-        churn<pool_allocator> c(a);
+        churn<pool_allocator> c(a, false);
         timer.start();
         for (auto _ : state) {
             c.step();
@@ -309,9 +316,76 @@ std::size_t resident_bytes() {
     return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// Runs `body` in a forked child and returns the doubles it produced (empty on failure).
-template <class Body>
-std::vector<double> in_child(std::size_t count, Body&& body) {
+// In the child: RSS growth / live bytes of an allocator after the churn (fill, one pass of
+// replacements writing every object, then freeing a random half).
+template <class Allocator>
+std::vector<double> allocator_footprint_here() {
+    Allocator allocator;
+    churn<Allocator> c(allocator, true, false);
+    const std::size_t before = resident_bytes();
+    c.populate();
+    for (std::size_t i = 0; i < workload::steps; ++i) {
+        c.step();
+    }
+    c.free_random_half();
+    const std::size_t after = resident_bytes();
+    return {static_cast<double>(after - before) / static_cast<double>(c.live_bytes())};
+}
+
+// In the child: the pool's frames and RSS growth per live byte after the same churn, before
+// compact(), after it, and after arena compaction and giving free max-order blocks back to the
+// OS. The arena's frame descriptors (64 bytes per 4 KiB frame of the whole reservation) are
+// allocated before the first reading, like the kernel's struct page.
+std::vector<double> pool_footprint_here() {
+    arena_type arena(arena_bytes);
+    pool_type pool(arena);
+    pool_allocator allocator{pool};
+    churn<pool_allocator> c(allocator, true, false);
+    const std::size_t before = resident_bytes();
+    c.populate();
+    for (std::size_t i = 0; i < workload::steps; ++i) {
+        c.step();
+    }
+    c.free_random_half();
+    const auto live = static_cast<double>(c.live_bytes());
+    const auto frames_bytes = [&] {
+        return static_cast<double>(pool.stats().frames_in_use * frame_size);
+    };
+    const double frames_before = frames_bytes() / live;
+    const double rss_before = static_cast<double>(resident_bytes() - before) / live;
+    pool.compact();
+    const double frames_after = frames_bytes() / live;
+    movable::compactor<arena_type>(arena).compact();
+    arena.release_free_memory();
+    const double rss_after = static_cast<double>(resident_bytes() - before) / live;
+    return {frames_before, frames_after, rss_before, rss_after, live};
+}
+
+constexpr const char* footprint_child_flag = "--zspage-footprint-child=";
+
+int footprint_child(const std::string& which, int fd) {
+    std::vector<double> values;
+    if (which == "zspage_pool") {
+        values = pool_footprint_here();
+    } else if (which == "glibc") {
+        values = allocator_footprint_here<glibc_allocator>();
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    } else if (which == "jemalloc") {
+        values = allocator_footprint_here<jemalloc_allocator>();
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    } else if (which == "mimalloc") {
+        values = allocator_footprint_here<mimalloc_allocator>();
+#endif
+    } else {
+        return 2;
+    }
+    const auto bytes = static_cast<ssize_t>(values.size() * sizeof(double));
+    return ::write(fd, values.data(), static_cast<std::size_t>(bytes)) == bytes ? 0 : 1;
+}
+
+// Runs this program again as a footprint child for `which`; its figures, or empty on failure.
+std::vector<double> footprint_in_fresh_process(const std::string& which, std::size_t count) {
     int fds[2];
     if (::pipe(fds) != 0) {
         return {};
@@ -319,72 +393,40 @@ std::vector<double> in_child(std::size_t count, Body&& body) {
     const pid_t child = ::fork();
     if (child == 0) {
         ::close(fds[0]);
-        const std::vector<double> values = body();
-        const auto bytes = static_cast<ssize_t>(values.size() * sizeof(double));
-        const bool written = ::write(fds[1], values.data(), static_cast<std::size_t>(bytes)) == bytes;
-        ::_exit(written ? 0 : 1);
+        std::string flag = footprint_child_flag + which + ":" + std::to_string(fds[1]);
+        char program[] = "/proc/self/exe";
+        char* arguments[] = {program, flag.data(), nullptr};
+        ::execv(program, arguments);
+        ::_exit(127);
     }
     ::close(fds[1]);
     std::vector<double> values(count);
     const auto wanted = static_cast<ssize_t>(count * sizeof(double));
-    const bool complete = child > 0 && ::read(fds[0], values.data(), static_cast<std::size_t>(wanted)) == wanted;
+    ssize_t got = 0;
+    while (child > 0 && got < wanted) {
+        const ssize_t n = ::read(fds[0], reinterpret_cast<char*>(values.data()) + got,
+                                 static_cast<std::size_t>(wanted - got));
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+    }
     ::close(fds[0]);
     int status = 0;
     if (child > 0) {
         ::waitpid(child, &status, 0);
     }
-    return complete && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? values : std::vector<double>{};
-}
-
-// RSS growth / live bytes of an allocator after: fill, one pass of replacements, free half.
-template <class Allocator>
-double allocator_footprint() {
-    const std::vector<double> result = in_child(1, [] {
-        Allocator allocator;
-        const std::size_t before = resident_bytes();
-        auto* c = new churn<Allocator>(allocator, true); // leaked on purpose: _exit follows
-        for (std::size_t i = 0; i < workload::steps; ++i) {
-            c->step();
-        }
-        c->free_random_half();
-        const std::size_t after = resident_bytes();
-        return std::vector<double>{static_cast<double>(after - before) /
-                                   static_cast<double>(c->live_bytes())};
-    });
-    return result.empty() ? -1.0 : result[0];
+    const bool ok = got == wanted && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return ok ? values : std::vector<double>{};
 }
 
 void footprint(benchmark::State& state) {
-    // The pool: frames in use and RSS growth, before compact(), after it, and after arena
-    // compaction and giving free max-order blocks back to the OS.
     std::vector<double> pool_figures;
     for (auto _ : state) {
-        pool_figures = in_child(5, [] {
-            const std::size_t before = resident_bytes();
-            auto* arena = new arena_type(arena_bytes);
-            auto* pool = new pool_type(*arena);
-            pool_allocator allocator{*pool};
-            auto* c = new churn<pool_allocator>(allocator, true);
-            for (std::size_t i = 0; i < workload::steps; ++i) {
-                c->step();
-            }
-            c->free_random_half();
-            const auto live = static_cast<double>(c->live_bytes());
-            const auto frames_bytes = [&] {
-                return static_cast<double>(pool->stats().frames_in_use * frame_size);
-            };
-            const double frames_before = frames_bytes() / live;
-            const double rss_before = static_cast<double>(resident_bytes() - before) / live;
-            pool->compact();
-            const double frames_after = frames_bytes() / live;
-            movable::compactor<arena_type>(*arena).compact();
-            arena->release_free_memory();
-            const double rss_after = static_cast<double>(resident_bytes() - before) / live;
-            return std::vector<double>{frames_before, frames_after, rss_before, rss_after, live};
-        });
+        pool_figures = footprint_in_fresh_process("zspage_pool", 5);
     }
     if (pool_figures.empty()) {
-        state.SkipWithError("the pool's child process failed");
+        state.SkipWithError("the pool's footprint process failed");
         return;
     }
     state.counters["pool_frames_before_compact"] = pool_figures[0];
@@ -392,12 +434,16 @@ void footprint(benchmark::State& state) {
     state.counters["pool_rss_before_compact"] = pool_figures[2];
     state.counters["pool_rss_after_compact_and_release"] = pool_figures[3];
     state.counters["live_MiB"] = pool_figures[4] / (1 << 20);
-    state.counters["glibc_rss"] = allocator_footprint<glibc_allocator>();
+    const auto rss = [](const char* which) {
+        const std::vector<double> figures = footprint_in_fresh_process(which, 1);
+        return figures.empty() ? -1.0 : figures[0];
+    };
+    state.counters["glibc_rss"] = rss("glibc");
 #if MOVABLE_BENCH_HAVE_JEMALLOC
-    state.counters["jemalloc_rss"] = allocator_footprint<jemalloc_allocator>();
+    state.counters["jemalloc_rss"] = rss("jemalloc");
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
-    state.counters["mimalloc_rss"] = allocator_footprint<mimalloc_allocator>();
+    state.counters["mimalloc_rss"] = rss("mimalloc");
 #endif
 }
 BENCHMARK(footprint)->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -496,16 +542,28 @@ BENCHMARK(read_copy);
 } // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 2 &&
+        std::strncmp(argv[1], footprint_child_flag, std::strlen(footprint_child_flag)) == 0) {
+        const std::string spec = argv[1] + std::strlen(footprint_child_flag); // which:fd
+        const std::size_t colon = spec.find(':');
+        if (colon == std::string::npos) {
+            return 2;
+        }
+        return footprint_child(spec.substr(0, colon), std::stoi(spec.substr(colon + 1)));
+    }
     benchmark::AddCustomContext("sizes", "compressed 4 KiB pages: 10% 32..512 B, 70% ~N(1400, "
                                          "450) in 32..3264 B, 20% 2048..3264 B");
-    benchmark::AddCustomContext("glibc_malloc_from", library_of(reinterpret_cast<const void*>(glibc().malloc)));
+    benchmark::AddCustomContext("glibc_malloc_from",
+                                library_of(reinterpret_cast<const void*>(glibc().malloc)));
 #if MOVABLE_BENCH_HAVE_JEMALLOC
-    benchmark::AddCustomContext("jemalloc_mallocx_from", library_of(reinterpret_cast<const void*>(&mallocx)));
+    benchmark::AddCustomContext("jemalloc_mallocx_from",
+                                library_of(reinterpret_cast<const void*>(&mallocx)));
 #else
     benchmark::AddCustomContext("jemalloc", "not found at configure time; skipped");
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
-    benchmark::AddCustomContext("mimalloc_mi_malloc_from", library_of(reinterpret_cast<const void*>(&mi_malloc)));
+    benchmark::AddCustomContext("mimalloc_mi_malloc_from",
+                                library_of(reinterpret_cast<const void*>(&mi_malloc)));
 #else
     benchmark::AddCustomContext("mimalloc", "not found at configure time; skipped");
 #endif
