@@ -9,7 +9,8 @@
 //
 //     frame lock  ->  class lock  ->  zspage pin count (checked, never waited for)
 //     compaction lock  ->  class lock
-//     handle-table lock, the arena's lock: leaves, taken with no lock of the pool held
+//     handle-table growth lock, the arena's lock: leaves, taken with no lock of the pool held
+//     (free handle slots are a lock-free stack)
 //
 //   * The core calls isolate/migrate/putback with the frame(s) locked; migrate takes the class
 //     lock inside (try_lock in async mode: `retry` when it is held). So the pool never waits
@@ -25,7 +26,8 @@
 //     (compaction, migration) hold the class lock, under which no new pin can start, and go
 //     ahead only when the count is 0: they never wait for a pin. Compaction skips a pinned
 //     zspage; migration answers `busy`. So a reader never sees a half-moved object, and a
-//     thread holding a mapping may call anything on the pool except freeing that object.
+//     thread holding a mapping may call anything on the pool (compaction included) except
+//     freeing that object or destroying the pool.
 //   * Fields changed under different locks never share a word: per-class state lives in its
 //     own cache line; in a zspage descriptor the class-locked fields, the pin count and the
 //     freeing flag are separate words; pool counters are separate atomics.
