@@ -6,6 +6,7 @@
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>
 #include <movable/tagged_ptr.hpp>
 #include <movable/version.hpp>

@@ -1,0 +1,581 @@
+// zspage_pool against general-purpose allocators, side by side in one run:
+//   * allocate + deallocate pairs on a live set of objects, sizes shaped like compressed 4 KiB
+//     pages, as ratios to glibc malloc/free, jemalloc (mallocx/dallocx) and mimalloc
+//     (mi_malloc/mi_free) on the same sizes in the same order;
+//   * footprint after the same churn: pool frames x frame size / live bytes before and after
+//     compact(), next to each allocator's resident-size growth / live bytes, each measured in
+//     a fresh process (this program re-executed) so no allocator starts with a heap that an
+//     earlier benchmark warmed, and the allocators do not pollute each other's RSS;
+//   * pinned read and write of an object as a ratio to memcpy of its bytes.
+//
+// Each allocator is called through its own explicit API, so every column measures what it
+// says even though linking jemalloc or mimalloc replaces the process-wide malloc: glibc's
+// malloc and free are looked up in libc.so.6 itself (mimalloc's override also exports
+// __libc_malloc, so that name cannot be trusted). The context lines say which library each
+// column resolved to.
+//
+// Sizes ("compressed 4 KiB pages", zram-like): 10% uniform in 32..512 bytes (nearly empty
+// pages), 70% normal around 1400 bytes (sd 450) clipped to 32..3264, 20% uniform in
+// 2048..3264 (poorly compressible). Mean about 1.5 KiB.
+#include <movable/compaction.hpp>
+#include <movable/models/zspage_pool.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+#include "baseline.hpp"
+
+namespace {
+
+using arena_type = movable::frame_arena<>; // 4 KiB frames, 4 MiB max-order blocks
+using pool_type = movable::zspage_pool<arena_type>;
+constexpr std::size_t frame_size = arena_type::frame_size;
+constexpr std::size_t arena_bytes = std::size_t{256} << 20;
+
+// ---- the workload ---------------------------------------------------------------------------
+
+std::vector<std::uint32_t> compressed_page_sizes(std::size_t count, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<double> typical(1400.0, 450.0);
+    std::uniform_int_distribution<std::uint32_t> nearly_empty(32, 512);
+    std::uniform_int_distribution<std::uint32_t> poorly_compressed(2048, 3264);
+    std::vector<std::uint32_t> sizes(count);
+    for (auto& size : sizes) {
+        const unsigned kind = rng() % 100;
+        if (kind < 10) {
+            size = nearly_empty(rng);
+        } else if (kind < 80) {
+            size = static_cast<std::uint32_t>(std::clamp(typical(rng), 32.0, 3264.0));
+        } else {
+            size = poorly_compressed(rng);
+        }
+    }
+    return sizes;
+}
+
+// The same sequence for every allocator: fill `live` objects, then replace one at random per
+// step (free it, allocate the next size in its place).
+struct workload {
+    static constexpr std::size_t live = 16384;
+    static constexpr std::size_t steps = std::size_t{1} << 16;
+    std::vector<std::uint32_t> initial = compressed_page_sizes(live, 1);
+    std::vector<std::uint32_t> sizes = compressed_page_sizes(steps, 2);
+    std::vector<std::uint32_t> victims = [] {
+        std::mt19937 rng(3);
+        std::vector<std::uint32_t> v(steps);
+        for (auto& i : v) {
+            i = static_cast<std::uint32_t>(rng() % live);
+        }
+        return v;
+    }();
+};
+const workload& the_workload() {
+    static const workload w;
+    return w;
+}
+
+// ---- allocators, each through its own API --------------------------------------------------
+
+struct libc_functions {
+    void* (*malloc)(std::size_t) = nullptr;
+    void (*free)(void*) = nullptr;
+};
+const libc_functions& glibc() {
+    static const libc_functions functions = [] {
+        libc_functions f;
+        if (void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD)) {
+            f.malloc = reinterpret_cast<void* (*)(std::size_t)>(::dlsym(libc, "malloc"));
+            f.free = reinterpret_cast<void (*)(void*)>(::dlsym(libc, "free"));
+        }
+        return f;
+    }();
+    return functions;
+}
+
+std::string library_of(const void* function) {
+    Dl_info info{};
+    if (function == nullptr || ::dladdr(function, &info) == 0 || info.dli_fname == nullptr) {
+        return "unknown";
+    }
+    return info.dli_fname;
+}
+
+struct glibc_allocator {
+    using handle = void*;
+    static constexpr const char* name = "glibc";
+    handle allocate(std::size_t size) { return glibc().malloc(size); }
+    void deallocate(handle p, std::size_t) { glibc().free(p); }
+    void fill(handle p, std::size_t size, int value) { std::memset(p, value, size); }
+};
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+struct jemalloc_allocator {
+    using handle = void*;
+    static constexpr const char* name = "jemalloc";
+    handle allocate(std::size_t size) { return mallocx(size, 0); }
+    void deallocate(handle p, std::size_t) { dallocx(p, 0); }
+    void fill(handle p, std::size_t size, int value) { std::memset(p, value, size); }
+};
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+struct mimalloc_allocator {
+    using handle = void*;
+    static constexpr const char* name = "mimalloc";
+    handle allocate(std::size_t size) { return mi_malloc(size); }
+    void deallocate(handle p, std::size_t) { mi_free(p); }
+    void fill(handle p, std::size_t size, int value) { std::memset(p, value, size); }
+};
+#endif
+struct pool_allocator {
+    using handle = movable::zspage_handle;
+    static constexpr const char* name = "zspage_pool";
+    pool_type& pool;
+    std::vector<std::byte> bytes = std::vector<std::byte>(frame_size);
+    handle allocate(std::size_t size) { return pool.allocate(size); }
+    void deallocate(handle h, std::size_t) { pool.deallocate(h); }
+    void fill(handle h, std::size_t size, int value) {
+        std::memset(bytes.data(), value, size);
+        pool.write(h, std::span(bytes).first(size));
+    }
+};
+
+// A live set driven through the workload; `fill_bytes` writes every object (as a store does).
+template <class Allocator>
+class churn {
+public:
+    // The containers only; populate() allocates the live set.
+    churn(Allocator& allocator, bool fill_bytes, bool populate_now = true)
+        : allocator_(allocator), fill_(fill_bytes), objects_(workload::live),
+          sizes_(the_workload().initial) {
+        if (populate_now) {
+            populate();
+        }
+    }
+    void populate() {
+        for (std::size_t i = 0; i < workload::live; ++i) {
+            objects_[i] = allocator_.allocate(sizes_[i]);
+            if (fill_) {
+                allocator_.fill(objects_[i], sizes_[i], static_cast<int>(i));
+            }
+        }
+    }
+    ~churn() {
+        for (std::size_t i = 0; i < objects_.size(); ++i) {
+            if (objects_[i]) {
+                allocator_.deallocate(objects_[i], sizes_[i]);
+            }
+        }
+    }
+    churn(const churn&) = delete;
+    churn& operator=(const churn&) = delete;
+
+    // One allocate + deallocate pair.
+    void step() {
+        const workload& w = the_workload();
+        const std::size_t k = step_++ % workload::steps;
+        const std::size_t victim = w.victims[k];
+        allocator_.deallocate(objects_[victim], sizes_[victim]);
+        sizes_[victim] = w.sizes[k];
+        objects_[victim] = allocator_.allocate(sizes_[victim]);
+        if (fill_) {
+            allocator_.fill(objects_[victim], sizes_[victim], static_cast<int>(k));
+        }
+    }
+    // Frees every other object of a random half (a burst of swap-ins): fragmentation.
+    void free_random_half() {
+        std::mt19937 rng(4);
+        for (std::size_t i = 0; i < objects_.size(); ++i) {
+            if (rng() % 2 == 0 && objects_[i]) {
+                allocator_.deallocate(objects_[i], sizes_[i]);
+                objects_[i] = {};
+            }
+        }
+    }
+    std::size_t live_bytes() const {
+        std::size_t bytes = 0;
+        for (std::size_t i = 0; i < objects_.size(); ++i) {
+            bytes += objects_[i] ? sizes_[i] : 0;
+        }
+        return bytes;
+    }
+
+private:
+    Allocator& allocator_;
+    bool fill_;
+    std::vector<typename Allocator::handle> objects_;
+    std::vector<std::uint32_t> sizes_;
+    std::size_t step_ = 0;
+};
+
+// Nanoseconds per allocate + deallocate pair: the best of a few timed batches on a warm set.
+template <class Allocator>
+double pair_nanoseconds(Allocator& allocator) {
+    churn<Allocator> c(allocator, false);
+    for (std::size_t i = 0; i < workload::steps; ++i) {
+        c.step();
+    }
+    double best = 1e300;
+    for (int round = 0; round < 5; ++round) {
+        const auto start = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < workload::steps; ++i) {
+            c.step();
+        }
+        const auto stop = std::chrono::steady_clock::now();
+        best = std::min(best, std::chrono::duration<double, std::nano>(stop - start).count() /
+                                  static_cast<double>(workload::steps));
+    }
+    return best;
+}
+
+// ---- 1. allocate + deallocate pairs --------------------------------------------------------
+
+template <class Allocator>
+void run_pairs(benchmark::State& state, Allocator& allocator) {
+    churn<Allocator> c(allocator, false);
+    for (auto _ : state) {
+        c.step();
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+
+void pairs_glibc(benchmark::State& state) {
+    glibc_allocator a;
+    run_pairs(state, a);
+}
+BENCHMARK(pairs_glibc);
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+void pairs_jemalloc(benchmark::State& state) {
+    jemalloc_allocator a;
+    run_pairs(state, a);
+}
+BENCHMARK(pairs_jemalloc);
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+void pairs_mimalloc(benchmark::State& state) {
+    mimalloc_allocator a;
+    run_pairs(state, a);
+}
+BENCHMARK(pairs_mimalloc);
+#endif
+
+// The pool's pairs, with the ratios to each allocator measured in this run.
+void pairs_zspage_pool(benchmark::State& state) {
+    arena_type arena(arena_bytes);
+    pool_type pool(arena);
+    pool_allocator a{pool};
+    movable::bench::loop_timer timer;
+    {
+        churn<pool_allocator> c(a, false);
+        timer.start();
+        for (auto _ : state) {
+            c.step();
+        }
+    }
+    const double ns = timer.nanoseconds_per_iteration(state);
+    state.SetItemsProcessed(state.iterations());
+    state.counters["pool_ns"] = ns;
+    glibc_allocator g;
+    state.counters["x_glibc"] = ns / pair_nanoseconds(g);
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    jemalloc_allocator j;
+    state.counters["x_jemalloc"] = ns / pair_nanoseconds(j);
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    mimalloc_allocator m;
+    state.counters["x_mimalloc"] = ns / pair_nanoseconds(m);
+#endif
+}
+BENCHMARK(pairs_zspage_pool);
+
+// ---- 2. footprint after the same churn -------------------------------------------------------
+
+std::size_t resident_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    std::size_t size_pages = 0;
+    std::size_t resident_pages = 0;
+    statm >> size_pages >> resident_pages;
+    return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// In the child: RSS growth / live bytes of an allocator after the churn (fill, one pass of
+// replacements writing every object, then freeing a random half).
+template <class Allocator>
+std::vector<double> allocator_footprint_here() {
+    Allocator allocator;
+    churn<Allocator> c(allocator, true, false);
+    const std::size_t before = resident_bytes();
+    c.populate();
+    for (std::size_t i = 0; i < workload::steps; ++i) {
+        c.step();
+    }
+    c.free_random_half();
+    const std::size_t after = resident_bytes();
+    return {static_cast<double>(after - before) / static_cast<double>(c.live_bytes())};
+}
+
+// In the child: the pool's frames and RSS growth per live byte after the same churn, before
+// compact(), after it, and after arena compaction and giving free max-order blocks back to the
+// OS. The arena's frame descriptors (64 bytes per 4 KiB frame of the whole reservation) are
+// allocated before the first reading, like the kernel's struct page.
+std::vector<double> pool_footprint_here() {
+    arena_type arena(arena_bytes);
+    pool_type pool(arena);
+    pool_allocator allocator{pool};
+    churn<pool_allocator> c(allocator, true, false);
+    const std::size_t before = resident_bytes();
+    c.populate();
+    for (std::size_t i = 0; i < workload::steps; ++i) {
+        c.step();
+    }
+    c.free_random_half();
+    const auto live = static_cast<double>(c.live_bytes());
+    const auto frames_bytes = [&] {
+        return static_cast<double>(pool.stats().frames_in_use * frame_size);
+    };
+    const double frames_before = frames_bytes() / live;
+    const double rss_before = static_cast<double>(resident_bytes() - before) / live;
+    pool.compact();
+    const double frames_after = frames_bytes() / live;
+    movable::compactor<arena_type>(arena).compact();
+    arena.release_free_memory();
+    const double rss_after = static_cast<double>(resident_bytes() - before) / live;
+    return {frames_before, frames_after, rss_before, rss_after, live};
+}
+
+constexpr const char* footprint_child_flag = "--zspage-footprint-child=";
+
+int footprint_child(const std::string& which, int fd) {
+    std::vector<double> values;
+    if (which == "zspage_pool") {
+        values = pool_footprint_here();
+    } else if (which == "glibc") {
+        values = allocator_footprint_here<glibc_allocator>();
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    } else if (which == "jemalloc") {
+        values = allocator_footprint_here<jemalloc_allocator>();
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    } else if (which == "mimalloc") {
+        values = allocator_footprint_here<mimalloc_allocator>();
+#endif
+    } else {
+        return 2;
+    }
+    const auto bytes = static_cast<ssize_t>(values.size() * sizeof(double));
+    return ::write(fd, values.data(), static_cast<std::size_t>(bytes)) == bytes ? 0 : 1;
+}
+
+// Runs this program again as a footprint child for `which`; its figures, or empty on failure.
+std::vector<double> footprint_in_fresh_process(const std::string& which, std::size_t count) {
+    int fds[2];
+    if (::pipe(fds) != 0) {
+        return {};
+    }
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::close(fds[0]);
+        std::string flag = footprint_child_flag + which + ":" + std::to_string(fds[1]);
+        char program[] = "/proc/self/exe";
+        char* arguments[] = {program, flag.data(), nullptr};
+        ::execv(program, arguments);
+        ::_exit(127);
+    }
+    ::close(fds[1]);
+    std::vector<double> values(count);
+    const auto wanted = static_cast<ssize_t>(count * sizeof(double));
+    ssize_t got = 0;
+    while (child > 0 && got < wanted) {
+        const ssize_t n = ::read(fds[0], reinterpret_cast<char*>(values.data()) + got,
+                                 static_cast<std::size_t>(wanted - got));
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+    }
+    ::close(fds[0]);
+    int status = 0;
+    if (child > 0) {
+        ::waitpid(child, &status, 0);
+    }
+    const bool ok = got == wanted && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return ok ? values : std::vector<double>{};
+}
+
+void footprint(benchmark::State& state) {
+    std::vector<double> pool_figures;
+    for (auto _ : state) {
+        pool_figures = footprint_in_fresh_process("zspage_pool", 5);
+    }
+    if (pool_figures.empty()) {
+        state.SkipWithError("the pool's footprint process failed");
+        return;
+    }
+    state.counters["pool_frames_before_compact"] = pool_figures[0];
+    state.counters["pool_frames_after_compact"] = pool_figures[1];
+    state.counters["pool_rss_before_compact"] = pool_figures[2];
+    state.counters["pool_rss_after_compact_and_release"] = pool_figures[3];
+    state.counters["live_MiB"] = pool_figures[4] / (1 << 20);
+    const auto rss = [](const char* which) {
+        const std::vector<double> figures = footprint_in_fresh_process(which, 1);
+        return figures.empty() ? -1.0 : figures[0];
+    };
+    state.counters["glibc_rss"] = rss("glibc");
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    state.counters["jemalloc_rss"] = rss("jemalloc");
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    state.counters["mimalloc_rss"] = rss("mimalloc");
+#endif
+}
+BENCHMARK(footprint)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// ---- 3. pinned access -----------------------------------------------------------------------
+
+struct access_fixture {
+    static constexpr std::size_t objects = 4096;
+    arena_type arena{std::size_t{64} << 20};
+    pool_type pool{arena};
+    std::vector<std::uint32_t> sizes = compressed_page_sizes(objects, 5);
+    std::vector<movable::zspage_handle> handles;
+    std::vector<std::byte> buffer = std::vector<std::byte>(frame_size, std::byte{7});
+    std::size_t spanning = 0;
+
+    access_fixture() {
+        for (std::uint32_t size : sizes) {
+            handles.push_back(pool.allocate(size));
+            pool.write(handles.back(), std::span(buffer).first(size));
+            spanning += pool.map(handles.back(), movable::zspage_access::read).copied() ? 1 : 0;
+        }
+    }
+    // Nanoseconds to memcpy the same objects' bytes (same sizes, same total footprint).
+    double memcpy_nanoseconds() const {
+        std::size_t total = 0;
+        for (std::uint32_t size : sizes) {
+            total += size;
+        }
+        std::vector<std::byte> source(total, std::byte{1});
+        std::vector<std::byte> target(frame_size);
+        double best = 1e300;
+        for (int round = 0; round < 7; ++round) {
+            const auto start = std::chrono::steady_clock::now();
+            std::size_t offset = 0;
+            for (std::uint32_t size : sizes) {
+                std::memcpy(target.data(), source.data() + offset, size);
+                benchmark::DoNotOptimize(target.data());
+                benchmark::ClobberMemory();
+                offset += size;
+            }
+            const auto stop = std::chrono::steady_clock::now();
+            best = std::min(best, std::chrono::duration<double, std::nano>(stop - start).count() /
+                                      static_cast<double>(objects));
+        }
+        return best;
+    }
+};
+
+template <class Access>
+void run_access(benchmark::State& state, Access&& access) {
+    access_fixture f;
+    movable::bench::loop_timer timer;
+    std::size_t i = 0;
+    std::size_t bytes = 0;
+    timer.start();
+    for (auto _ : state) {
+        const std::size_t k = i++ % access_fixture::objects;
+        access(f, k);
+        bytes += f.sizes[k];
+    }
+    const double ns = timer.nanoseconds_per_iteration(state);
+    const double memcpy_ns = f.memcpy_nanoseconds();
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+    state.counters["memcpy_ns"] = memcpy_ns;
+    state.counters["x_memcpy"] = ns / memcpy_ns;
+    state.counters["spanning_pct"] =
+        100.0 * static_cast<double>(f.spanning) / static_cast<double>(access_fixture::objects);
+}
+
+void pinned_read(benchmark::State& state) {
+    run_access(state, [](access_fixture& f, std::size_t k) {
+        const pool_type::mapping m = f.pool.map(f.handles[k], movable::zspage_access::read);
+        std::memcpy(f.buffer.data(), m.bytes().data(), m.bytes().size());
+        benchmark::DoNotOptimize(f.buffer.data());
+    });
+}
+BENCHMARK(pinned_read);
+
+void pinned_write(benchmark::State& state) {
+    run_access(state, [](access_fixture& f, std::size_t k) {
+        pool_type::mapping m = f.pool.map(f.handles[k], movable::zspage_access::write);
+        std::memcpy(m.writable_bytes().data(), f.buffer.data(), m.bytes().size());
+        benchmark::ClobberMemory();
+    });
+}
+BENCHMARK(pinned_write);
+
+void read_copy(benchmark::State& state) {
+    run_access(state, [](access_fixture& f, std::size_t k) {
+        f.pool.read(f.handles[k], std::span(f.buffer).first(f.sizes[k]));
+        benchmark::DoNotOptimize(f.buffer.data());
+    });
+}
+BENCHMARK(read_copy);
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc == 2 &&
+        std::strncmp(argv[1], footprint_child_flag, std::strlen(footprint_child_flag)) == 0) {
+        const std::string spec = argv[1] + std::strlen(footprint_child_flag); // which:fd
+        const std::size_t colon = spec.find(':');
+        if (colon == std::string::npos) {
+            return 2;
+        }
+        return footprint_child(spec.substr(0, colon), std::stoi(spec.substr(colon + 1)));
+    }
+    benchmark::AddCustomContext("sizes", "compressed 4 KiB pages: 10% 32..512 B, 70% ~N(1400, "
+                                         "450) in 32..3264 B, 20% 2048..3264 B");
+    benchmark::AddCustomContext("glibc_malloc_from",
+                                library_of(reinterpret_cast<const void*>(glibc().malloc)));
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    benchmark::AddCustomContext("jemalloc_mallocx_from",
+                                library_of(reinterpret_cast<const void*>(&mallocx)));
+#else
+    benchmark::AddCustomContext("jemalloc", "not found at configure time; skipped");
+#endif
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    benchmark::AddCustomContext("mimalloc_mi_malloc_from",
+                                library_of(reinterpret_cast<const void*>(&mi_malloc)));
+#else
+    benchmark::AddCustomContext("mimalloc", "not found at configure time; skipped");
+#endif
+    if (glibc().malloc == nullptr || glibc().free == nullptr) {
+        std::fprintf(stderr, "zspage_pool_bench: cannot find glibc's malloc in libc.so.6\n");
+        return 1;
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
+        return 1;
+    }
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,37 @@
+// Lets the zspage_pool tests reach inside a pool: hold a class lock or the compaction lock (to
+// force the `retry` and "compaction already running" paths), and find the frames an object
+// lives in.
+#pragma once
+
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+#include <movable/models/zspage_pool.hpp>
+
+namespace movable::detail {
+
+template <class Pool>
+struct zspage_pool_test_access {
+    // The lock of the class that allocate(payload) uses.
+    static contended_mutex& class_lock(Pool& pool, std::size_t payload) {
+        return pool.class_of_payload(payload).lock;
+    }
+    static std::mutex& compaction_lock(Pool& pool) { return pool.compaction_lock_; }
+
+    // The frame the object starts in (its handle's location). Single-threaded use only.
+    static frame& start_frame(Pool& pool, zspage_handle h) {
+        const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
+        const std::uint64_t location =
+            slot_word::location(pool.handles_->word(slot).load(std::memory_order_acquire));
+        return pool.arena().frame_at(static_cast<std::size_t>(location >> pool.object_bits_));
+    }
+    // The frames of the object's zspage, in chain order. Single-threaded use only.
+    static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {
+        zspage* zs = zspage_link::from_raw(start_frame(pool, h).private_word()).pointer();
+        const std::size_t frames = pool.class_table_[zs->class_id].frames_per_zspage;
+        return {zs->frames.begin(), zs->frames.begin() + static_cast<std::ptrdiff_t>(frames)};
+    }
+};
+
+} // namespace movable::detail

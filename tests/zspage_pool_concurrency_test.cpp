@@ -1,0 +1,351 @@
+// Runs under ThreadSanitizer (the tsan workflow): zspage_pool used from many threads while
+// pool compaction, arena compaction and frame migration run on others; and the races between
+// migration and freeing a zspage or destroying the pool, forced with a held class lock.
+#include <movable/models/zspage_pool.hpp>
+
+#include <movable/compaction.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "support/zspage_pool_access.hpp"
+
+using namespace movable;
+
+namespace {
+
+using arena_type = frame_arena<4096, 4>;
+using pool_type = zspage_pool<arena_type>;
+using access = detail::zspage_pool_test_access<pool_type>;
+constexpr std::size_t frame_size = arena_type::frame_size;
+
+void fill(std::span<std::byte> bytes, std::uint32_t seed) {
+    std::uint32_t x = seed * 2654435761u + 1;
+    for (auto& b : bytes) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        b = static_cast<std::byte>(x);
+    }
+}
+bool holds(std::span<const std::byte> bytes, std::uint32_t seed) {
+    std::vector<std::byte> expected(bytes.size());
+    fill(expected, seed);
+    return std::equal(bytes.begin(), bytes.end(), expected.begin());
+}
+
+struct object {
+    zspage_handle handle;
+    std::size_t size;
+    std::uint32_t seed;
+};
+
+std::size_t compressed_page_size(std::mt19937& rng) {
+    const unsigned kind = rng() % 10;
+    if (kind == 0) {
+        return 1 + rng() % 400;
+    }
+    if (kind < 8) {
+        return 800 + rng() % 1400;
+    }
+    return 2200 + rng() % (frame_size - 2200 + 1);
+}
+
+// Isolates `f` and migrates it to a fresh arena frame; every answer is acceptable here.
+void migrate_one(arena_type& arena, frame& f, migrate_mode mode) {
+    if (!isolate_movable_frame(f, mode)) {
+        return;
+    }
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    (void)migrate_frames(list, targets, mode);
+    putback_movable_frames(list, targets);
+}
+
+} // namespace
+
+TEST_CASE("objects stay intact while threads allocate, free, read, write and map during pool "
+          "compaction, arena compaction and frame migration") {
+    arena_type arena(96 * arena_type::block_bytes);
+    pool_type pool(arena);
+    constexpr int workers = 3;
+    constexpr int operations = 6000;
+    std::atomic<int> running{workers};
+    std::atomic<std::size_t> corrupted{0};
+    std::atomic<std::size_t> allocation_failures{0};
+    std::vector<std::vector<object>> owned(workers);
+
+    auto worker = [&](int id) {
+        std::mt19937 rng(static_cast<unsigned>(id) * 7919 + 1);
+        std::vector<object>& mine = owned[static_cast<std::size_t>(id)];
+        std::vector<std::byte> buffer(frame_size);
+        std::uint32_t next_seed = static_cast<std::uint32_t>(id) << 24;
+        for (int op = 0; op < operations; ++op) {
+            const unsigned choice = rng() % 100;
+            if (mine.empty() || choice < 40) {
+                const std::size_t size = compressed_page_size(rng);
+                const zspage_handle h = pool.try_allocate(size);
+                if (!h) {
+                    ++allocation_failures;
+                    continue;
+                }
+                const object o{h, size, ++next_seed};
+                fill(std::span(buffer).first(size), o.seed);
+                pool.write(h, std::span(buffer).first(size));
+                mine.push_back(o);
+            } else if (choice < 65) {
+                const std::size_t i = rng() % mine.size();
+                pool.deallocate(mine[i].handle);
+                mine[i] = mine.back();
+                mine.pop_back();
+            } else if (choice < 85) {
+                const object& o = mine[rng() % mine.size()];
+                pool.read(o.handle, std::span(buffer).first(o.size));
+                corrupted += holds(std::span(buffer).first(o.size), o.seed) ? 0 : 1;
+            } else {
+                object& o = mine[rng() % mine.size()];
+                const bool for_write = rng() % 2 == 0;
+                pool_type::mapping m =
+                    pool.map(o.handle, for_write ? zspage_access::write : zspage_access::read);
+                corrupted += holds(m.bytes(), o.seed) ? 0 : 1;
+                std::this_thread::yield(); // hold the pin while others move things
+                corrupted += holds(m.bytes(), o.seed) ? 0 : 1;
+                if (for_write) {
+                    o.seed = ++next_seed;
+                    fill(m.writable_bytes(), o.seed);
+                }
+            }
+        }
+        --running;
+    };
+    auto pool_compactor = [&] {
+        while (running.load() > 0) {
+            pool.compact();
+            std::this_thread::yield();
+        }
+    };
+    auto arena_compactor = [&] {
+        compactor<arena_type> compaction(arena);
+        for (int round = 0; running.load() > 0; ++round) {
+            compact_request request;
+            request.mode = round % 2 == 0 ? migrate_mode::sync : migrate_mode::async;
+            request.max_frames_per_pass = 64;
+            compaction.begin(request);
+            while (running.load() > 0 && compaction.pass() == compact_progress::incomplete) {
+            }
+            compaction.end();
+        }
+    };
+    auto migrator = [&] {
+        std::mt19937 rng(99);
+        while (running.load() > 0) {
+            const std::size_t index = rng() % arena.frame_count();
+            if (!arena.is_free(index)) {
+                migrate_one(arena, arena.frame_at(index),
+                            rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+            }
+        }
+    };
+
+    std::vector<std::thread> threads;
+    for (int id = 0; id < workers; ++id) {
+        threads.emplace_back(worker, id);
+    }
+    threads.emplace_back(pool_compactor);
+    threads.emplace_back(arena_compactor);
+    threads.emplace_back(migrator);
+    for (auto& t : threads) {
+        t.join();
+    }
+
+    CHECK(corrupted.load() == 0);
+    std::size_t live = 0;
+    std::vector<std::byte> buffer(frame_size);
+    for (const auto& mine : owned) {
+        for (const object& o : mine) {
+            CHECK(pool.size(o.handle) == o.size);
+            pool.read(o.handle, std::span(buffer).first(o.size));
+            CHECK(holds(std::span(buffer).first(o.size), o.seed));
+            ++live;
+        }
+    }
+    const zspage_pool_stats stats = pool.stats();
+    CHECK(stats.objects_in_use == live);
+    CHECK(stats.isolated_frames == 0);
+    MESSAGE("live " << live << " objects; compacted " << stats.compactions << " times, freed "
+                    << stats.frames_freed_by_compaction << " frames, moved " << stats.objects_moved
+                    << " objects; migrated " << stats.frames_migrated << " frames; "
+                    << allocation_failures.load() << " allocations found the arena full");
+    for (const auto& mine : owned) {
+        for (const object& o : mine) {
+            pool.deallocate(o.handle);
+        }
+    }
+    CHECK(pool.stats().frames_in_use == 0);
+    CHECK(arena.free_frames() == arena.frame_count());
+}
+
+TEST_CASE("async migration answers retry while the class lock is held; the frame is put back") {
+    arena_type arena(4 * arena_type::block_bytes);
+    pool_type pool(arena);
+    const zspage_handle h = pool.allocate(500);
+    std::vector<std::byte> bytes(500);
+    fill(bytes, 7);
+    pool.write(h, bytes);
+    frame& f = access::start_frame(pool, h);
+
+    std::atomic<int> stage{0};
+    std::thread holder([&] {
+        std::lock_guard hold(access::class_lock(pool, 500));
+        stage = 1;
+        while (stage.load() != 2) {
+            std::this_thread::yield();
+        }
+    });
+    while (stage.load() != 1) {
+        std::this_thread::yield();
+    }
+    REQUIRE(isolate_movable_frame(f, migrate_mode::async));
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    const migrate_stats stats = migrate_frames(list, targets, migrate_mode::async);
+    stage = 2;
+    holder.join();
+
+    CHECK(stats.succeeded == 0);
+    CHECK(stats.retried == static_cast<std::size_t>(migrate_max_passes));
+    CHECK(stats.failed == 1);
+    CHECK(stats.put_back == 1);
+    CHECK(list.empty());
+    CHECK(&access::start_frame(pool, h) == &f);
+    CHECK(pool.stats().isolated_frames == 0);
+    // With the lock free again, the same migration goes through.
+    REQUIRE(isolate_movable_frame(f, migrate_mode::async));
+    list.push_back(f);
+    CHECK(migrate_frames(list, targets, migrate_mode::async).succeeded == 1);
+    std::vector<std::byte> got(500);
+    pool.read(h, got);
+    CHECK(got == bytes);
+}
+
+TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the core then "
+          "frees the frame") {
+    arena_type arena(4 * arena_type::block_bytes);
+    pool_type pool(arena);
+    const zspage_handle h = pool.allocate(1100); // one 8-frame zspage
+    frame& src = access::start_frame(pool, h);
+    REQUIRE(isolate_movable_frame(src, migrate_mode::sync));
+
+    // Hold src's lock as the core does around migrate, and free the zspage meanwhile: the free
+    // marks it freeing, then waits for src's lock to release it.
+    src.lock();
+    std::thread freeing([&] { pool.deallocate(h); });
+    while (pool.stats().zspages != 0) {
+        std::this_thread::yield();
+    }
+    frame& dst = arena.allocate();
+    dst.lock();
+    CHECK(pool.migrate(dst, src, migrate_mode::sync) == migrate_status::busy);
+    CHECK_FALSE(is_movable(dst));
+    dst.unlock();
+    arena.deallocate(dst);
+    src.unlock();
+    freeing.join();
+
+    // The pool forgot src (released while isolated); the core frees it when it gives it back.
+    CHECK(movable_ops(src) == nullptr);
+    CHECK(pool.stats().frames_released_while_isolated == 1);
+    CHECK(putback_movable_frame(src) == putback_result::released);
+    arena.release_frame(src);
+    CHECK(arena.free_frames() == arena.frame_count());
+}
+
+// The two orders of "migration waits for the class lock" and "the zspage goes away" (freed by
+// its last deallocate, or by the pool's destructor): migration first moves the frame and the
+// zspage is then freed from its new frame; the free first makes migration answer busy, and
+// the frame, released while isolated, is freed by the core. Either way nothing leaks.
+struct race_outcomes {
+    std::size_t migrated = 0;
+    std::size_t released = 0;
+    std::size_t put_back = 0;
+};
+
+// `free_first`: the free starts waiting for the class lock before the migration does (the
+// lock usually, not always, serves them in that order).
+template <class Free>
+void migration_racing_a_free(Free&& free_the_zspage, bool free_first, race_outcomes& outcomes) {
+    arena_type arena(4 * arena_type::block_bytes);
+    auto pool = std::make_unique<pool_type>(arena);
+    const zspage_handle h = pool->allocate(1100); // one 8-frame zspage
+    frame& f = access::start_frame(*pool, h);
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+
+    auto& class_lock = access::class_lock(*pool, 1100);
+    class_lock.lock();
+    migrate_stats stats;
+    auto migrate = [&] {
+        frame_list list;
+        list.push_back(f);
+        arena_targets<arena_type> targets{arena};
+        stats = migrate_frames(list, targets, migrate_mode::sync);
+        putback_movable_frames(list, targets);
+    };
+    auto free = [&] { free_the_zspage(pool, h); };
+    std::thread first(free_first ? std::function<void()>(free) : std::function<void()>(migrate));
+    while (class_lock.waiters() < 1) {
+        std::this_thread::yield();
+    }
+    std::thread second(free_first ? std::function<void()>(migrate) : std::function<void()>(free));
+    while (class_lock.waiters() < 2) { // both wait inside the pool
+        std::this_thread::yield();
+    }
+    class_lock.unlock();
+    first.join();
+    second.join();
+
+    CHECK(stats.succeeded + stats.released + stats.put_back == 1);
+    pool.reset();
+    CHECK(arena.free_frames() == arena.frame_count());
+    outcomes.migrated += stats.succeeded;
+    outcomes.released += stats.released;
+    outcomes.put_back += stats.put_back;
+}
+
+constexpr int race_rounds = 16;
+
+TEST_CASE("a zspage freed while its frame waits inside migrate neither crashes nor leaks") {
+    race_outcomes outcomes;
+    for (int round = 0; round < race_rounds; ++round) {
+        migration_racing_a_free(
+            [](std::unique_ptr<pool_type>& pool, zspage_handle h) {
+                pool->deallocate(h);
+                CHECK(pool->stats().frames_in_use == 0);
+            },
+            round % 2 == 1, outcomes);
+    }
+    MESSAGE("migrated first " << outcomes.migrated << "; freed first: frame released while "
+                              << "isolated " << outcomes.released << ", put back then freed "
+                              << outcomes.put_back);
+}
+
+TEST_CASE("destroying a pool while a migration waits inside it neither crashes nor leaks") {
+    race_outcomes outcomes;
+    for (int round = 0; round < race_rounds; ++round) {
+        migration_racing_a_free(
+            [](std::unique_ptr<pool_type>& pool, zspage_handle) { pool.reset(); }, round % 2 == 1,
+            outcomes);
+    }
+    MESSAGE("migrated first " << outcomes.migrated << "; destroyed first: frame released while "
+                              << "isolated " << outcomes.released << ", put back then freed "
+                              << outcomes.put_back);
+}
