@@ -2,10 +2,13 @@
 // ThreadSanitizer too (label concurrency).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/zspage_pool.hpp>
 
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <memory>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -184,4 +187,82 @@ TEST_CASE("regression: fields changed under different locks never lose each othe
     CHECK(arena.free_frames() == arena.frame_count());
     MESSAGE(isolated_rounds.load() << " isolations raced " << churn << " arena operations");
     (void)block;
+}
+
+// zsmalloc once freed a zspage while page migration held one of its pages isolated; the
+// migration then used the freed zspage. Here freeing the zspage hands the isolated frame to the
+// core (clear_movable answers "isolated"), which frees it without calling the pool.
+TEST_CASE(
+    "regression: freeing a zspage while one of its frames is isolated leaves it to the core") {
+    arena_type arena(4 * arena_type::block_bytes);
+    std::size_t free_before = 0;
+    {
+        zspage_pool<arena_type> pool(arena);
+        free_before = arena.free_frames();
+        std::vector<zspage_pool<arena_type>::handle> handles;
+        for (int i = 0; i < 3; ++i) {
+            handles.push_back(pool.allocate(1000)); // one zspage of this class
+        }
+        // Find a frame of that zspage and isolate it, as a compactor would.
+        frame* isolated = nullptr;
+        for (std::size_t i = 0; i < arena.frame_count() && isolated == nullptr; ++i) {
+            if (!arena.is_free(i) && isolate_movable_frame(arena.frame_at(i), migrate_mode::sync)) {
+                isolated = &arena.frame_at(i);
+            }
+        }
+        REQUIRE(isolated != nullptr);
+        CHECK(pool.stats().isolated_frames == 1);
+        for (auto h : handles) {
+            pool.deallocate(h); // the zspage empties and is freed
+        }
+        CHECK(pool.stats().isolated_frames == 0);
+        CHECK(pool.stats().frames_released_while_isolated == 1);
+        CHECK(movable_ops(*isolated) == nullptr); // movable type, no owner
+        // The compactor's next step: migrate (or put back) finds it released and frees it.
+        frame_list list;
+        list.push_back(*isolated);
+        arena_targets<arena_type> targets{arena};
+        const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync);
+        CHECK(stats.released == 1);
+        CHECK(stats.succeeded == 0);
+        CHECK(arena.free_frames() == free_before);
+    }
+    CHECK(arena.free_frames() == arena.frame_count());
+}
+
+// The kernel had to make zsmalloc's pool destruction wait for migrations in flight. Here a
+// compactor migrates the pool's frames on another thread while pools come and go: the
+// destructor waits for a frame a migration holds and hands isolated frames to the core.
+TEST_CASE("regression: destroying a pool while a migration is in flight waits and never crashes") {
+    arena_type arena(64 * arena_type::block_bytes);
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> migrated{0};
+    std::atomic<std::size_t> released{0};
+    std::thread compaction_thread([&] {
+        compactor<arena_type> compaction(arena);
+        while (!stop.load()) {
+            const compact_stats stats = compaction.compact();
+            migrated += stats.migrated;
+            released += stats.released;
+        }
+    });
+    std::mt19937 random(3);
+    for (int round = 0; round < 30; ++round) {
+        auto pool = std::make_unique<zspage_pool<arena_type>>(arena);
+        std::vector<zspage_pool<arena_type>::handle> handles;
+        for (int i = 0; i < 200; ++i) {
+            if (auto h = pool->try_allocate(100 + random() % 2000)) {
+                handles.push_back(h);
+            }
+        }
+        for (std::size_t i = 0; i < handles.size(); i += 2) {
+            pool->deallocate(handles[i]); // holes, so the compactor has work
+        }
+        pool.reset(); // objects still allocated, migrations possibly in flight
+    }
+    stop = true;
+    compaction_thread.join();
+    CHECK(arena.free_frames() == arena.frame_count()); // every frame came back
+    MESSAGE(migrated.load() << " frames migrated, " << released.load()
+                            << " freed by the compactor after their pool let go of them");
 }
