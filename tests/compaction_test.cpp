@@ -408,6 +408,29 @@ TEST_CASE("proactive compaction triggers above the high watermark and stops at t
     CHECK(c.all_pages_intact());
 }
 
+TEST_CASE("proactive compaction does not report the score reached while it holds the free "
+          "frames itself") {
+    // One block, every frame used but the lowest: the one free frame lies outside a free
+    // max-order block (score 100), and the free scanner takes it as a target. With it held, the
+    // arena has no free frame and a score of 0, which must not count as reached.
+    arena_type arena(arena_type::block_bytes);
+    test::arena_frames<arena_type> frames{arena};
+    owner_type owner(frames);
+    for (std::size_t page = 0; page < block; ++page) {
+        REQUIRE(owner.add_page(page) != nullptr);
+    }
+    owner.release_page(0);
+    REQUIRE(arena.free_frames() == 1);
+    REQUIRE(arena.fragmentation_score() == 100);
+    compact_request request;
+    request.stop_at_score = 50;
+
+    const compact_stats stats = compactor<arena_type>(arena).compact(request);
+
+    CHECK(arena.fragmentation_score() == 100);
+    CHECK(stats.outcome == compact_outcome::scanners_met);
+}
+
 TEST_CASE("bad compaction requests are rejected") {
     arena_type arena(arena_type::block_bytes);
     compactor<arena_type> compaction(arena);

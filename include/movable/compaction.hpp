@@ -321,12 +321,19 @@ bool compactor<Arena>::finished() noexcept {
     if (stats_.outcome != compact_outcome::running) {
         return true;
     }
-    if (request_.order >= 0 && largest_free_order_hint() >= request_.order) {
+    // Targets taken but not used yet are free frames the arena counts as allocated, so the
+    // arena is judged only without them: with every free frame held, its fragmentation score
+    // would read 0. They are given back when the scanners meet and at the end of every pass.
+    const bool scanners_met = migrate_position_ >= free_position_;
+    if (scanners_met) {
+        give_back_targets();
+    }
+    if (targets_.empty() && request_.order >= 0 && largest_free_order_hint() >= request_.order) {
         stats_.outcome = compact_outcome::order_available;
-    } else if (request_.stop_at_score >= 0 &&
+    } else if (targets_.empty() && request_.stop_at_score >= 0 &&
                fragmentation_score_of_arena() <= request_.stop_at_score) {
         stats_.outcome = compact_outcome::score_reached;
-    } else if (migrate_position_ >= free_position_ && !start_another_round()) {
+    } else if (scanners_met && !start_another_round()) {
         stats_.outcome = compact_outcome::scanners_met;
     }
     return stats_.outcome != compact_outcome::running;
