@@ -129,6 +129,7 @@ enum class op : std::uint8_t {
     set_host_faults,     // balloon, lend limit, refuse-replace period, shrink period
     release_free_memory, // min order
     clear_faults,        //
+    recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
     // ---- zspage_pool operations go here (see "zspage_pool (to come)" below) ----
     count
 };
@@ -154,13 +155,25 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "set_callback_action",
     "set_host_faults",
     "release_free_memory",
-    "clear_faults"};
+    "clear_faults",
+    "recreate_balloon"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
-enum class callback_action : std::uint8_t { none, release_page, add_page, inflate, deflate, count };
+// recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
+// compact runs a full compaction on a third compactor, nested in the running one.
+enum class callback_action : std::uint8_t {
+    none,
+    release_page,
+    add_page,
+    inflate,
+    deflate,
+    recreate_balloon,
+    compact,
+    count
+};
 
 // Fires on every period-th call of a counter (period 0: never).
 struct periodic {
@@ -228,7 +241,8 @@ struct compaction_sums {
 class harness {
 public:
     explicit harness(std::size_t blocks)
-        : arena_(blocks * arena_type::block_bytes), one_shot_(arena_), incremental_(arena_) {
+        : arena_(blocks * arena_type::block_bytes), one_shot_(arena_), incremental_(arena_),
+          nested_(arena_) {
         owner_.isolate_policy = [this](frame& f) { return on_isolate(f); };
         owner_.migrate_policy = [this](frame& src) { return on_migrate(src); };
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -367,6 +381,9 @@ private:
         }
         case op::clear_faults:
             clear_faults();
+            break;
+        case op::recreate_balloon:
+            recreate_balloon(in.byte() % balloon_count, /*in_callback=*/false);
             break;
         case op::count:
             break;
@@ -518,6 +535,32 @@ private:
         balloon_sizes_[b] -= deflated;
     }
 
+    // Destroys balloon b with its frames lent (the destructor gives them back; from inside a
+    // callback, frames a compaction holds isolated are released to it) and makes a new one.
+    void recreate_balloon(std::size_t b, bool in_callback) {
+        destroy_balloon(b, in_callback);
+        balloons_[b].emplace(arena_, hosts_[b]);
+    }
+
+    void destroy_balloon(std::size_t b, bool in_callback) {
+        balloon_type& balloon = *balloons_[b];
+        const balloon_stats stats = balloon.stats();
+        const std::size_t isolated = balloon.isolated_count();
+        expect(in_callback || isolated == 0, "a balloon frame is isolated between operations");
+        retired_.migrated += stats.migrated;
+        retired_.shrunk_on_replace += stats.shrunk_on_replace;
+        retired_.replace_refused += stats.replace_refused;
+        retired_.released_isolated += isolated; // what the destructor will release
+        const std::size_t free_before = arena_.free_frames();
+        balloons_[b].reset();
+        expect(hosts_[b].held.empty() && hosts_[b].unknown_returns == 0,
+               "a destroyed balloon left frames with its host");
+        // Isolated frames are freed by the compaction that holds them, later.
+        expect(arena_.free_frames() == free_before + balloon_sizes_[b] - isolated,
+               "a destroyed balloon did not give its frames back to the arena");
+        balloon_sizes_[b] = 0;
+    }
+
     balloon_replace_result on_replace(std::size_t b) {
         if (host_faults_[b].shrink.fires()) {
             ++totals.faults;
@@ -600,6 +643,21 @@ private:
         case callback_action::deflate:
             deflate(action_choice_ % balloon_count, 1, /*in_callback=*/true);
             break;
+        case callback_action::recreate_balloon:
+            recreate_balloon(action_choice_ % balloon_count, /*in_callback=*/true);
+            break;
+        case callback_action::compact:
+            if (!in_nested_compaction_) {
+                in_nested_compaction_ = true;
+                compact_request request;
+                request.mode = mode_of(static_cast<std::uint8_t>(action_choice_));
+                const compact_stats stats = nested_.compact(request);
+                ++totals.compactions;
+                totals.migrated += stats.migrated;
+                finished_.add(stats);
+                in_nested_compaction_ = false;
+            }
+            break;
         case callback_action::none:
         case callback_action::count:
             break;
@@ -618,10 +676,10 @@ private:
         }
     }
 
-    // No knob can make a compaction leave anything behind, no page is pinned and no pageblock
-    // is unmovable: a full compaction must then leave every max-order block wholly free or
-    // wholly used, but for the one where the scanners met (used frames need not fill whole
-    // blocks).
+    // No knob can make a compaction leave anything behind, no page is pinned, no unmovable frame
+    // is allocated and no pageblock is unmovable: a full compaction must then leave every max-order
+    // block wholly free or wholly used, but for the one where the scanners met (used frames need
+    // not fill whole blocks).
     [[nodiscard]] bool nothing_in_the_way() const {
         if (refuse_isolate_.period != 0 || answer_retry_.period != 0 || answer_busy_.period != 0 ||
             answer_failed_.period != 0 || action_ != callback_action::none) {
@@ -637,7 +695,9 @@ private:
                 return false;
             }
         }
-        return arena_.stats().max_order_blocks_by_kind[1] == 0;
+        // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
+        // pageblock with free space), so both are ruled out.
+        return unmovable_.empty() && arena_.stats().max_order_blocks_by_kind[1] == 0;
     }
 
     // ---- compaction ----------------------------------------------------------------------------
@@ -874,9 +934,9 @@ private:
         if (incremental_running_) {
             sums.add(incremental_.stats());
         }
-        std::size_t balloon_migrated = 0;
-        std::size_t balloon_shrunk = 0;
-        std::size_t balloon_refused = 0;
+        std::size_t balloon_migrated = retired_.migrated;
+        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
+        std::size_t balloon_refused = retired_.replace_refused;
         for (const auto& balloon : balloons_) {
             const balloon_stats stats = balloon->stats();
             balloon_migrated += stats.migrated;
@@ -885,7 +945,8 @@ private:
         }
         expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated,
                "compactors' migrated != owner and balloon migrations");
-        expect(sums.released == answers_.released_while_isolated + balloon_shrunk,
+        expect(sums.released ==
+                   answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated,
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -899,13 +960,7 @@ private:
         check_invariants(op::count);
         // A balloon destroyed with frames lent gives them all back.
         for (std::size_t b = 0; b < balloon_count; ++b) {
-            const std::size_t free_before = arena_.free_frames();
-            balloons_[b].reset();
-            expect(hosts_[b].held.empty() && hosts_[b].unknown_returns == 0,
-                   "a destroyed balloon left frames with its host");
-            expect(arena_.free_frames() == free_before + balloon_sizes_[b],
-                   "a destroyed balloon did not give its frames back to the arena");
-            balloon_sizes_[b] = 0;
+            destroy_balloon(b, /*in_callback=*/false);
         }
         while (!live_.empty()) {
             release_page(live_.back(), /*may_be_isolated=*/false);
@@ -926,6 +981,7 @@ private:
     std::array<std::optional<balloon_type>, balloon_count> balloons_;
     compactor_type one_shot_;
     compactor_type incremental_;
+    compactor_type nested_; // runs from inside owner callbacks
 
     // shadow
     std::vector<page_shadow> pages_; // by page number
@@ -933,6 +989,9 @@ private:
     std::vector<unmovable_block> unmovable_;
     std::array<std::size_t, balloon_count> balloon_sizes_{};
     owner_answers answers_;
+    balloon_stats retired_; // summed over destroyed balloons (released_isolated: by their
+                            // destructors to a running compaction)
+    bool in_nested_compaction_ = false;
     compaction_sums finished_; // compactions that ended
     compact_request incremental_request_;
     bool incremental_running_ = false;
