@@ -121,7 +121,8 @@ enum class op : std::uint8_t {
     compact_full,        // mode
     compact_order,       // order, mode
     compact_proactive,   // proactiveness, mode
-    incremental_begin,   // kind, mode, frame budget, byte budget (in frames), order
+    incremental_begin,   // kind (full/order/score), mode, frame budget, byte budget in frames,
+                         // order or score
     incremental_pass,    // passes
     incremental_end,     //
     set_owner_faults,    // refuse-isolate period, retry period, busy period, failed period
