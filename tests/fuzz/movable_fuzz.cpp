@@ -480,12 +480,12 @@ private:
     }
 
     void check_unmovable(const unmovable_block& block) const {
+        std::array<std::byte, frame_size> expected;
+        expected.fill(block.fill);
         const std::byte* memory = arena_.address_of(*block.first);
-        const std::size_t bytes = frame_size << block.order;
-        for (std::size_t i = 0; i < bytes; ++i) {
-            if (memory[i] != block.fill) {
-                divergence("an unmovable block's bytes changed");
-            }
+        for (std::size_t i = 0; i < std::size_t{1} << block.order; ++i) {
+            expect(std::memcmp(memory + i * frame_size, expected.data(), frame_size) == 0,
+                   "an unmovable block's bytes changed");
         }
         expect(block.first->reference_count() == 1 && !is_movable(*block.first),
                "an unmovable block's head frame lost its allocation reference or became movable");
