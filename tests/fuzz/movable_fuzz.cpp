@@ -54,7 +54,7 @@ constexpr std::size_t max_blocks = 12;
 constexpr std::size_t balloon_count = 2;
 constexpr std::size_t max_ops_per_input = 20000;
 
-// ---- failure and totals ----------------------------------------------------------------------
+// ---- failure and totals -------------------------------------------------------------------------
 
 [[noreturn]] void divergence(const char* what) {
     std::fprintf(stderr, "movable_fuzz: divergence: %s\n", what);
@@ -87,7 +87,7 @@ void print_totals() {
                  totals.migrated);
 }
 
-// ---- input -------------------------------------------------------------------------------------
+// ---- input --------------------------------------------------------------------------------------
 
 class input_reader {
 public:
@@ -131,7 +131,9 @@ enum class op : std::uint8_t {
     release_free_memory, // min order
     clear_faults,        //
     recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
-    // ---- zspage_pool operations go here (see "zspage_pool (to come)" below) ----
+    migrate_direct,      // count, first index, mode, target limit: migrate_frames itself
+    isolate_putback,     // count, first index, one-by-one: isolate, then put back
+    // ---- zspage_pool operations go here (see "zspage_pool (to come)" below) ---------------------
     count
 };
 
@@ -157,14 +159,19 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "set_host_faults",
     "release_free_memory",
     "clear_faults",
-    "recreate_balloon"};
+    "recreate_balloon",
+    "migrate_direct",
+    "isolate_putback"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
 // recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
-// compact runs a full compaction on a third compactor, nested in the running one.
+// compact runs a full compaction on a third compactor, nested in the running one; hold_lock
+// locks another page's frame until the operation ends, as another thread would, but only in an
+// async incremental pass or async migrate_direct (which never wait for a frame lock), so frames
+// can be left isolated between operations.
 enum class callback_action : std::uint8_t {
     none,
     release_page,
@@ -173,6 +180,7 @@ enum class callback_action : std::uint8_t {
     deflate,
     recreate_balloon,
     compact,
+    hold_lock,
     count
 };
 
@@ -183,7 +191,7 @@ struct periodic {
     bool fires() noexcept { return period != 0 && ++calls % period == 0; }
 };
 
-// ---- the shadow model ------------------------------------------------------------------------
+// ---- the shadow model ---------------------------------------------------------------------------
 
 // Byte i of page p's pattern is (p * 131 + i * 7) & 0xff (test_owner's fill): one row per value
 // of p * 131 & 0xff, so a page is checked with one memcmp.
@@ -237,7 +245,7 @@ struct compaction_sums {
     }
 };
 
-// ---- the harness -------------------------------------------------------------------------------
+// ---- the harness --------------------------------------------------------------------------------
 
 class harness {
 public:
@@ -263,6 +271,7 @@ public:
                              arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1]);
             }
             execute(code, in);
+            release_held_locks();
             ++totals.ops;
             check_invariants(code);
         }
@@ -270,7 +279,7 @@ public:
     }
 
 private:
-    // ---- dispatch ------------------------------------------------------------------------------
+    // ---- dispatch -------------------------------------------------------------------------------
     void execute(op code, input_reader& in) {
         switch (code) {
         case op::add_pages: {
@@ -282,7 +291,7 @@ private:
         }
         case op::release_page:
             if (!live_.empty()) {
-                release_page(live_[in.byte() % live_.size()], /*may_be_isolated=*/false);
+                release_page(live_[in.byte() % live_.size()]);
             }
             break;
         case op::write_page:
@@ -386,6 +395,12 @@ private:
         case op::recreate_balloon:
             recreate_balloon(in.byte() % balloon_count, /*in_callback=*/false);
             break;
+        case op::migrate_direct:
+            migrate_direct(in);
+            break;
+        case op::isolate_putback:
+            isolate_putback(in);
+            break;
         case op::count:
             break;
         }
@@ -395,8 +410,7 @@ private:
         return static_cast<migrate_mode>(byte % 3);
     }
 
-    // ---- pages
-    // -----------------------------------------------------------------------------------
+    // ---- pages ----------------------------------------------------------------------------------
     void add_page() {
         const std::size_t page = pages_.size();
         frame* f = owner_.add_page(page);
@@ -410,12 +424,13 @@ private:
         live_.push_back(page);
     }
 
-    // Releases `page`. Between operations nothing is isolated; from inside a callback the page
-    // may be isolated, and then the core frees it.
-    void release_page(std::size_t page, bool may_be_isolated) {
+    // Releases `page`. When its frame is isolated the core now owns it and will free it.
+    void release_page(std::size_t page) {
         check_page(page);
+        const bool was_isolated = owner_.frame_of(page)->is_isolated();
         const bool core_owns_it = owner_.release_page(page);
-        expect(may_be_isolated || !core_owns_it, "a page was isolated between operations");
+        expect(core_owns_it == was_isolated,
+               "release_page's answer differs from whether the frame was isolated");
         answers_.released_while_isolated += core_owns_it ? 1 : 0;
         page_shadow& shadow = pages_[page];
         shadow.live = false;
@@ -467,7 +482,7 @@ private:
         }
     }
 
-    // ---- unmovable allocations -----------------------------------------------------------------
+    // ---- unmovable allocations ------------------------------------------------------------------
     void allocate_unmovable(unsigned order, std::byte fill) {
         frame* f = arena_.try_allocate(order, frame_kind::unmovable);
         if (f == nullptr) {
@@ -506,7 +521,7 @@ private:
         return frames;
     }
 
-    // ---- balloons ------------------------------------------------------------------------------
+    // ---- balloons -------------------------------------------------------------------------------
     void inflate(std::size_t b, std::size_t count) {
         balloon_type& balloon = *balloons_[b];
         const balloon_inflate_result result = balloon.inflate(count);
@@ -575,8 +590,7 @@ private:
         return balloon_replace_result::replaced;
     }
 
-    // ---- owner callbacks (the fault knobs)
-    // -------------------------------------------------------
+    // ---- owner callbacks (the fault knobs) ------------------------------------------------------
     bool on_isolate(frame& f) {
         const std::size_t page = f.private_word();
         if (!action_on_migrate_) {
@@ -630,8 +644,8 @@ private:
             if (page == current_page) {
                 page = live_[action_choice_++ % live_.size()];
             }
-            if (page != current_page) {
-                release_page(page, /*may_be_isolated=*/true);
+            if (page != current_page && !lock_held(page)) { // release_page waits for its lock
+                release_page(page);
             }
             break;
         }
@@ -659,10 +673,32 @@ private:
                 in_nested_compaction_ = false;
             }
             break;
+        case callback_action::hold_lock: {
+            if (!may_hold_locks_ || in_nested_compaction_ || live_.empty()) {
+                break;
+            }
+            const std::size_t page = live_[action_choice_++ % live_.size()];
+            frame* f = owner_.frame_of(page);
+            if (page != current_page && f->try_lock()) {
+                held_.push_back(f);
+            }
+            break;
+        }
         case callback_action::none:
         case callback_action::count:
             break;
         }
+    }
+
+    [[nodiscard]] bool lock_held(std::size_t page) {
+        return std::find(held_.begin(), held_.end(), owner_.frame_of(page)) != held_.end();
+    }
+
+    void release_held_locks() {
+        for (frame* f : held_) {
+            f->unlock();
+        }
+        held_.clear();
     }
 
     void clear_faults() {
@@ -697,11 +733,13 @@ private:
             }
         }
         // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
-        // pageblock with free space), so both are ruled out.
-        return unmovable_.empty() && arena_.stats().max_order_blocks_by_kind[1] == 0;
+        // pageblock with free space), so both are ruled out. A frame left isolated by the
+        // incremental compaction cannot move either.
+        return unmovable_.empty() && isolated_between_ops_ == 0 &&
+               arena_.stats().max_order_blocks_by_kind[1] == 0;
     }
 
-    // ---- compaction ----------------------------------------------------------------------------
+    // ---- compaction -----------------------------------------------------------------------------
     void compact_once(const compact_request& request) {
         const bool clean = nothing_in_the_way();
         const int largest_before = arena_.largest_free_order();
@@ -800,7 +838,9 @@ private:
 
     void incremental_pass() {
         const compact_stats before = incremental_.stats();
+        may_hold_locks_ = incremental_request_.mode == migrate_mode::async;
         const compact_progress progress = incremental_.pass();
+        may_hold_locks_ = false;
         ++totals.passes;
         const compact_stats& after = incremental_.stats();
         std::size_t budget = std::numeric_limits<std::size_t>::max();
@@ -851,10 +891,93 @@ private:
         check_all_contents();
     }
 
-    // ---- invariants
-    // ------------------------------------------------------------------------------
+    // ---- the engine itself ----------------------------------------------------------------------
+    // Isolates up to `count` movable frames (owner pages and balloon frames), scanning the arena
+    // from `first`, onto `list`.
+    std::size_t isolate_some(frame_list& list, std::size_t count, std::size_t first,
+                             migrate_mode mode) {
+        std::size_t isolated = 0;
+        for (std::size_t n = 0; n < arena_.frame_count() && isolated < count; ++n) {
+            frame& f = arena_.frame_at((first + n) % arena_.frame_count());
+            if (isolate_movable_frame(f, mode)) {
+                list.push_back(f);
+                ++isolated;
+            }
+        }
+        return isolated;
+    }
+
+    // Targets from the arena that run out after `limit` allocations (0: never).
+    struct limited_targets {
+        arena_type& arena;
+        std::size_t limit;
+        std::size_t allocated = 0;
+        bool answered_null = false;
+        frame* allocate(const frame& /*source*/) noexcept {
+            frame* f = nullptr;
+            if (limit == 0 || allocated < limit) {
+                f = arena.try_allocate(0, frame_kind::movable);
+            }
+            allocated += f != nullptr ? 1 : 0;
+            answered_null = answered_null || f == nullptr;
+            return f;
+        }
+        void release(frame& f) noexcept { arena.release_frame(f); }
+    };
+
+    void migrate_direct(input_reader& in) {
+        const std::size_t count = 1 + in.byte() % 16;
+        const std::size_t first = in.byte();
+        const migrate_mode mode = mode_of(in.byte());
+        limited_targets targets{arena_, in.byte() % 8u};
+        frame_list list;
+        const std::size_t isolated = isolate_some(list, count, first, mode);
+        may_hold_locks_ = mode == migrate_mode::async;
+        const migrate_stats stats = migrate_frames(list, targets, mode);
+        may_hold_locks_ = false;
+        expect(stats.left_isolated == list.size() && (mode == migrate_mode::async || list.empty()),
+               "migrate_frames left frames isolated (only async may, and must say so)");
+        expect(stats.succeeded + stats.released + stats.put_back + stats.left_isolated == isolated,
+               "migrate_frames lost track of a frame");
+        expect(stats.target_exhausted == targets.answered_null,
+               "migrate_frames' target_exhausted differs from whether allocate answered null");
+        // Frames left isolated (their lock was held) go back now that nothing holds it.
+        release_held_locks();
+        const std::size_t left = list.size();
+        const std::size_t returned = putback_movable_frames(list, targets);
+        finished_.isolated += isolated;
+        finished_.migrated += stats.succeeded;
+        finished_.released += stats.released + (left - returned);
+        totals.migrated += stats.succeeded;
+        after_compaction();
+    }
+
+    void isolate_putback(input_reader& in) {
+        const std::size_t count = 1 + in.byte() % 16;
+        const std::size_t first = in.byte();
+        const bool one_by_one = (in.byte() & 1) != 0;
+        frame_list list;
+        const std::size_t isolated = isolate_some(list, count, first, migrate_mode::sync);
+        std::size_t returned = 0;
+        if (one_by_one) {
+            while (frame* f = list.pop_front()) {
+                if (putback_movable_frame(*f) == putback_result::released) {
+                    arena_.release_frame(*f);
+                } else {
+                    ++returned;
+                }
+            }
+        } else {
+            arena_targets<arena_type> targets{arena_};
+            returned = putback_movable_frames(list, targets);
+        }
+        finished_.isolated += isolated;
+        finished_.released += isolated - returned;
+        after_compaction();
+    }
+
+    // ---- invariants -----------------------------------------------------------------------------
     void check_invariants(op code) {
-        // Frame accounting. Nothing is isolated between operations (a pass holds no frames).
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -870,29 +993,43 @@ private:
                    "balloon counters do not add up to its size");
             lent += balloon_sizes_[b];
         }
-        const std::size_t unmovable = unmovable_frames();
-        const std::size_t free = arena_.free_frames();
-        expect(free + pages + unmovable + lent == arena_.frame_count(),
-               "free + pages + unmovable + balloon frames != the arena's frames (leak?)");
-        expect(owner_.resident_count() == pages, "owner's resident list differs from the shadow");
-
-        // Every frame: not locked, not isolated; movable ones belong to the owner or a balloon
-        // and hold exactly their allocation reference; free ones are clean.
+        // Every frame: not locked; free ones are clean; movable ones belong to the owner or a
+        // balloon and hold their allocation reference. Only an async incremental compaction
+        // whose frame locks were held may leave frames isolated between operations (owner pages,
+        // or frames their owner released meanwhile, which it will free).
         std::size_t owned_by_owner = 0;
+        std::size_t isolated_pages = 0;
+        std::size_t isolated_released = 0;
         std::array<std::size_t, balloon_count> owned_by_balloon{};
         for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
             frame& f = arena_.frame_at(index);
-            expect(!f.is_locked() && !f.is_isolated(), "a frame is locked or isolated between ops");
+            expect(!f.is_locked(), "a frame is locked between operations");
             if (arena_.is_free(index)) {
                 expect(f.reference_count() == 0 && f.mapping_word(std::memory_order_relaxed) == 0 &&
-                           f.owner() == nullptr,
-                       "a free frame has a reference, a mapping or an owner");
+                           f.owner() == nullptr && !f.is_isolated(),
+                       "a free frame has a reference, a mapping, an owner or is isolated");
                 continue;
+            }
+            const bool isolated = f.is_isolated();
+            if (isolated) {
+                expect(incremental_running_ && incremental_request_.mode == migrate_mode::async,
+                       "a frame is isolated between operations and no compaction holds it");
+                expect(f.reference_count() == 2, "an isolated frame's reference count is not 2");
+                if (movable_ops(f) == nullptr) {
+                    expect(is_movable(f) && f.owner() == nullptr,
+                           "an isolated frame has no operations but is not released");
+                    ++isolated_released;
+                    continue;
+                }
+                expect(f.owner() == static_cast<const void*>(&owner_),
+                       "a frame other than an owner page is isolated between operations");
+                ++isolated_pages;
             }
             if (movable_ops(f) == nullptr) {
                 continue; // unmovable, or a frame inside a higher-order block
             }
-            expect(f.reference_count() == 1, "a movable frame's reference count is not 1");
+            expect(isolated || f.reference_count() == 1,
+                   "a movable frame's reference count is not 1");
             if (f.owner() == static_cast<const void*>(&owner_)) {
                 expect(movable_ops(f) == &operations_for<owner_type>, "owner frame, wrong ops");
                 ++owned_by_owner;
@@ -911,6 +1048,16 @@ private:
             expect(known, "a movable frame owned by nobody the harness knows");
         }
         expect(owned_by_owner == pages, "frames owned by the owner != live pages");
+        isolated_between_ops_ = isolated_pages + isolated_released;
+
+        // Frame accounting.
+        const std::size_t unmovable = unmovable_frames();
+        const std::size_t free = arena_.free_frames();
+        expect(free + pages + unmovable + lent + isolated_released == arena_.frame_count(),
+               "free + pages + unmovable + balloon + released isolated frames != the arena's "
+               "frames (leak?)");
+        expect(owner_.resident_count() == pages - isolated_pages,
+               "owner's resident list differs from the shadow");
         for (std::size_t b = 0; b < balloon_count; ++b) {
             expect(owned_by_balloon[b] == balloon_sizes_[b], "frames owned by a balloon != size");
         }
@@ -926,9 +1073,9 @@ private:
 
         // Every isolation the owner accepted ended exactly once: migrated, put back, or freed
         // because the owner released the page meanwhile.
-        expect(answers_.isolations_accepted == answers_.migrations_succeeded +
-                                                   static_cast<std::size_t>(owner_.putback_calls) +
-                                                   answers_.released_while_isolated,
+        expect(answers_.isolations_accepted ==
+                   answers_.migrations_succeeded + static_cast<std::size_t>(owner_.putback_calls) +
+                       answers_.released_while_isolated + isolated_pages,
                "an owner isolation was not ended exactly once");
         // The compactors' counts agree with what the owners saw.
         compaction_sums sums = finished_;
@@ -946,7 +1093,7 @@ private:
         }
         expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated,
                "compactors' migrated != owner and balloon migrations");
-        expect(sums.released ==
+        expect(sums.released + isolated_released ==
                    answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated,
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
@@ -955,7 +1102,7 @@ private:
         (void)code;
     }
 
-    // ---- teardown ------------------------------------------------------------------------------
+    // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
         incremental_end();
         check_invariants(op::count);
@@ -964,7 +1111,7 @@ private:
             destroy_balloon(b, /*in_callback=*/false);
         }
         while (!live_.empty()) {
-            release_page(live_.back(), /*may_be_isolated=*/false);
+            release_page(live_.back());
         }
         while (!unmovable_.empty()) {
             free_unmovable(unmovable_.size() - 1);
@@ -993,6 +1140,9 @@ private:
     balloon_stats retired_; // summed over destroyed balloons (released_isolated: by their
                             // destructors to a running compaction)
     bool in_nested_compaction_ = false;
+    bool may_hold_locks_ = false; // an async pass or migrate_frames call is running
+    std::vector<frame*> held_;    // frame locks hold_lock took, released after each op
+    std::size_t isolated_between_ops_ = 0;
     compaction_sums finished_; // compactions that ended
     compact_request incremental_request_;
     bool incremental_running_ = false;
@@ -1010,7 +1160,7 @@ private:
     std::size_t action_choice_ = 0;
     std::array<host_faults, balloon_count> host_faults_;
 
-    // ---- zspage_pool (to come) ---------------------------------------------------------------
+    // ---- zspage_pool (to come) ------------------------------------------------------------------
     // When movable::zspage_pool lands, add `zspage_pool<arena_type> pool_{arena_};` above the
     // compactors, a shadow `std::map<handle, std::vector<std::byte>> pool_objects_;`, and ops
     // before op::count: pool_allocate (size from the input, 0 and oversize through try_allocate
