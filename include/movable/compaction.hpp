@@ -484,6 +484,7 @@ requires compactable_arena<Arena> compact_progress compactor<Arena>::pass() {
         }
         if (detail::putback_locked(*f) == putback_result::released) {
             free_scanner_targets{*this}.release(*f);
+            ++stats_.released;
         }
     }
     left_isolated_.splice_back(still_busy);
@@ -536,7 +537,8 @@ requires compactable_arena<Arena> compact_stats compactor<Arena>::end() {
     detail::contract(running_, "compactor::end: no compaction running");
     give_back_targets();
     free_scanner_targets targets{*this};
-    putback_movable_frames(left_isolated_, targets);
+    const std::size_t left_isolated = left_isolated_.size();
+    stats_.released += left_isolated - putback_movable_frames(left_isolated_, targets);
     running_ = false;
     const std::size_t blocks_after = count_free_max_order_blocks();
     stats_.max_order_blocks_freed =
