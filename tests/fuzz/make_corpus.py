@@ -15,11 +15,12 @@ OPS = [
     "allocate_unmovable", "free_unmovable", "inflate", "deflate", "compact_full",
     "compact_order", "compact_proactive", "incremental_begin", "incremental_pass",
     "incremental_end", "set_owner_faults", "set_callback_action", "set_host_faults",
-    "release_free_memory", "clear_faults", "recreate_balloon",
+    "release_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
+    "isolate_putback",
 ]
 ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
 ACTIONS = ["none", "release_page", "add_page", "inflate", "deflate", "recreate_balloon",
-           "compact"]
+           "compact", "hold_lock"]
 
 
 class Program:
@@ -101,6 +102,20 @@ def seeds():
     p.op("compact_proactive", 79, SYNC).op("release_free_memory", 0)
     p.add_pages(8).op("incremental_begin", 2, ASYNC, 4, 0, 30).op("incremental_pass", 3)
     yield "proactive_and_release", p.op("incremental_end").op("release_free_memory", 3)
+
+    # The engine without the compactor: migrate_frames with targets that run out, putback.
+    p = Program(3).add_pages(8).op("inflate", 0, 4).add_pages(4)
+    p.op("migrate_direct", 10, 0, SYNC, 3).op("migrate_direct", 6, 5, ASYNC, 0)
+    p.callback("release_page", False, 2, 1).op("isolate_putback", 8, 0, 1)
+    yield "engine_direct", p.op("isolate_putback", 8, 3, 0)
+
+    # Another "thread" holds frame locks during async passes: frames stay isolated between
+    # operations; their pages are released meanwhile, then the compaction ends.
+    p = Program(4).add_pages(30).release(*range(0, 30, 3)).callback("hold_lock", False, 2, 3)
+    p.op("incremental_begin", 0, ASYNC, 6, 0, 0).op("incremental_pass", 0)
+    p.op("clear_faults").release(4, 5).op("incremental_pass", 1).release(6)
+    p.callback("hold_lock", True, 1, 9).op("migrate_direct", 12, 0, ASYNC, 0)
+    yield "held_frame_locks", p.op("incremental_end")
 
 
 def main():

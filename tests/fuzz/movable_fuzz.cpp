@@ -266,9 +266,10 @@ public:
         for (std::size_t n = 0; n < max_ops_per_input && !in.exhausted(); ++n) {
             const auto code = static_cast<op>(in.byte() % static_cast<unsigned>(op::count));
             if (tracing) {
-                std::fprintf(stderr, "op %s: pages %zu, free %zu, balloons %zu+%zu\n",
+                std::fprintf(stderr, "op %s: pages %zu, free %zu, balloons %zu+%zu, isolated %zu\n",
                              op_names[static_cast<unsigned>(code)], live_.size(),
-                             arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1]);
+                             arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1],
+                             isolated_between_ops_);
             }
             execute(code, in);
             release_held_locks();
