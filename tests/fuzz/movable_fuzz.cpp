@@ -1,19 +1,32 @@
 // movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
-// allocations, two balloons lending to recording hosts, and two compactors (one for one-shot
-// compactions, one for an incremental compaction whose passes interleave with everything else).
-// Fault knobs, toggled by the op stream, make the owner refuse isolation, answer migrate with
-// retry/busy/failed, and act from inside its callbacks (release or add pages, inflate or deflate
-// a balloon), and make the hosts refuse or half-accept replacements.
+// allocations, two balloons lending to recording hosts, and three compactors: one-shot
+// compactions (full, order-targeted, proactive; async, sync_light, sync), an incremental one
+// whose budgeted passes interleave with every other operation, and one nested inside owner
+// callbacks. migrate_frames and putback are also driven directly, with targets that run out.
+// Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned pages),
+// answer migrate with retry/busy/failed, act from inside its callbacks (release or add pages,
+// inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second thread
+// would), and make the hosts refuse lending or refuse or half-accept replacements.
 //
-// A shadow model says what every page must contain, where it must live, and how many frames
-// every user holds; after each operation the harness checks the arena, the owner, the balloons
-// and the compactors against it and aborts with a message on the first divergence. The run is
+// A shadow model says what every page and unmovable block must contain, where every page lives
+// and how many frames every user holds. After each operation the harness checks: frame
+// accounting (free + pages + unmovable + balloon + released-while-isolated == frame_count); every
+// frame unlocked, free frames clean, movable frames owned by someone known with the right
+// reference count, isolated frames only where an async pass could leave them; the owner's and
+// hosts' views against the shadow; every isolation ended exactly once (migrated, put back or
+// released); the compactors' statistics against what the owners saw; pages unmoved outside
+// compaction and pinned pages never moved; contents after every compaction; outcomes (order
+// available, score reached, deferral) true of the arena; per-pass budgets; and, after a full
+// compaction with nothing in the way, at most one max-order block partly free. At the end every
+// frame must be back in a free max-order block. Any divergence aborts with a message; contract
+// checks are on (MOVABLE_HARDENED), so a contract violation is a finding too. The run is
 // deterministic per input: no threads, no clocks, no randomness but the input.
 //
 // Input format (tests/fuzz/make_corpus.py writes seeds in it): byte 0 sizes the arena; then each
 // operation is one opcode byte (taken modulo op::count) followed by its argument bytes. Reading
-// past the end yields zeros, so every input is a valid program.
+// past the end yields zeros, so every input is a valid program. To read a crash input:
+//     MOVABLE_FUZZ_TRACE=1 build/fuzz/tests/fuzz/movable_fuzz crash-<hash>
 //
 // At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
