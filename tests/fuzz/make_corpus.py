@@ -70,9 +70,15 @@ def seeds():
 
     # Balloons: inflate between pages, compact across them, host refuses and shrinks.
     p = Program(3).add_pages(6).op("inflate", 0, 6).add_pages(6).op("inflate", 1, 3)
-    p.release(0, 2, 4).op("compact_full", SYNC).op("set_host_faults", 0, 0, 2, 3)
+    p.release(0, 2, 4).op("compact_full", SYNC).op("set_host_faults", 0, 0, 2, 3, 0)
     p.op("compact_full", SYNC).op("deflate", 0, 2).op("recreate_balloon", 1)
     yield "balloons", p.op("compact_full", ASYNC)
+
+    # A host that compacts from inside lend and reclaim (host lock held: the balloon's migrate
+    # answers retry), and refuses to lend past a limit.
+    p = Program(3).add_pages(8).op("inflate", 0, 8).release(1, 3, 5)
+    p.op("set_host_faults", 0, 4, 0, 0, 2).op("inflate", 0, 6).op("deflate", 0, 5)
+    yield "host_compacts_in_callbacks", p.op("recreate_balloon", 0)
 
     # Incremental compaction with budgets, the program running between passes.
     p = Program(6).add_pages(40).release(*range(1, 40, 2))

@@ -140,7 +140,7 @@ enum class op : std::uint8_t {
     incremental_end,     //
     set_owner_faults,    // refuse-isolate period, retry period, busy period, failed period
     set_callback_action, // action, where (isolate/migrate), period, choice
-    set_host_faults,     // balloon, lend limit, refuse-replace period, shrink period
+    set_host_faults,     // balloon, lend limit, refuse-replace, shrink, compact periods
     release_free_memory, // min order
     clear_faults,        //
     recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
@@ -235,8 +235,9 @@ struct unmovable_block {
 };
 
 struct host_faults {
-    periodic refuse; // replace answers refused
-    periodic shrink; // replace answers old_returned_new_refused
+    periodic refuse;  // replace answers refused
+    periodic shrink;  // replace answers old_returned_new_refused
+    periodic compact; // lend and reclaim run a (nested) compaction, with the host lock held
 };
 
 // Counts of what the owner's callbacks answered, over the whole input.
@@ -269,6 +270,8 @@ public:
         owner_.migrate_policy = [this](frame& src) { return on_migrate(src); };
         for (std::size_t b = 0; b < balloon_count; ++b) {
             hosts_[b].policy = [this, b](frame&, frame&) { return on_replace(b); };
+            hosts_[b].on_lend = [this, b](frame&) { on_host_call(b); };
+            hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
             balloons_[b].emplace(arena_, hosts_[b]);
         }
     }
@@ -392,6 +395,7 @@ private:
                                               : hosts_[b].held.size() + extra;
             host_faults_[b].refuse = {in.byte() % 6u, 0};
             host_faults_[b].shrink = {in.byte() % 6u, 0};
+            host_faults_[b].compact = {in.byte() % 6u, 0};
             break;
         }
         case op::release_free_memory: {
@@ -582,11 +586,14 @@ private:
         retired_.replace_refused += stats.replace_refused;
         retired_.released_isolated += isolated; // what the destructor will release
         const std::size_t free_before = arena_.free_frames();
+        const unsigned long long compactions_before = totals.compactions;
         balloons_[b].reset();
         expect(hosts_[b].held.empty() && hosts_[b].unknown_returns == 0,
                "a destroyed balloon left frames with its host");
-        // Isolated frames are freed by the compaction that holds them, later.
-        expect(arena_.free_frames() == free_before + balloon_sizes_[b] - isolated,
+        // Isolated frames are freed by the compaction that holds them, later. (A compaction
+        // run by the host from reclaim may free or take frames of its own.)
+        expect(totals.compactions != compactions_before ||
+                   arena_.free_frames() == free_before + balloon_sizes_[b] - isolated,
                "a destroyed balloon did not give its frames back to the arena");
         balloon_sizes_[b] = 0;
     }
@@ -666,26 +673,25 @@ private:
         case callback_action::add_page:
             add_page();
             break;
+        // Not from inside a host callback: the balloon's inflate, deflate and destructor wait
+        // for the host lock that its caller holds.
         case callback_action::inflate:
-            inflate(action_choice_ % balloon_count, 1);
+            if (!in_host_callback_) {
+                inflate(action_choice_ % balloon_count, 1);
+            }
             break;
         case callback_action::deflate:
-            deflate(action_choice_ % balloon_count, 1, /*in_callback=*/true);
+            if (!in_host_callback_) {
+                deflate(action_choice_ % balloon_count, 1, /*in_callback=*/true);
+            }
             break;
         case callback_action::recreate_balloon:
-            recreate_balloon(action_choice_ % balloon_count, /*in_callback=*/true);
+            if (!in_host_callback_) {
+                recreate_balloon(action_choice_ % balloon_count, /*in_callback=*/true);
+            }
             break;
         case callback_action::compact:
-            if (!in_nested_compaction_) {
-                in_nested_compaction_ = true;
-                compact_request request;
-                request.mode = mode_of(static_cast<std::uint8_t>(action_choice_));
-                const compact_stats stats = nested_.compact(request);
-                ++totals.compactions;
-                totals.migrated += stats.migrated;
-                finished_.add(stats);
-                in_nested_compaction_ = false;
-            }
+            run_nested_compaction(mode_of(static_cast<std::uint8_t>(action_choice_)));
             break;
         case callback_action::hold_lock: {
             if (!may_hold_locks_ || in_nested_compaction_ || live_.empty()) {
@@ -702,6 +708,37 @@ private:
         case callback_action::count:
             break;
         }
+    }
+
+    // A full compaction on the third compactor, from inside an owner or host callback (never
+    // nested twice).
+    void run_nested_compaction(migrate_mode mode) {
+        if (in_nested_compaction_) {
+            return;
+        }
+        in_nested_compaction_ = true;
+        compact_request request;
+        request.mode = mode;
+        const compact_stats stats = nested_.compact(request);
+        ++totals.compactions;
+        totals.migrated += stats.migrated;
+        finished_.add(stats);
+        in_nested_compaction_ = false;
+    }
+
+    // lend or reclaim: the balloon holds its host lock and the frame's lock. A host may run a
+    // compaction from here (balloon.hpp); the balloon's migrate then finds its host lock held
+    // and answers retry.
+    void on_host_call(std::size_t b) {
+        if (!host_faults_[b].compact.fires() || in_nested_compaction_) {
+            return;
+        }
+        ++totals.faults;
+        const bool was_in_host_callback = in_host_callback_;
+        in_host_callback_ = true;
+        run_nested_compaction(mode_of(static_cast<std::uint8_t>(host_faults_[b].compact.calls)));
+        in_host_callback_ = was_in_host_callback;
+        after_compaction(); // pages may have moved during inflate or deflate
     }
 
     [[nodiscard]] bool lock_held(std::size_t page) {
@@ -737,7 +774,8 @@ private:
             return false;
         }
         for (const host_faults& faults : host_faults_) {
-            if (faults.refuse.period != 0 || faults.shrink.period != 0) {
+            if (faults.refuse.period != 0 || faults.shrink.period != 0 ||
+                faults.compact.period != 0) {
                 return false;
             }
         }
@@ -1154,6 +1192,7 @@ private:
     balloon_stats retired_; // summed over destroyed balloons (released_isolated: by their
                             // destructors to a running compaction)
     bool in_nested_compaction_ = false;
+    bool in_host_callback_ = false;
     bool may_hold_locks_ = false; // an async pass or migrate_frames call is running
     std::vector<frame*> held_;    // frame locks hold_lock took, released after each op
     std::size_t isolated_between_ops_ = 0;
