@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -1105,9 +1106,11 @@ private:
         // Frame accounting.
         const std::size_t unmovable = unmovable_frames();
         const std::size_t free = arena_.free_frames();
-        expect(free + pages + unmovable + lent + isolated_released == arena_.frame_count(),
-               "free + pages + unmovable + balloon + released isolated frames != the arena's "
-               "frames (leak?)");
+        const std::size_t pool_frames = 0; // zspage_pool (to come): its frames, from its stats
+        expect(free + pages + unmovable + lent + isolated_released + pool_frames ==
+                   arena_.frame_count(),
+               "free + pages + unmovable + balloon + released isolated (+ pool) frames != the "
+               "arena's frames (leak?)");
         expect(owner_.resident_count() == pages - isolated_pages,
                "owner's resident list differs from the shadow");
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -1214,16 +1217,27 @@ private:
     std::array<host_faults, balloon_count> host_faults_;
 
     // ---- zspage_pool (to come) ------------------------------------------------------------------
-    // When movable::zspage_pool lands, add `zspage_pool<arena_type> pool_{arena_};` above the
-    // compactors, a shadow `std::map<handle, std::vector<std::byte>> pool_objects_;`, and ops
-    // before op::count: pool_allocate (size from the input, 0 and oversize through try_allocate
-    // expecting an empty result), pool_deallocate, pool_write, pool_read, pool_map (a pinned
-    // guard held across the next op, so a compaction runs while it is mapped), pool_compact.
-    // They must check: every handle reads back exactly what was last written (also after
-    // pool_compact and arena compactions); a mapped object keeps its address and bytes while
-    // mapped; pool stats agree with pool_objects_ (objects and bytes per class); and the pool's
-    // frames join the accounting in check_invariants (free + pages + unmovable + balloons +
-    // pool frames == frame_count, pool frames counted as owned by the pool in the frame scan).
+    // When movable::zspage_pool lands:
+    //   * add `zspage_pool<arena_type> pool_{arena_};` after owner_ (before the compactors, so
+    //     it is destroyed after them), fill pool_shadow_ and drop its [[maybe_unused]];
+    //   * add ops before op::count (and to op_names, make_corpus.py): pool_allocate (size from
+    //     the input; 0 and oversize through try_allocate, expecting an empty result),
+    //     pool_deallocate, pool_write, pool_read, pool_map (a pinned guard kept across the next
+    //     operation, so compactions run while it is mapped), pool_compact; and a callback
+    //     action that allocates or frees pool objects from inside owner callbacks;
+    //   * checks: every handle reads back exactly what was last written (after pool_compact,
+    //     arena compactions and migrate_direct too; check them all in after_compaction); a
+    //     mapped object keeps its address and bytes while mapped; pool stats agree with the
+    //     shadow (objects and bytes, per class); pool frames (pool_frames in check_invariants)
+    //     join the accounting, and the frame scan counts frames whose owner is &pool_ as known
+    //     (reference count 1, not isolated between operations); a mapped object makes
+    //     nothing_in_the_way() false; teardown frees every object and expects the pool's frames
+    //     back in the arena.
+    struct pool_shadow {
+        std::map<std::uint64_t, std::vector<std::byte>> objects; // handle -> bytes last written
+        std::size_t mapped = 0;                                  // pinned guards held
+    };
+    [[maybe_unused]] pool_shadow pool_shadow_;
 };
 
 } // namespace
