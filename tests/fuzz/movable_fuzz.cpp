@@ -291,7 +291,7 @@ public:
             execute(code, in);
             release_held_locks();
             ++totals.ops;
-            check_invariants(code);
+            check_invariants();
         }
         tear_down();
     }
@@ -1030,7 +1030,7 @@ private:
     }
 
     // ---- invariants -----------------------------------------------------------------------------
-    void check_invariants(op code) {
+    void check_invariants() {
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -1154,13 +1154,12 @@ private:
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
                "compactors isolated fewer frames than the owners saw leave");
-        (void)code;
     }
 
     // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
         incremental_end();
-        check_invariants(op::count);
+        check_invariants();
         // A balloon destroyed with frames lent gives them all back.
         for (std::size_t b = 0; b < balloon_count; ++b) {
             destroy_balloon(b, /*in_callback=*/false);
