@@ -408,6 +408,73 @@ TEST_CASE("proactive compaction triggers above the high watermark and stops at t
     CHECK(c.all_pages_intact());
 }
 
+TEST_CASE("proactive compaction does not report the score reached while it holds the free "
+          "frames itself") {
+    // One block, every frame used but the lowest: the one free frame lies outside a free
+    // max-order block (score 100), and the free scanner takes it as a target. With it held, the
+    // arena has no free frame and a score of 0, which must not count as reached.
+    arena_type arena(arena_type::block_bytes);
+    test::arena_frames<arena_type> frames{arena};
+    owner_type owner(frames);
+    for (std::size_t page = 0; page < block; ++page) {
+        REQUIRE(owner.add_page(page) != nullptr);
+    }
+    owner.release_page(0);
+    REQUIRE(arena.free_frames() == 1);
+    REQUIRE(arena.fragmentation_score() == 100);
+    compact_request request;
+    request.stop_at_score = 50;
+
+    const compact_stats stats = compactor<arena_type>(arena).compact(request);
+
+    CHECK(arena.fragmentation_score() == 100);
+    CHECK(stats.outcome == compact_outcome::scanners_met);
+}
+
+TEST_CASE("frames an async compaction left isolated and their owner then released are counted "
+          "as released") {
+    // Another user holds the lock of the first frame isolated (taken here, single-threaded, from
+    // the owner's isolate callback), so an async pass can neither migrate nor put it back. Its
+    // owner releases it between passes; the compactor frees it, in the next pass or in end().
+    for (const bool freed_by_end : {false, true}) {
+        CAPTURE(freed_by_end);
+        churned c(4, 4 * block / 2);
+        frame* held = nullptr;
+        c.owner.isolate_policy = [&](frame& f) {
+            if (held == nullptr) {
+                held = &f; // locked by the core right now; isolated once this returns
+            } else if (!held->is_locked()) {
+                held->lock();
+            }
+            return true;
+        };
+        compactor<arena_type> compaction(c.arena);
+        compact_request request;
+        request.mode = migrate_mode::async;
+        request.max_frames_per_pass = 4;
+        compaction.begin(request);
+        compaction.pass();
+        REQUIRE(held != nullptr);
+        REQUIRE(held->is_isolated());
+        held->unlock();
+        c.owner.isolate_policy = nullptr;
+        const std::size_t page = held->private_word();
+        CHECK(c.owner.release_page(page)); // the compaction owns it now
+        c.released.insert(page);
+        const std::size_t free_before = c.arena.free_frames();
+
+        if (!freed_by_end) {
+            compaction.pass();
+        }
+        const compact_stats stats = compaction.end();
+
+        CHECK(stats.released == 1);
+        CHECK_FALSE(held->is_isolated());
+        CHECK(c.arena.free_frames() == free_before + 1);
+        CHECK(c.all_pages_intact());
+    }
+}
+
 TEST_CASE("bad compaction requests are rejected") {
     arena_type arena(arena_type::block_bytes);
     compactor<arena_type> compaction(arena);

@@ -319,12 +319,19 @@ bool compactor<Arena>::finished() noexcept {
     if (stats_.outcome != compact_outcome::running) {
         return true;
     }
-    if (request_.order >= 0 && largest_free_order_hint() >= request_.order) {
+    // Targets taken but not used yet are free frames the arena counts as allocated, so the
+    // arena is judged only without them: with every free frame held, its fragmentation score
+    // would read 0. They are given back when the scanners meet and at the end of every pass.
+    const bool scanners_met = migrate_position_ >= free_position_;
+    if (scanners_met) {
+        give_back_targets();
+    }
+    if (targets_.empty() && request_.order >= 0 && largest_free_order_hint() >= request_.order) {
         stats_.outcome = compact_outcome::order_available;
-    } else if (request_.stop_at_score >= 0 &&
+    } else if (targets_.empty() && request_.stop_at_score >= 0 &&
                fragmentation_score_of_arena() <= request_.stop_at_score) {
         stats_.outcome = compact_outcome::score_reached;
-    } else if (migrate_position_ >= free_position_ && !start_another_round()) {
+    } else if (scanners_met && !start_another_round()) {
         stats_.outcome = compact_outcome::scanners_met;
     }
     return stats_.outcome != compact_outcome::running;
@@ -470,6 +477,7 @@ compact_progress compactor<Arena>::pass() {
         }
         if (detail::putback_locked(*f) == putback_result::released) {
             free_scanner_targets{*this}.release(*f);
+            ++stats_.released;
         }
     }
     left_isolated_.splice_back(still_busy);
@@ -522,7 +530,8 @@ compact_stats compactor<Arena>::end() {
     detail::contract(running_, "compactor::end: no compaction running");
     give_back_targets();
     free_scanner_targets targets{*this};
-    putback_movable_frames(left_isolated_, targets);
+    const std::size_t left_isolated = left_isolated_.size();
+    stats_.released += left_isolated - putback_movable_frames(left_isolated_, targets);
     running_ = false;
     const std::size_t blocks_after = count_free_max_order_blocks();
     stats_.max_order_blocks_freed =

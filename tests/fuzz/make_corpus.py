@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Writes the fuzzer's seed corpus (tests/fuzz/corpus/): a handful of small programs in the
+input format of movable_fuzz.cpp, each exercising one area, for libFuzzer to start from.
+
+Usage: python3 tests/fuzz/make_corpus.py [output-directory]
+
+The opcodes mirror `enum class op` in movable_fuzz.cpp (keep them in step); the argument bytes
+are the ones each operation reads, in order.
+"""
+import os
+import sys
+
+OPS = [
+    "add_pages", "release_page", "write_page", "read_page", "pin_page", "unpin_page",
+    "allocate_unmovable", "free_unmovable", "inflate", "deflate", "compact_full",
+    "compact_order", "compact_proactive", "incremental_begin", "incremental_pass",
+    "incremental_end", "set_owner_faults", "set_callback_action", "set_host_faults",
+    "release_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
+    "isolate_putback",
+]
+ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
+ACTIONS = ["none", "release_page", "add_page", "inflate", "deflate", "recreate_balloon",
+           "compact", "hold_lock"]
+
+
+class Program:
+    def __init__(self, blocks):
+        self.data = bytearray([blocks - 1])
+
+    def op(self, name, *args):
+        self.data.append(OPS.index(name))
+        self.data.extend(args)
+        return self
+
+    def add_pages(self, count):  # 1..8 per op
+        while count > 0:
+            self.op("add_pages", min(count, 8) - 1)
+            count -= 8
+        return self
+
+    def release(self, *choices):
+        for choice in choices:
+            self.op("release_page", choice)
+        return self
+
+    def write(self, choice, offset, payload):
+        return self.op("write_page", choice, offset & 0xff, offset >> 8, len(payload) - 1,
+                       *payload)
+
+    def callback(self, action, on_migrate, period, choice=0):
+        return self.op("set_callback_action", ACTIONS.index(action), int(on_migrate),
+                       period - 1, choice)
+
+
+def seeds():
+    # Fill four blocks, free every third page, compact in each mode.
+    p = Program(4).add_pages(32).release(*range(0, 30, 3))
+    yield "fragmented_full_compaction", p.op("compact_full", SYNC).op("compact_full", ASYNC)
+
+    # Pages with bytes of their own survive migration; order-targeted compaction.
+    p = Program(3).add_pages(20).release(1, 4, 7, 10)
+    p.write(0, 100, b"movable").write(5, 4000, bytes(range(96)))
+    yield "written_pages_move", p.op("compact_order", 3, SYNC_LIGHT).op("read_page", 0)
+
+    # Unmovable blocks among pages: compaction leaves them, frees what it can.
+    p = Program(4).add_pages(10).op("allocate_unmovable", 0, 0x5a)
+    p.op("allocate_unmovable", 2, 0xa5).add_pages(10).release(2, 5, 8)
+    p.op("compact_full", SYNC).op("free_unmovable", 0).op("compact_order", 3, SYNC)
+    yield "unmovable_blocks", p
+
+    # Balloons: inflate between pages, compact across them, host refuses and shrinks.
+    p = Program(3).add_pages(6).op("inflate", 0, 6).add_pages(6).op("inflate", 1, 3)
+    p.release(0, 2, 4).op("compact_full", SYNC).op("set_host_faults", 0, 0, 2, 3, 0)
+    p.op("compact_full", SYNC).op("deflate", 0, 2).op("recreate_balloon", 1)
+    yield "balloons", p.op("compact_full", ASYNC)
+
+    # A host that compacts from inside lend and reclaim (host lock held: the balloon's migrate
+    # answers retry), and refuses to lend past a limit.
+    p = Program(3).add_pages(8).op("inflate", 0, 8).release(1, 3, 5)
+    p.op("set_host_faults", 0, 4, 0, 0, 2).op("inflate", 0, 6).op("deflate", 0, 5)
+    yield "host_compacts_in_callbacks", p.op("recreate_balloon", 0)
+
+    # Incremental compaction with budgets, the program running between passes.
+    p = Program(6).add_pages(40).release(*range(1, 40, 2))
+    p.op("incremental_begin", 0, SYNC, 3, 2, 0).op("incremental_pass", 1)
+    p.add_pages(2).write(1, 0, b"between passes").op("incremental_pass", 3)
+    p.release(3).op("inflate", 0, 2).op("incremental_pass", 3).op("incremental_end")
+    yield "incremental_passes", p
+
+    # Owner faults: refused isolation, retry, busy and failed answers, pinned pages.
+    p = Program(3).add_pages(20).release(*range(0, 20, 4)).op("pin_page", 3)
+    p.op("set_owner_faults", 5, 2, 3, 7).op("compact_full", SYNC)
+    p.op("set_owner_faults", 0, 1, 0, 0).op("compact_full", ASYNC)
+    yield "owner_faults", p.op("clear_faults").op("unpin_page", 3).op("compact_full", SYNC)
+
+    # Callbacks that act: release pages while isolated, add pages, nested compaction,
+    # a balloon destroyed while the compaction holds its frames.
+    p = Program(4).add_pages(12).op("inflate", 0, 8).add_pages(8).release(*range(0, 20, 3))
+    p.callback("release_page", True, 2, 7).op("compact_full", SYNC)
+    p.add_pages(6).release(0, 3, 6).callback("add_page", False, 3).op("compact_full", SYNC_LIGHT)
+    p.add_pages(6).release(1, 4, 7).op("inflate", 0, 4).op("deflate", 0, 3)
+    p.callback("recreate_balloon", True, 4).op("compact_full", SYNC)
+    p.add_pages(6).release(2, 5, 8).callback("compact", False, 2, 2).op("compact_full", SYNC)
+    yield "callback_actions", p
+
+    # Proactive compaction and release of free memory to the OS.
+    p = Program(8).add_pages(60).release(*range(0, 60, 2))
+    p.op("compact_proactive", 79, SYNC).op("release_free_memory", 0)
+    p.add_pages(8).op("incremental_begin", 2, ASYNC, 4, 0, 30).op("incremental_pass", 3)
+    yield "proactive_and_release", p.op("incremental_end").op("release_free_memory", 3)
+
+    # The engine without the compactor: migrate_frames with targets that run out, putback.
+    p = Program(3).add_pages(8).op("inflate", 0, 4).add_pages(4)
+    p.op("migrate_direct", 10, 0, SYNC, 3).op("migrate_direct", 6, 5, ASYNC, 0)
+    p.callback("release_page", False, 2, 1).op("isolate_putback", 8, 0, 1)
+    yield "engine_direct", p.op("isolate_putback", 8, 3, 0)
+
+    # Another "thread" holds frame locks during async passes: frames stay isolated between
+    # operations; their pages are released meanwhile, then the compaction ends.
+    p = Program(4).add_pages(30).release(*range(0, 30, 3)).callback("hold_lock", False, 2, 3)
+    p.op("incremental_begin", 0, ASYNC, 6, 0, 0).op("incremental_pass", 0)
+    p.op("clear_faults").release(4, 5).op("incremental_pass", 1).release(6)
+    p.callback("hold_lock", True, 1, 9).op("migrate_direct", 12, 0, ASYNC, 0)
+    yield "held_frame_locks", p.op("incremental_end")
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+    os.makedirs(out, exist_ok=True)
+    for name, program in seeds():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(program.data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1257 @@
+// movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
+// over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
+// allocations, two balloons lending to recording hosts, and three compactors: one-shot
+// compactions (full, order-targeted, proactive; async, sync_light, sync), an incremental one
+// whose budgeted passes interleave with every other operation, and one nested inside owner
+// callbacks. migrate_frames and putback are also driven directly, with targets that run out.
+// Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned pages),
+// answer migrate with retry/busy/failed, act from inside its callbacks (release or add pages,
+// inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second thread
+// would), and make the hosts refuse lending or refuse or half-accept replacements.
+//
+// A shadow model says what every page and unmovable block must contain, where every page lives
+// and how many frames every user holds. After each operation the harness checks: frame
+// accounting (free + pages + unmovable + balloon + released-while-isolated == frame_count); every
+// frame unlocked, free frames clean, movable frames owned by someone known with the right
+// reference count, isolated frames only where an async pass could leave them; the owner's and
+// hosts' views against the shadow; every isolation ended exactly once (migrated, put back or
+// released); the compactors' statistics against what the owners saw; pages unmoved outside
+// compaction and pinned pages never moved; contents after every compaction; outcomes (order
+// available, score reached, deferral) true of the arena; per-pass budgets; and, after a full
+// compaction with nothing in the way, at most one max-order block partly free. At the end every
+// frame must be back in a free max-order block. Any divergence aborts with a message; contract
+// checks are on (MOVABLE_HARDENED), so a contract violation is a finding too. The run is
+// deterministic per input: no threads, no clocks, no randomness but the input.
+//
+// Input format (tests/fuzz/make_corpus.py writes seeds in it): byte 0 sizes the arena; then each
+// operation is one opcode byte (taken modulo op::count) followed by its argument bytes. Reading
+// past the end yields zeros, so every input is a valid program. To read a crash input:
+//     MOVABLE_FUZZ_TRACE=1 build/fuzz/tests/fuzz/movable_fuzz crash-<hash>
+//
+// At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
+#include <movable/compaction.hpp>
+#include <movable/models/balloon.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "support/arena_frames.hpp"
+#include "support/balloon_hosts.hpp"
+
+#if !defined(MOVABLE_HARDENED)
+#error "movable_fuzz must be built with MOVABLE_HARDENED: contract violations are findings"
+#endif
+
+using namespace movable;
+
+namespace {
+
+using arena_type = frame_arena<4096, 3>; // 8 frames per max-order block: small inputs reach it
+using owner_type = test::arena_owner<arena_type>;
+using host_type = test::replacing_host;
+using balloon_type = balloon<arena_type, host_type>;
+using compactor_type = compactor<arena_type>;
+constexpr std::size_t frame_size = arena_type::frame_size;
+constexpr std::size_t block_frames = arena_type::block_frames;
+constexpr std::size_t max_blocks = 12;
+constexpr std::size_t balloon_count = 2;
+constexpr std::size_t max_ops_per_input = 20000;
+
+// ---- failure and totals -------------------------------------------------------------------------
+
+[[noreturn]] void divergence(const char* what) {
+    std::fprintf(stderr, "movable_fuzz: divergence: %s\n", what);
+    std::fflush(stderr);
+    std::abort();
+}
+
+void expect(bool condition, const char* what) {
+    if (!condition) {
+        divergence(what);
+    }
+}
+
+// Over every input this process ran; printed at exit.
+struct run_totals {
+    unsigned long long inputs = 0;
+    unsigned long long ops = 0;
+    unsigned long long faults = 0; // refusals, retry/busy/failed answers, callback actions
+    unsigned long long compactions = 0;
+    unsigned long long passes = 0;
+    unsigned long long migrated = 0;
+};
+run_totals totals;
+
+void print_totals() {
+    std::fprintf(stderr,
+                 "movable_fuzz: %llu ops executed in %llu inputs (%llu faults injected, %llu "
+                 "compactions, %llu incremental passes, %llu frames migrated)\n",
+                 totals.ops, totals.inputs, totals.faults, totals.compactions, totals.passes,
+                 totals.migrated);
+}
+
+// ---- input --------------------------------------------------------------------------------------
+
+class input_reader {
+public:
+    input_reader(const std::uint8_t* data, std::size_t size) noexcept : data_(data), size_(size) {}
+    [[nodiscard]] bool exhausted() const noexcept { return position_ >= size_; }
+    std::uint8_t byte() noexcept { return position_ < size_ ? data_[position_++] : 0; }
+    std::uint16_t word() noexcept {
+        const std::uint16_t low = byte();
+        const std::uint16_t high = byte();
+        return static_cast<std::uint16_t>(low | high << 8);
+    }
+
+private:
+    const std::uint8_t* data_;
+    std::size_t size_;
+    std::size_t position_ = 0;
+};
+
+// The operations. make_corpus.py mirrors these numbers; append new ones before `count`.
+enum class op : std::uint8_t {
+    add_pages,           // n: add 1 + n % 8 pages
+    release_page,        // choice
+    write_page,          // choice, offset (word), length, then `length` data bytes
+    read_page,           // choice
+    pin_page,            // choice: the owner refuses to isolate it
+    unpin_page,          // choice
+    allocate_unmovable,  // order, fill byte
+    free_unmovable,      // choice
+    inflate,             // balloon, count
+    deflate,             // balloon, count
+    compact_full,        // mode
+    compact_order,       // order, mode
+    compact_proactive,   // proactiveness, mode
+    incremental_begin,   // kind (full/order/score), mode, frame budget, byte budget in frames,
+                         // order or score
+    incremental_pass,    // passes
+    incremental_end,     //
+    set_owner_faults,    // refuse-isolate period, retry period, busy period, failed period
+    set_callback_action, // action, where (isolate/migrate), period, choice
+    set_host_faults,     // balloon, lend limit, refuse-replace, shrink, compact periods
+    release_free_memory, // min order
+    clear_faults,        //
+    recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
+    migrate_direct,      // count, first index, mode, target limit: migrate_frames itself
+    isolate_putback,     // count, first index, one-by-one: isolate, then put back
+    // ---- zspage_pool operations go here (see "zspage_pool (to come)" below) ---------------------
+    count
+};
+
+constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
+    "add_pages",
+    "release_page",
+    "write_page",
+    "read_page",
+    "pin_page",
+    "unpin_page",
+    "allocate_unmovable",
+    "free_unmovable",
+    "inflate",
+    "deflate",
+    "compact_full",
+    "compact_order",
+    "compact_proactive",
+    "incremental_begin",
+    "incremental_pass",
+    "incremental_end",
+    "set_owner_faults",
+    "set_callback_action",
+    "set_host_faults",
+    "release_free_memory",
+    "clear_faults",
+    "recreate_balloon",
+    "migrate_direct",
+    "isolate_putback"};
+
+// MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
+const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
+
+// What the owner does from inside isolate or migrate, every `period`-th call.
+// recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
+// compact runs a full compaction on a third compactor, nested in the running one; hold_lock
+// locks another page's frame until the operation ends, as another thread would, but only in an
+// async incremental pass or async migrate_direct (which never wait for a frame lock), so frames
+// can be left isolated between operations.
+enum class callback_action : std::uint8_t {
+    none,
+    release_page,
+    add_page,
+    inflate,
+    deflate,
+    recreate_balloon,
+    compact,
+    hold_lock,
+    count
+};
+
+// Fires on every period-th call of a counter (period 0: never).
+struct periodic {
+    unsigned period = 0;
+    unsigned calls = 0;
+    bool fires() noexcept { return period != 0 && ++calls % period == 0; }
+};
+
+// ---- the shadow model ---------------------------------------------------------------------------
+
+// Byte i of page p's pattern is (p * 131 + i * 7) & 0xff (test_owner's fill): one row per value
+// of p * 131 & 0xff, so a page is checked with one memcmp.
+const std::array<std::array<std::byte, frame_size>, 256>& pattern_rows() {
+    static const auto rows = [] {
+        auto table = std::make_unique<std::array<std::array<std::byte, frame_size>, 256>>();
+        for (std::size_t base = 0; base < 256; ++base) {
+            for (std::size_t i = 0; i < frame_size; ++i) {
+                (*table)[base][i] = static_cast<std::byte>((base + i * 7) & 0xff);
+            }
+        }
+        return table;
+    }();
+    return *rows;
+}
+
+struct page_shadow {
+    bool live = false;
+    bool pinned = false;
+    frame* where = nullptr;               // the frame it lived in after the last operation
+    std::unique_ptr<std::byte[]> written; // what the fuzzer wrote; null: the owner's pattern
+};
+
+struct unmovable_block {
+    frame* first;
+    unsigned order;
+    std::byte fill;
+};
+
+struct host_faults {
+    periodic refuse;  // replace answers refused
+    periodic shrink;  // replace answers old_returned_new_refused
+    periodic compact; // lend and reclaim run a (nested) compaction, with the host lock held
+};
+
+// Counts of what the owner's callbacks answered, over the whole input.
+struct owner_answers {
+    std::size_t isolations_accepted = 0;
+    std::size_t migrations_succeeded = 0;
+    std::size_t released_while_isolated = 0; // release_page that found the core holding it
+};
+
+// Compactor statistics summed over every compaction of the input (running one included).
+struct compaction_sums {
+    std::size_t isolated = 0;
+    std::size_t migrated = 0;
+    std::size_t released = 0;
+    void add(const compact_stats& stats) noexcept {
+        isolated += stats.isolated;
+        migrated += stats.migrated;
+        released += stats.released;
+    }
+};
+
+// ---- the harness --------------------------------------------------------------------------------
+
+class harness {
+public:
+    explicit harness(std::size_t blocks)
+        : arena_(blocks * arena_type::block_bytes), one_shot_(arena_), incremental_(arena_),
+          nested_(arena_) {
+        owner_.isolate_policy = [this](frame& f) { return on_isolate(f); };
+        owner_.migrate_policy = [this](frame& src) { return on_migrate(src); };
+        for (std::size_t b = 0; b < balloon_count; ++b) {
+            hosts_[b].policy = [this, b](frame&, frame&) { return on_replace(b); };
+            hosts_[b].on_lend = [this, b](frame&) { on_host_call(b); };
+            hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
+            balloons_[b].emplace(arena_, hosts_[b]);
+        }
+    }
+    harness(const harness&) = delete;
+    harness& operator=(const harness&) = delete;
+
+    void run(input_reader& in) {
+        for (std::size_t n = 0; n < max_ops_per_input && !in.exhausted(); ++n) {
+            const auto code = static_cast<op>(in.byte() % static_cast<unsigned>(op::count));
+            if (tracing) {
+                std::fprintf(stderr, "op %s: pages %zu, free %zu, balloons %zu+%zu, isolated %zu\n",
+                             op_names[static_cast<unsigned>(code)], live_.size(),
+                             arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1],
+                             isolated_between_ops_);
+            }
+            execute(code, in);
+            release_held_locks();
+            ++totals.ops;
+            check_invariants();
+        }
+        tear_down();
+    }
+
+private:
+    // ---- dispatch -------------------------------------------------------------------------------
+    void execute(op code, input_reader& in) {
+        switch (code) {
+        case op::add_pages: {
+            const unsigned n = 1 + in.byte() % 8;
+            for (unsigned i = 0; i < n; ++i) {
+                add_page();
+            }
+            break;
+        }
+        case op::release_page:
+            if (!live_.empty()) {
+                release_page(live_[in.byte() % live_.size()]);
+            }
+            break;
+        case op::write_page:
+            write_page(in);
+            break;
+        case op::read_page:
+            if (!live_.empty()) {
+                check_page(live_[in.byte() % live_.size()]);
+            }
+            break;
+        case op::pin_page:
+        case op::unpin_page:
+            if (!live_.empty()) {
+                pages_[live_[in.byte() % live_.size()]].pinned = code == op::pin_page;
+            }
+            break;
+        case op::allocate_unmovable:
+            allocate_unmovable(in.byte() % (arena_type::max_order + 1),
+                               static_cast<std::byte>(in.byte()));
+            break;
+        case op::free_unmovable:
+            if (!unmovable_.empty()) {
+                free_unmovable(in.byte() % unmovable_.size());
+            }
+            break;
+        case op::inflate: {
+            const std::size_t b = in.byte() % balloon_count;
+            inflate(b, in.byte() % 16);
+            break;
+        }
+        case op::deflate: {
+            const std::size_t b = in.byte() % balloon_count;
+            deflate(b, in.byte() % 16, /*in_callback=*/false);
+            break;
+        }
+        case op::compact_full: {
+            compact_request request;
+            request.mode = mode_of(in.byte());
+            compact_once(request);
+            break;
+        }
+        case op::compact_order: {
+            compact_request request;
+            request.order = static_cast<int>(in.byte() % (arena_type::max_order + 1));
+            request.mode = mode_of(in.byte());
+            compact_once(request);
+            break;
+        }
+        case op::compact_proactive: {
+            const unsigned proactiveness = 1 + in.byte() % 100;
+            compact_once(compactor_type::proactive_request(proactiveness, mode_of(in.byte())));
+            break;
+        }
+        case op::incremental_begin:
+            incremental_begin(in);
+            break;
+        case op::incremental_pass: {
+            const unsigned passes = 1 + in.byte() % 4;
+            for (unsigned i = 0; i < passes && incremental_running_; ++i) {
+                incremental_pass();
+            }
+            break;
+        }
+        case op::incremental_end:
+            incremental_end();
+            break;
+        case op::set_owner_faults:
+            refuse_isolate_ = {in.byte() % 8u, 0};
+            answer_retry_ = {in.byte() % 8u, 0};
+            answer_busy_ = {in.byte() % 8u, 0};
+            answer_failed_ = {in.byte() % 8u, 0};
+            break;
+        case op::set_callback_action:
+            action_ = static_cast<callback_action>(in.byte() %
+                                                   static_cast<unsigned>(callback_action::count));
+            action_on_migrate_ = (in.byte() & 1) != 0;
+            action_period_ = {1 + in.byte() % 8u, 0};
+            action_choice_ = in.byte();
+            break;
+        case op::set_host_faults: {
+            const std::size_t b = in.byte() % balloon_count;
+            const std::size_t extra = in.byte() % 32;
+            hosts_[b].lend_limit = extra == 0 ? std::numeric_limits<std::size_t>::max()
+                                              : hosts_[b].held.size() + extra;
+            host_faults_[b].refuse = {in.byte() % 6u, 0};
+            host_faults_[b].shrink = {in.byte() % 6u, 0};
+            host_faults_[b].compact = {in.byte() % 6u, 0};
+            break;
+        }
+        case op::release_free_memory: {
+            const unsigned min_order = in.byte() % (arena_type::max_order + 1);
+            const std::size_t free_before = arena_.free_frames();
+            const std::size_t released = arena_.release_free_memory(min_order);
+            expect(released % frame_size == 0 && released <= free_before * frame_size,
+                   "release_free_memory released more than the free frames");
+            check_all_contents(); // live memory must not have been discarded
+            break;
+        }
+        case op::clear_faults:
+            clear_faults();
+            break;
+        case op::recreate_balloon:
+            recreate_balloon(in.byte() % balloon_count, /*in_callback=*/false);
+            break;
+        case op::migrate_direct:
+            migrate_direct(in);
+            break;
+        case op::isolate_putback:
+            isolate_putback(in);
+            break;
+        case op::count:
+            break;
+        }
+    }
+
+    static migrate_mode mode_of(std::uint8_t byte) noexcept {
+        return static_cast<migrate_mode>(byte % 3);
+    }
+
+    // ---- pages ----------------------------------------------------------------------------------
+    void add_page() {
+        const std::size_t page = pages_.size();
+        frame* f = owner_.add_page(page);
+        if (f == nullptr) {
+            expect(arena_.free_frames() == 0, "add_page failed while the arena had free frames");
+            return;
+        }
+        pages_.emplace_back();
+        pages_[page].live = true;
+        pages_[page].where = f;
+        live_.push_back(page);
+    }
+
+    // Releases `page`. When its frame is isolated the core now owns it and will free it.
+    void release_page(std::size_t page) {
+        check_page(page);
+        const bool was_isolated = owner_.frame_of(page)->is_isolated();
+        const bool core_owns_it = owner_.release_page(page);
+        expect(core_owns_it == was_isolated,
+               "release_page's answer differs from whether the frame was isolated");
+        answers_.released_while_isolated += core_owns_it ? 1 : 0;
+        page_shadow& shadow = pages_[page];
+        shadow.live = false;
+        shadow.pinned = false;
+        shadow.where = nullptr;
+        shadow.written.reset();
+        live_.erase(std::find(live_.begin(), live_.end(), page));
+    }
+
+    void write_page(input_reader& in) {
+        if (live_.empty()) {
+            return;
+        }
+        const std::size_t page = live_[in.byte() % live_.size()];
+        const std::size_t offset = in.word() % frame_size;
+        const std::size_t length = std::min<std::size_t>(1 + in.byte(), frame_size - offset);
+        page_shadow& shadow = pages_[page];
+        if (!shadow.written) {
+            auto copy = std::make_unique<std::byte[]>(frame_size);
+            std::memcpy(copy.get(), expected_contents(page), frame_size);
+            shadow.written = std::move(copy);
+        }
+        std::byte* memory = arena_.address_of(*owner_.frame_of(page));
+        for (std::size_t i = 0; i < length; ++i) {
+            const auto value = static_cast<std::byte>(in.byte());
+            memory[offset + i] = value;
+            shadow.written[offset + i] = value;
+        }
+    }
+
+    const std::byte* expected_contents(std::size_t page) const {
+        const page_shadow& shadow = pages_[page];
+        return shadow.written ? shadow.written.get() : pattern_rows()[(page * 131) & 0xff].data();
+    }
+
+    void check_page(std::size_t page) {
+        frame* f = owner_.frame_of(page);
+        expect(f != nullptr, "a live page has no frame in the owner's table");
+        expect(std::memcmp(arena_.address_of(*f), expected_contents(page), frame_size) == 0,
+               "a page's bytes differ from what was last stored in it");
+    }
+
+    void check_all_contents() {
+        for (std::size_t page : live_) {
+            check_page(page);
+        }
+        for (const unmovable_block& block : unmovable_) {
+            check_unmovable(block);
+        }
+    }
+
+    // ---- unmovable allocations ------------------------------------------------------------------
+    void allocate_unmovable(unsigned order, std::byte fill) {
+        frame* f = arena_.try_allocate(order, frame_kind::unmovable);
+        if (f == nullptr) {
+            expect(arena_.largest_free_order() < static_cast<int>(order),
+                   "an unmovable allocation failed while a free block of its order existed");
+            return;
+        }
+        std::memset(arena_.address_of(*f), static_cast<int>(fill), frame_size << order);
+        unmovable_.push_back({f, order, fill});
+    }
+
+    void check_unmovable(const unmovable_block& block) const {
+        std::array<std::byte, frame_size> expected;
+        expected.fill(block.fill);
+        const std::byte* memory = arena_.address_of(*block.first);
+        for (std::size_t i = 0; i < std::size_t{1} << block.order; ++i) {
+            expect(std::memcmp(memory + i * frame_size, expected.data(), frame_size) == 0,
+                   "an unmovable block's bytes changed");
+        }
+        expect(block.first->reference_count() == 1 && !is_movable(*block.first),
+               "an unmovable block's head frame lost its allocation reference or became movable");
+    }
+
+    void free_unmovable(std::size_t index) {
+        const unmovable_block block = unmovable_[index];
+        check_unmovable(block);
+        arena_.deallocate(*block.first, block.order);
+        unmovable_.erase(unmovable_.begin() + static_cast<std::ptrdiff_t>(index));
+    }
+
+    [[nodiscard]] std::size_t unmovable_frames() const noexcept {
+        std::size_t frames = 0;
+        for (const unmovable_block& block : unmovable_) {
+            frames += std::size_t{1} << block.order;
+        }
+        return frames;
+    }
+
+    // ---- balloons -------------------------------------------------------------------------------
+    void inflate(std::size_t b, std::size_t count) {
+        balloon_type& balloon = *balloons_[b];
+        const balloon_inflate_result result = balloon.inflate(count);
+        expect(result.inflated <= count, "inflate lent more frames than asked");
+        balloon_sizes_[b] += result.inflated;
+        switch (result.stopped_by) {
+        case balloon_inflate_stop::requested_count:
+            expect(result.inflated == count, "inflate stopped early without saying why");
+            break;
+        case balloon_inflate_stop::arena_exhausted:
+            expect(arena_.free_frames() == 0, "inflate said the arena was exhausted, it was not");
+            break;
+        case balloon_inflate_stop::host_refused:
+            expect(hosts_[b].held.size() >= hosts_[b].lend_limit,
+                   "inflate said the host refused below its lend limit");
+            break;
+        }
+    }
+
+    // From inside a callback some of the balloon's frames may be isolated (deflate skips them);
+    // between operations none is.
+    void deflate(std::size_t b, std::size_t count, bool in_callback) {
+        const std::size_t deflated = balloons_[b]->deflate(count);
+        const std::size_t could = std::min(count, balloon_sizes_[b]);
+        expect(in_callback ? deflated <= could : deflated == could,
+               "deflate gave back a different number of frames than it could");
+        balloon_sizes_[b] -= deflated;
+    }
+
+    // Destroys balloon b with its frames lent (the destructor gives them back; from inside a
+    // callback, frames a compaction holds isolated are released to it) and makes a new one.
+    void recreate_balloon(std::size_t b, bool in_callback) {
+        destroy_balloon(b, in_callback);
+        balloons_[b].emplace(arena_, hosts_[b]);
+    }
+
+    void destroy_balloon(std::size_t b, bool in_callback) {
+        balloon_type& balloon = *balloons_[b];
+        const balloon_stats stats = balloon.stats();
+        const std::size_t isolated = balloon.isolated_count();
+        expect(in_callback || isolated == 0, "a balloon frame is isolated between operations");
+        retired_.migrated += stats.migrated;
+        retired_.shrunk_on_replace += stats.shrunk_on_replace;
+        retired_.replace_refused += stats.replace_refused;
+        retired_.released_isolated += isolated; // what the destructor will release
+        const std::size_t free_before = arena_.free_frames();
+        const unsigned long long compactions_before = totals.compactions;
+        balloons_[b].reset();
+        expect(hosts_[b].held.empty() && hosts_[b].unknown_returns == 0,
+               "a destroyed balloon left frames with its host");
+        // Isolated frames are freed by the compaction that holds them, later. (A compaction
+        // run by the host from reclaim may free or take frames of its own.)
+        expect(totals.compactions != compactions_before ||
+                   arena_.free_frames() == free_before + balloon_sizes_[b] - isolated,
+               "a destroyed balloon did not give its frames back to the arena");
+        balloon_sizes_[b] = 0;
+    }
+
+    balloon_replace_result on_replace(std::size_t b) {
+        if (host_faults_[b].shrink.fires()) {
+            ++totals.faults;
+            --balloon_sizes_[b];
+            return balloon_replace_result::old_returned_new_refused;
+        }
+        if (host_faults_[b].refuse.fires()) {
+            ++totals.faults;
+            return balloon_replace_result::refused;
+        }
+        return balloon_replace_result::replaced;
+    }
+
+    // ---- owner callbacks (the fault knobs) ------------------------------------------------------
+    bool on_isolate(frame& f) {
+        const std::size_t page = f.private_word();
+        if (!action_on_migrate_) {
+            run_callback_action(page);
+        }
+        if (pages_[page].pinned) {
+            return false;
+        }
+        if (refuse_isolate_.fires()) {
+            ++totals.faults;
+            return false;
+        }
+        ++answers_.isolations_accepted;
+        return true;
+    }
+
+    migrate_status on_migrate(frame& src) {
+        const std::size_t page = src.private_word();
+        if (action_on_migrate_) {
+            run_callback_action(page);
+        }
+        migrate_status answer = migrate_status::success;
+        if (answer_failed_.fires()) {
+            answer = migrate_status::failed;
+        } else if (answer_busy_.fires()) {
+            answer = migrate_status::busy;
+        } else if (answer_retry_.fires()) {
+            answer = migrate_status::retry;
+        }
+        if (answer == migrate_status::success) {
+            ++answers_.migrations_succeeded;
+        } else {
+            ++totals.faults;
+        }
+        return answer;
+    }
+
+    // From inside a callback, with the frame of `current_page` locked by the core: act on
+    // anything but that page (the owner's policies may; see test_owner.hpp).
+    void run_callback_action(std::size_t current_page) {
+        if (action_ == callback_action::none || !action_period_.fires()) {
+            return;
+        }
+        ++totals.faults;
+        switch (action_) {
+        case callback_action::release_page: {
+            if (live_.size() < 2) {
+                break;
+            }
+            std::size_t page = live_[action_choice_++ % live_.size()];
+            if (page == current_page) {
+                page = live_[action_choice_++ % live_.size()];
+            }
+            if (page != current_page && !lock_held(page)) { // release_page waits for its lock
+                release_page(page);
+            }
+            break;
+        }
+        case callback_action::add_page:
+            add_page();
+            break;
+        // Not from inside a host callback: the balloon's inflate, deflate and destructor wait
+        // for the host lock that its caller holds.
+        case callback_action::inflate:
+            if (!in_host_callback_) {
+                inflate(action_choice_ % balloon_count, 1);
+            }
+            break;
+        case callback_action::deflate:
+            if (!in_host_callback_) {
+                deflate(action_choice_ % balloon_count, 1, /*in_callback=*/true);
+            }
+            break;
+        case callback_action::recreate_balloon:
+            if (!in_host_callback_) {
+                recreate_balloon(action_choice_ % balloon_count, /*in_callback=*/true);
+            }
+            break;
+        case callback_action::compact:
+            run_nested_compaction(mode_of(static_cast<std::uint8_t>(action_choice_)));
+            break;
+        case callback_action::hold_lock: {
+            if (!may_hold_locks_ || in_nested_compaction_ || live_.empty()) {
+                break;
+            }
+            const std::size_t page = live_[action_choice_++ % live_.size()];
+            frame* f = owner_.frame_of(page);
+            if (page != current_page && f->try_lock()) {
+                held_.push_back(f);
+            }
+            break;
+        }
+        case callback_action::none:
+        case callback_action::count:
+            break;
+        }
+    }
+
+    // A full compaction on the third compactor, from inside an owner or host callback (never
+    // nested twice).
+    void run_nested_compaction(migrate_mode mode) {
+        if (in_nested_compaction_) {
+            return;
+        }
+        in_nested_compaction_ = true;
+        compact_request request;
+        request.mode = mode;
+        const compact_stats stats = nested_.compact(request);
+        ++totals.compactions;
+        totals.migrated += stats.migrated;
+        finished_.add(stats);
+        in_nested_compaction_ = false;
+    }
+
+    // lend or reclaim: the balloon holds its host lock and the frame's lock. A host may run a
+    // compaction from here (balloon.hpp); the balloon's migrate then finds its host lock held
+    // and answers retry.
+    void on_host_call(std::size_t b) {
+        if (!host_faults_[b].compact.fires() || in_nested_compaction_) {
+            return;
+        }
+        ++totals.faults;
+        const bool was_in_host_callback = in_host_callback_;
+        in_host_callback_ = true;
+        run_nested_compaction(mode_of(static_cast<std::uint8_t>(host_faults_[b].compact.calls)));
+        in_host_callback_ = was_in_host_callback;
+        after_compaction(); // pages may have moved during inflate or deflate
+    }
+
+    [[nodiscard]] bool lock_held(std::size_t page) {
+        return std::find(held_.begin(), held_.end(), owner_.frame_of(page)) != held_.end();
+    }
+
+    void release_held_locks() {
+        for (frame* f : held_) {
+            f->unlock();
+        }
+        held_.clear();
+    }
+
+    void clear_faults() {
+        refuse_isolate_ = {};
+        answer_retry_ = {};
+        answer_busy_ = {};
+        answer_failed_ = {};
+        action_ = callback_action::none;
+        for (std::size_t b = 0; b < balloon_count; ++b) {
+            host_faults_[b] = {};
+            hosts_[b].lend_limit = std::numeric_limits<std::size_t>::max();
+        }
+    }
+
+    // No knob can make a compaction leave anything behind, no page is pinned, no unmovable frame
+    // is allocated and no pageblock is unmovable: a full compaction must then leave every max-order
+    // block wholly free or wholly used, but for the one where the scanners met (used frames need
+    // not fill whole blocks).
+    [[nodiscard]] bool nothing_in_the_way() const {
+        if (refuse_isolate_.period != 0 || answer_retry_.period != 0 || answer_busy_.period != 0 ||
+            answer_failed_.period != 0 || action_ != callback_action::none) {
+            return false;
+        }
+        for (const host_faults& faults : host_faults_) {
+            if (faults.refuse.period != 0 || faults.shrink.period != 0 ||
+                faults.compact.period != 0) {
+                return false;
+            }
+        }
+        for (std::size_t page : live_) {
+            if (pages_[page].pinned) {
+                return false;
+            }
+        }
+        // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
+        // pageblock with free space), so both are ruled out. A frame left isolated by the
+        // incremental compaction cannot move either.
+        return unmovable_.empty() && isolated_between_ops_ == 0 &&
+               arena_.stats().max_order_blocks_by_kind[1] == 0;
+    }
+
+    // ---- compaction -----------------------------------------------------------------------------
+    void compact_once(const compact_request& request) {
+        const bool clean = nothing_in_the_way();
+        const int largest_before = arena_.largest_free_order();
+        const bool deferred_before = request.order >= 0 && one_shot_.is_deferred(request.order);
+        const compact_stats stats = one_shot_.compact(request);
+        ++totals.compactions;
+        totals.migrated += stats.migrated;
+        finished_.add(stats);
+        check_outcome(request, stats);
+        if (request.order >= 0 && stats.outcome != compact_outcome::deferred &&
+            largest_before >= request.order) {
+            expect(stats.outcome == compact_outcome::order_available && stats.isolated == 0,
+                   "order-targeted compaction worked although the order was already free");
+        }
+        if (deferred_before) {
+            expect(stats.outcome == compact_outcome::deferred,
+                   "a compaction is_deferred said would be deferred ran");
+        }
+        if (clean && request.order < 0 && request.stop_at_score < 0) {
+            expect(partly_free_blocks() <= 1,
+                   "full compaction with nothing in the way left free frames outside free "
+                   "max-order blocks in more than the one block where the scanners met");
+            expect(stats.failed == 0, "full compaction with nothing in the way failed a frame");
+        }
+        after_compaction();
+    }
+
+    // Max-order blocks that are neither wholly free nor wholly used.
+    [[nodiscard]] std::size_t partly_free_blocks() const {
+        std::size_t partial = 0;
+        for (std::size_t first = 0; first < arena_.frame_count(); first += block_frames) {
+            std::size_t free = 0;
+            for (std::size_t index = first; index < first + block_frames; ++index) {
+                free += arena_.is_free(index) ? 1 : 0;
+            }
+            partial += free != 0 && free != block_frames ? 1 : 0;
+        }
+        return partial;
+    }
+
+    void check_outcome(const compact_request& request, const compact_stats& stats) {
+        if (tracing) {
+            std::fprintf(stderr,
+                         "  compaction order %d score %d mode %d: outcome %d, isolated %zu, "
+                         "migrated %zu, failed %zu, released %zu, rounds %zu; score now %u\n",
+                         request.order, request.stop_at_score, static_cast<int>(request.mode),
+                         static_cast<int>(stats.outcome), stats.isolated, stats.migrated,
+                         stats.failed, stats.released, stats.rounds, arena_.fragmentation_score());
+        }
+        expect(stats.outcome != compact_outcome::running, "a finished compaction is running");
+        expect(stats.bytes_moved == stats.migrated * frame_size, "bytes_moved != migrated * size");
+        // (A frame given up and then released by its owner counts as failed and released.)
+        expect(stats.migrated + stats.released <= stats.isolated,
+               "compaction moved or freed more frames than it isolated");
+        switch (stats.outcome) {
+        case compact_outcome::order_available:
+            expect(request.order >= 0 && arena_.largest_free_order() >= request.order,
+                   "order_available without a free block of that order");
+            break;
+        case compact_outcome::score_reached:
+            expect(request.stop_at_score >= 0 &&
+                       static_cast<int>(arena_.fragmentation_score()) <= request.stop_at_score,
+                   "score_reached above the requested score");
+            break;
+        case compact_outcome::deferred:
+            expect(request.order >= 0 && stats.migrate_scanned == 0 && stats.isolated == 0,
+                   "a deferred compaction scanned");
+            break;
+        case compact_outcome::scanners_met:
+        case compact_outcome::running:
+            break;
+        }
+    }
+
+    void incremental_begin(input_reader& in) {
+        const std::uint8_t kind = in.byte() % 3;
+        compact_request request;
+        request.mode = mode_of(in.byte());
+        request.max_frames_per_pass = in.byte() % 17;
+        request.max_bytes_per_pass = (in.byte() % 9) * frame_size;
+        const std::uint8_t parameter = in.byte();
+        if (kind == 1) {
+            request.order = parameter % (arena_type::max_order + 1);
+        } else if (kind == 2) {
+            request.stop_at_score = parameter % 101;
+        }
+        if (incremental_running_) {
+            incremental_end();
+        }
+        incremental_.begin(request);
+        incremental_request_ = request;
+        incremental_running_ = true;
+        incremental_done_ = false;
+        ++totals.compactions;
+    }
+
+    void incremental_pass() {
+        const compact_stats before = incremental_.stats();
+        may_hold_locks_ = incremental_request_.mode == migrate_mode::async;
+        const compact_progress progress = incremental_.pass();
+        may_hold_locks_ = false;
+        ++totals.passes;
+        const compact_stats& after = incremental_.stats();
+        std::size_t budget = std::numeric_limits<std::size_t>::max();
+        if (incremental_request_.max_frames_per_pass != 0) {
+            budget = incremental_request_.max_frames_per_pass;
+        }
+        if (incremental_request_.max_bytes_per_pass != 0) {
+            budget = std::min(budget, incremental_request_.max_bytes_per_pass / frame_size);
+        }
+        expect(after.isolated - before.isolated <= budget,
+               "an incremental pass isolated more frames than its budget");
+        if (budget != std::numeric_limits<std::size_t>::max()) {
+            const std::size_t scanned = after.migrate_scanned + after.free_scanned -
+                                        before.migrate_scanned - before.free_scanned;
+            expect(scanned <= std::max<std::size_t>(
+                                  budget * compactor_type::scan_frames_per_budget_frame, 1024),
+                   "an incremental pass scanned more frames than its budget allows");
+        }
+        totals.migrated += after.migrated - before.migrated;
+        // The outcome describes the arena as the pass that finished left it; later operations
+        // may change that, so it is checked only then.
+        if (progress == compact_progress::done && !incremental_done_) {
+            incremental_done_ = true;
+            check_outcome(incremental_request_, after);
+        }
+        after_compaction();
+    }
+
+    void incremental_end() {
+        if (!incremental_running_) {
+            return;
+        }
+        const compact_stats stats = incremental_.end();
+        incremental_running_ = false;
+        finished_.add(stats);
+        after_compaction();
+    }
+
+    // Pages may have moved: every page's contents are checked at its new place, pinned pages
+    // must not have moved.
+    void after_compaction() {
+        for (std::size_t page : live_) {
+            page_shadow& shadow = pages_[page];
+            frame* now = owner_.frame_of(page);
+            expect(!shadow.pinned || now == shadow.where, "compaction moved a pinned page");
+            shadow.where = now;
+        }
+        check_all_contents();
+    }
+
+    // ---- the engine itself ----------------------------------------------------------------------
+    // Isolates up to `count` movable frames (owner pages and balloon frames), scanning the arena
+    // from `first`, onto `list`.
+    std::size_t isolate_some(frame_list& list, std::size_t count, std::size_t first,
+                             migrate_mode mode) {
+        std::size_t isolated = 0;
+        for (std::size_t n = 0; n < arena_.frame_count() && isolated < count; ++n) {
+            frame& f = arena_.frame_at((first + n) % arena_.frame_count());
+            if (isolate_movable_frame(f, mode)) {
+                list.push_back(f);
+                ++isolated;
+            }
+        }
+        return isolated;
+    }
+
+    // Targets from the arena that run out after `limit` allocations (0: never).
+    struct limited_targets {
+        arena_type& arena;
+        std::size_t limit;
+        std::size_t allocated = 0;
+        bool answered_null = false;
+        frame* allocate(const frame& /*source*/) noexcept {
+            frame* f = nullptr;
+            if (limit == 0 || allocated < limit) {
+                f = arena.try_allocate(0, frame_kind::movable);
+            }
+            allocated += f != nullptr ? 1 : 0;
+            answered_null = answered_null || f == nullptr;
+            return f;
+        }
+        void release(frame& f) noexcept { arena.release_frame(f); }
+    };
+
+    void migrate_direct(input_reader& in) {
+        const std::size_t count = 1 + in.byte() % 16;
+        const std::size_t first = in.byte();
+        const migrate_mode mode = mode_of(in.byte());
+        limited_targets targets{arena_, in.byte() % 8u};
+        frame_list list;
+        const std::size_t isolated = isolate_some(list, count, first, mode);
+        may_hold_locks_ = mode == migrate_mode::async;
+        const migrate_stats stats = migrate_frames(list, targets, mode);
+        may_hold_locks_ = false;
+        expect(stats.left_isolated == list.size() && (mode == migrate_mode::async || list.empty()),
+               "migrate_frames left frames isolated (only async may, and must say so)");
+        expect(stats.succeeded + stats.released + stats.put_back + stats.left_isolated == isolated,
+               "migrate_frames lost track of a frame");
+        expect(stats.target_exhausted == targets.answered_null,
+               "migrate_frames' target_exhausted differs from whether allocate answered null");
+        // Frames left isolated (their lock was held) go back now that nothing holds it.
+        release_held_locks();
+        const std::size_t left = list.size();
+        const std::size_t returned = putback_movable_frames(list, targets);
+        finished_.isolated += isolated;
+        finished_.migrated += stats.succeeded;
+        finished_.released += stats.released + (left - returned);
+        totals.migrated += stats.succeeded;
+        after_compaction();
+    }
+
+    void isolate_putback(input_reader& in) {
+        const std::size_t count = 1 + in.byte() % 16;
+        const std::size_t first = in.byte();
+        const bool one_by_one = (in.byte() & 1) != 0;
+        frame_list list;
+        const std::size_t isolated = isolate_some(list, count, first, migrate_mode::sync);
+        std::size_t returned = 0;
+        if (one_by_one) {
+            while (frame* f = list.pop_front()) {
+                if (putback_movable_frame(*f) == putback_result::released) {
+                    arena_.release_frame(*f);
+                } else {
+                    ++returned;
+                }
+            }
+        } else {
+            arena_targets<arena_type> targets{arena_};
+            returned = putback_movable_frames(list, targets);
+        }
+        finished_.isolated += isolated;
+        finished_.released += isolated - returned;
+        after_compaction();
+    }
+
+    // ---- invariants -----------------------------------------------------------------------------
+    void check_invariants() {
+        const std::size_t pages = live_.size();
+        std::size_t lent = 0;
+        for (std::size_t b = 0; b < balloon_count; ++b) {
+            const balloon_type& balloon = *balloons_[b];
+            const host_type& host = hosts_[b];
+            const balloon_stats stats = balloon.stats();
+            expect(balloon.size() == balloon_sizes_[b], "balloon size differs from the shadow");
+            expect(balloon.isolated_count() == 0, "a balloon frame is isolated between ops");
+            expect(host.held.size() == balloon_sizes_[b], "host holds a different count");
+            expect(host.double_lends == 0 && host.unknown_returns == 0,
+                   "a host was lent a frame twice or handed back one it did not hold");
+            expect(stats.inflated - stats.deflated - stats.shrunk_on_replace == balloon_sizes_[b],
+                   "balloon counters do not add up to its size");
+            lent += balloon_sizes_[b];
+        }
+        // Every frame: not locked; free ones are clean; movable ones belong to the owner or a
+        // balloon and hold their allocation reference. Only an async incremental compaction
+        // whose frame locks were held may leave frames isolated between operations (owner pages,
+        // or frames their owner released meanwhile, which it will free).
+        std::size_t owned_by_owner = 0;
+        std::size_t isolated_pages = 0;
+        std::size_t isolated_released = 0;
+        std::array<std::size_t, balloon_count> owned_by_balloon{};
+        for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
+            frame& f = arena_.frame_at(index);
+            expect(!f.is_locked(), "a frame is locked between operations");
+            if (arena_.is_free(index)) {
+                expect(f.reference_count() == 0 && f.mapping_word(std::memory_order_relaxed) == 0 &&
+                           f.owner() == nullptr && !f.is_isolated(),
+                       "a free frame has a reference, a mapping, an owner or is isolated");
+                continue;
+            }
+            const bool isolated = f.is_isolated();
+            if (isolated) {
+                expect(incremental_running_ && incremental_request_.mode == migrate_mode::async,
+                       "a frame is isolated between operations and no compaction holds it");
+                expect(f.reference_count() == 2, "an isolated frame's reference count is not 2");
+                if (movable_ops(f) == nullptr) {
+                    expect(is_movable(f) && f.owner() == nullptr,
+                           "an isolated frame has no operations but is not released");
+                    ++isolated_released;
+                    continue;
+                }
+                expect(f.owner() == static_cast<const void*>(&owner_),
+                       "a frame other than an owner page is isolated between operations");
+                ++isolated_pages;
+            }
+            if (movable_ops(f) == nullptr) {
+                continue; // unmovable, or a frame inside a higher-order block
+            }
+            expect(isolated || f.reference_count() == 1,
+                   "a movable frame's reference count is not 1");
+            if (f.owner() == static_cast<const void*>(&owner_)) {
+                expect(movable_ops(f) == &operations_for<owner_type>, "owner frame, wrong ops");
+                ++owned_by_owner;
+                continue;
+            }
+            bool known = false;
+            for (std::size_t b = 0; b < balloon_count; ++b) {
+                if (f.owner() == static_cast<const void*>(&*balloons_[b])) {
+                    expect(movable_ops(f) == &operations_for<balloon_type> &&
+                               hosts_[b].held.count(&f) == 1,
+                           "a balloon frame the host does not hold");
+                    ++owned_by_balloon[b];
+                    known = true;
+                }
+            }
+            expect(known, "a movable frame owned by nobody the harness knows");
+        }
+        expect(owned_by_owner == pages, "frames owned by the owner != live pages");
+        isolated_between_ops_ = isolated_pages + isolated_released;
+
+        // Frame accounting.
+        const std::size_t unmovable = unmovable_frames();
+        const std::size_t free = arena_.free_frames();
+        const std::size_t pool_frames = 0; // zspage_pool (to come): its frames, from its stats
+        expect(free + pages + unmovable + lent + isolated_released + pool_frames ==
+                   arena_.frame_count(),
+               "free + pages + unmovable + balloon + released isolated (+ pool) frames != the "
+               "arena's frames (leak?)");
+        expect(owner_.resident_count() == pages - isolated_pages,
+               "owner's resident list differs from the shadow");
+        for (std::size_t b = 0; b < balloon_count; ++b) {
+            expect(owned_by_balloon[b] == balloon_sizes_[b], "frames owned by a balloon != size");
+        }
+
+        // Pages stay where they were unless a compaction ran (after_compaction updates them).
+        for (std::size_t page : live_) {
+            expect(owner_.frame_of(page) == pages_[page].where, "a page moved outside compaction");
+        }
+        // One page's bytes per op, round robin, besides the full checks after compactions.
+        if (!live_.empty()) {
+            check_page(live_[rotating_check_++ % live_.size()]);
+        }
+
+        // Every isolation the owner accepted ended exactly once: migrated, put back, or freed
+        // because the owner released the page meanwhile.
+        expect(answers_.isolations_accepted ==
+                   answers_.migrations_succeeded + static_cast<std::size_t>(owner_.putback_calls) +
+                       answers_.released_while_isolated + isolated_pages,
+               "an owner isolation was not ended exactly once");
+        // The compactors' counts agree with what the owners saw.
+        compaction_sums sums = finished_;
+        if (incremental_running_) {
+            sums.add(incremental_.stats());
+        }
+        std::size_t balloon_migrated = retired_.migrated;
+        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
+        std::size_t balloon_refused = retired_.replace_refused;
+        for (const auto& balloon : balloons_) {
+            const balloon_stats stats = balloon->stats();
+            balloon_migrated += stats.migrated;
+            balloon_shrunk += stats.shrunk_on_replace;
+            balloon_refused += stats.replace_refused;
+        }
+        expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated,
+               "compactors' migrated != owner and balloon migrations");
+        expect(sums.released + isolated_released ==
+                   answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated,
+               "compactors' released != frames released while isolated");
+        expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
+                                    balloon_refused,
+               "compactors isolated fewer frames than the owners saw leave");
+    }
+
+    // ---- teardown -------------------------------------------------------------------------------
+    void tear_down() {
+        incremental_end();
+        check_invariants();
+        // A balloon destroyed with frames lent gives them all back.
+        for (std::size_t b = 0; b < balloon_count; ++b) {
+            destroy_balloon(b, /*in_callback=*/false);
+        }
+        while (!live_.empty()) {
+            release_page(live_.back());
+        }
+        while (!unmovable_.empty()) {
+            free_unmovable(unmovable_.size() - 1);
+        }
+        const auto stats = arena_.stats();
+        expect(stats.free_frames == arena_.frame_count(), "frames leaked at teardown");
+        expect(stats.free_blocks_of_order(arena_type::max_order) == arena_.block_count(),
+               "free frames did not merge back into max-order blocks");
+    }
+
+    arena_type arena_;
+    test::arena_frames<arena_type> frames_{arena_};
+    owner_type owner_{frames_};
+    std::array<host_type, balloon_count> hosts_;
+    std::array<std::optional<balloon_type>, balloon_count> balloons_;
+    compactor_type one_shot_;
+    compactor_type incremental_;
+    compactor_type nested_; // runs from inside owner callbacks
+
+    // shadow
+    std::vector<page_shadow> pages_; // by page number
+    std::vector<std::size_t> live_;  // live page numbers
+    std::vector<unmovable_block> unmovable_;
+    std::array<std::size_t, balloon_count> balloon_sizes_{};
+    owner_answers answers_;
+    balloon_stats retired_; // summed over destroyed balloons (released_isolated: by their
+                            // destructors to a running compaction)
+    bool in_nested_compaction_ = false;
+    bool in_host_callback_ = false;
+    bool may_hold_locks_ = false; // an async pass or migrate_frames call is running
+    std::vector<frame*> held_;    // frame locks hold_lock took, released after each op
+    std::size_t isolated_between_ops_ = 0;
+    compaction_sums finished_; // compactions that ended
+    compact_request incremental_request_;
+    bool incremental_running_ = false;
+    bool incremental_done_ = false; // a pass of the running compaction answered done
+    std::size_t rotating_check_ = 0;
+
+    // knobs
+    periodic refuse_isolate_;
+    periodic answer_retry_;
+    periodic answer_busy_;
+    periodic answer_failed_;
+    callback_action action_ = callback_action::none;
+    bool action_on_migrate_ = false;
+    periodic action_period_;
+    std::size_t action_choice_ = 0;
+    std::array<host_faults, balloon_count> host_faults_;
+
+    // ---- zspage_pool (to come) ------------------------------------------------------------------
+    // When movable::zspage_pool lands:
+    //   * add `zspage_pool<arena_type> pool_{arena_};` after owner_ (before the compactors, so
+    //     it is destroyed after them), fill pool_shadow_ and drop its [[maybe_unused]];
+    //   * add ops before op::count (and to op_names, make_corpus.py): pool_allocate (size from
+    //     the input; 0 and oversize through try_allocate, expecting an empty result),
+    //     pool_deallocate, pool_write, pool_read, pool_map (a pinned guard kept across the next
+    //     operation, so compactions run while it is mapped), pool_compact; and a callback
+    //     action that allocates or frees pool objects from inside owner callbacks;
+    //   * checks: every handle reads back exactly what was last written (after pool_compact,
+    //     arena compactions and migrate_direct too; check them all in after_compaction); a
+    //     mapped object keeps its address and bytes while mapped; pool stats agree with the
+    //     shadow (objects and bytes, per class); pool frames (pool_frames in check_invariants)
+    //     join the accounting, and the frame scan counts frames whose owner is &pool_ as known
+    //     (reference count 1, not isolated between operations); a mapped object makes
+    //     nothing_in_the_way() false; teardown frees every object and expects the pool's frames
+    //     back in the arena.
+    struct pool_shadow {
+        std::map<std::uint64_t, std::vector<std::byte>> objects; // handle -> bytes last written
+        std::size_t mapped = 0;                                  // pinned guards held
+    };
+    [[maybe_unused]] pool_shadow pool_shadow_;
+};
+
+} // namespace
+
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+    (void)pattern_rows();
+    std::atexit(print_totals);
+    return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    input_reader in(data, size);
+    const std::size_t blocks = 1 + in.byte() % max_blocks;
+    ++totals.inputs;
+    harness h(blocks);
+    h.run(in);
+    return 0;
+}
