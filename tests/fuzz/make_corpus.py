@@ -16,7 +16,8 @@ OPS = [
     "compact_order", "compact_proactive", "incremental_begin", "incremental_pass",
     "incremental_end", "set_owner_faults", "set_callback_action", "set_host_faults",
     "release_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
-    "isolate_putback",
+    "isolate_putback", "pool_allocate", "pool_deallocate", "pool_write", "pool_read",
+    "pool_map", "pool_compact",
 ]
 ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
 ACTIONS = ["none", "release_page", "add_page", "inflate", "deflate", "recreate_balloon",
@@ -124,10 +125,26 @@ def seeds():
     yield "held_frame_locks", p.op("incremental_end")
 
 
+def pool_seeds():
+    # zspage_pool objects of compressed-page sizes among owner pages: freed in part, one kept
+    # mapped across a pool compaction and an arena compaction, bad sizes, direct migration.
+    p = Program(8).add_pages(12)
+    for i in range(40):
+        size = 100 + (i * 677) % 2900
+        p.op("pool_allocate", 1 + i % 250, size & 0xff, size >> 8, i)
+    for choice in range(0, 40, 2):
+        p.op("pool_deallocate", choice % 20)
+    p.op("pool_map", 3, 1).op("pool_compact").op("pool_read", 3)
+    p.op("pool_map", 5, 0).op("compact_full", SYNC).op("pool_write", 7, 0x40, 0x01, 9)
+    p.op("pool_allocate", 0, 1).op("pool_allocate", 255, 2)
+    p.op("compact_order", 3, ASYNC).op("migrate_direct", 20, 0, SYNC, 0).op("pool_compact")
+    yield "pool_objects", p.release(0, 1, 2).op("compact_full", ASYNC)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     os.makedirs(out, exist_ok=True)
-    for name, program in seeds():
+    for name, program in list(seeds()) + list(pool_seeds()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(program.data)
 

@@ -31,6 +31,7 @@
 // At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/zspage_pool.hpp>
 
 #include <algorithm>
 #include <array>
@@ -43,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -62,6 +64,7 @@ using owner_type = test::arena_owner<arena_type>;
 using host_type = test::replacing_host;
 using balloon_type = balloon<arena_type, host_type>;
 using compactor_type = compactor<arena_type>;
+using pool_type = zspage_pool<arena_type>;
 constexpr std::size_t frame_size = arena_type::frame_size;
 constexpr std::size_t block_frames = arena_type::block_frames;
 constexpr std::size_t max_blocks = 12;
@@ -147,7 +150,12 @@ enum class op : std::uint8_t {
     recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
     migrate_direct,      // count, first index, mode, target limit: migrate_frames itself
     isolate_putback,     // count, first index, one-by-one: isolate, then put back
-    // ---- zspage_pool operations go here (see "zspage_pool (to come)" below) ---------------------
+    pool_allocate,       // size selector (0: size 0, 255: oversize), size word, fill byte
+    pool_deallocate,     // choice (never the mapped object)
+    pool_write,          // choice, length word, then fill byte
+    pool_read,           // choice
+    pool_map,            // choice, access: a pinned mapping kept across the next operation
+    pool_compact,        //
     count
 };
 
@@ -175,7 +183,13 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "clear_faults",
     "recreate_balloon",
     "migrate_direct",
-    "isolate_putback"};
+    "isolate_putback",
+    "pool_allocate",
+    "pool_deallocate",
+    "pool_write",
+    "pool_read",
+    "pool_map",
+    "pool_compact"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
@@ -288,10 +302,14 @@ public:
                              arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1],
                              isolated_between_ops_);
             }
+            const bool had_mapping = mapping_.has_value();
             execute(code, in);
             release_held_locks();
             ++totals.ops;
             check_invariants();
+            if (had_mapping && code != op::pool_map) {
+                unmap(); // a mapping lives across exactly one more operation
+            }
         }
         tear_down();
     }
@@ -420,6 +438,37 @@ private:
         case op::isolate_putback:
             isolate_putback(in);
             break;
+        case op::pool_allocate:
+            pool_allocate(in);
+            break;
+        case op::pool_deallocate:
+            if (const auto h = pool_choice(in.byte(), /*skip_mapped=*/true)) {
+                pool_.deallocate(*h);
+                pool_shadow_.objects.erase(h->value());
+            }
+            break;
+        case op::pool_write:
+            pool_write(in);
+            break;
+        case op::pool_read:
+            if (const auto h = pool_choice(in.byte(), /*skip_mapped=*/false)) {
+                check_pool_object(*h);
+            }
+            break;
+        case op::pool_map:
+            pool_map(in);
+            break;
+        case op::pool_compact: {
+            const std::size_t freeable = pool_.compactable_frames();
+            const std::size_t in_use = pool_.stats().frames_in_use;
+            const std::size_t freed = pool_.compact();
+            expect(freed <= freeable || mapping_.has_value(),
+                   "pool compact() freed more than compactable_frames() estimated");
+            expect(pool_.stats().frames_in_use == in_use - freed,
+                   "pool compact() answered a count its frames do not show");
+            check_all_pool_objects();
+            break;
+        }
         case op::count:
             break;
         }
@@ -427,6 +476,109 @@ private:
 
     static migrate_mode mode_of(std::uint8_t byte) noexcept {
         return static_cast<migrate_mode>(byte % 3);
+    }
+
+    // ---- zspage_pool ----------------------------------------------------------------------------
+    std::optional<pool_type::handle> pool_choice(std::uint8_t choice, bool skip_mapped) const {
+        if (pool_shadow_.objects.empty()) {
+            return std::nullopt;
+        }
+        auto it = pool_shadow_.objects.begin();
+        std::advance(it, choice % pool_shadow_.objects.size());
+        if (skip_mapped && mapping_ && it->first == mapped_handle_.value()) {
+            return std::nullopt; // freeing a mapped object is misuse: the harness never does it
+        }
+        return zspage_handle::from_value(it->first);
+    }
+
+    void pool_allocate(input_reader& in) {
+        const std::uint8_t selector = in.byte();
+        const std::size_t max = pool_.max_object_size();
+        const std::size_t size = selector == 0     ? 0
+                                 : selector == 255 ? max + 1
+                                                   : 1 + in.word() % max;
+        const auto fill = static_cast<std::uint8_t>(in.byte());
+        const pool_type::handle h = pool_.try_allocate(size);
+        if (size == 0 || size > max) {
+            expect(!h, "try_allocate accepted a size of 0 or above the maximum");
+            return;
+        }
+        if (!h) {
+            return; // the arena is full (or too fragmented for a zspage of that class)
+        }
+        expect(pool_shadow_.objects.count(h.value()) == 0, "try_allocate returned a live handle");
+        std::vector<std::byte> bytes(size);
+        for (std::size_t i = 0; i < size; ++i) {
+            bytes[i] = static_cast<std::byte>(fill + i * 13);
+        }
+        pool_.write(h, bytes);
+        expect(pool_.size(h) == size, "an object's size differs from the size allocated");
+        pool_shadow_.objects.emplace(h.value(), std::move(bytes));
+    }
+
+    void pool_write(input_reader& in) {
+        // Not the mapped object: a mapping served through a copy writes its copy back at the
+        // end, over whatever write() stored meanwhile.
+        const auto h = pool_choice(in.byte(), /*skip_mapped=*/true);
+        const std::size_t length_word = in.word();
+        const auto fill = static_cast<std::uint8_t>(in.byte());
+        if (!h) {
+            return;
+        }
+        std::vector<std::byte>& bytes = pool_shadow_.objects[h->value()];
+        const std::size_t length = length_word % (bytes.size() + 1);
+        for (std::size_t i = 0; i < length; ++i) {
+            bytes[i] = static_cast<std::byte>(fill ^ i);
+        }
+        pool_.write(*h, std::span(bytes).first(length));
+    }
+
+    void pool_map(input_reader& in) {
+        const auto h = pool_choice(in.byte(), /*skip_mapped=*/false);
+        const bool for_writing = (in.byte() & 1) != 0;
+        unmap();
+        if (!h) {
+            return;
+        }
+        mapping_.emplace(pool_.map(*h, for_writing ? zspage_access::write : zspage_access::read));
+        mapped_handle_ = *h;
+        std::vector<std::byte>& bytes = pool_shadow_.objects[h->value()];
+        expect(mapping_->bytes().size() == bytes.size() &&
+                   std::memcmp(mapping_->bytes().data(), bytes.data(), bytes.size()) == 0,
+               "a mapped object's bytes differ from what was last written");
+        if (for_writing) {
+            std::span<std::byte> out = mapping_->writable_bytes();
+            for (std::size_t i = 0; i < out.size(); i += 7) {
+                out[i] = bytes[i] = static_cast<std::byte>(~static_cast<unsigned>(bytes[i]));
+            }
+        }
+        mapped_address_ = mapping_->bytes().data();
+    }
+
+    // Ends the mapping, after checking that the object neither moved nor changed while pinned.
+    void unmap() {
+        if (!mapping_) {
+            return;
+        }
+        expect(mapping_->bytes().data() == mapped_address_, "a mapped object moved");
+        const std::vector<std::byte>& bytes = pool_shadow_.objects[mapped_handle_.value()];
+        expect(std::memcmp(mapping_->bytes().data(), bytes.data(), bytes.size()) == 0,
+               "a mapped object changed while it was mapped");
+        mapping_.reset();
+        check_pool_object(mapped_handle_); // written back, when served through a copy
+    }
+
+    void check_pool_object(pool_type::handle h) {
+        const std::vector<std::byte>& bytes = pool_shadow_.objects[h.value()];
+        pool_read_buffer_.resize(bytes.size());
+        pool_.read(h, pool_read_buffer_);
+        expect(pool_read_buffer_ == bytes, "a pool object's bytes differ from what was written");
+    }
+
+    void check_all_pool_objects() {
+        for (const auto& [value, bytes] : pool_shadow_.objects) {
+            check_pool_object(zspage_handle::from_value(value));
+        }
     }
 
     // ---- pages ----------------------------------------------------------------------------------
@@ -499,6 +651,7 @@ private:
         for (const unmovable_block& block : unmovable_) {
             check_unmovable(block);
         }
+        check_all_pool_objects();
     }
 
     // ---- unmovable allocations ------------------------------------------------------------------
@@ -785,6 +938,9 @@ private:
                 return false;
             }
         }
+        if (mapping_) {
+            return false; // a pinned zspage cannot move
+        }
         // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
         // pageblock with free space), so both are ruled out. A frame left isolated by the
         // incremental compaction cannot move either.
@@ -1053,6 +1209,7 @@ private:
         std::size_t owned_by_owner = 0;
         std::size_t isolated_pages = 0;
         std::size_t isolated_released = 0;
+        std::size_t owned_by_pool = 0;
         std::array<std::size_t, balloon_count> owned_by_balloon{};
         for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
             frame& f = arena_.frame_at(index);
@@ -1088,6 +1245,12 @@ private:
                 ++owned_by_owner;
                 continue;
             }
+            if (f.owner() == static_cast<const void*>(&pool_)) {
+                expect(movable_ops(f) == &operations_for<pool_type>, "pool frame, wrong ops");
+                expect(!isolated, "a pool frame is isolated between operations");
+                ++owned_by_pool;
+                continue;
+            }
             bool known = false;
             for (std::size_t b = 0; b < balloon_count; ++b) {
                 if (f.owner() == static_cast<const void*>(&*balloons_[b])) {
@@ -1106,7 +1269,18 @@ private:
         // Frame accounting.
         const std::size_t unmovable = unmovable_frames();
         const std::size_t free = arena_.free_frames();
-        const std::size_t pool_frames = 0; // zspage_pool (to come): its frames, from its stats
+        const zspage_pool_stats pool_stats = pool_.stats();
+        const std::size_t pool_frames = pool_stats.frames_in_use;
+        expect(owned_by_pool == pool_frames, "frames owned by the pool != its frames in use");
+        expect(pool_stats.isolated_frames == 0, "the pool counts isolated frames between ops");
+        expect(pool_stats.objects_in_use == pool_shadow_.objects.size(),
+               "the pool's object count differs from the shadow");
+        std::size_t shadow_bytes = 0;
+        for (const auto& [value, bytes] : pool_shadow_.objects) {
+            shadow_bytes += bytes.size();
+        }
+        expect(pool_stats.bytes_stored == shadow_bytes,
+               "the pool's stored bytes differ from the shadow");
         expect(free + pages + unmovable + lent + isolated_released + pool_frames ==
                    arena_.frame_count(),
                "free + pages + unmovable + balloon + released isolated (+ pool) frames != the "
@@ -1146,10 +1320,12 @@ private:
             balloon_shrunk += stats.shrunk_on_replace;
             balloon_refused += stats.replace_refused;
         }
-        expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated,
+        expect(sums.migrated ==
+                   answers_.migrations_succeeded + balloon_migrated + pool_stats.frames_migrated,
                "compactors' migrated != owner and balloon migrations");
         expect(sums.released + isolated_released ==
-                   answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated,
+                   answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated +
+                       pool_stats.frames_released_while_isolated,
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -1158,8 +1334,15 @@ private:
 
     // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
+        unmap();
         incremental_end();
         check_invariants();
+        check_all_pool_objects();
+        for (const auto& [value, bytes] : pool_shadow_.objects) {
+            pool_.deallocate(zspage_handle::from_value(value));
+        }
+        pool_shadow_.objects.clear();
+        expect(pool_.stats().frames_in_use == 0, "the pool kept frames after its objects went");
         // A balloon destroyed with frames lent gives them all back.
         for (std::size_t b = 0; b < balloon_count; ++b) {
             destroy_balloon(b, /*in_callback=*/false);
@@ -1179,6 +1362,7 @@ private:
     arena_type arena_;
     test::arena_frames<arena_type> frames_{arena_};
     owner_type owner_{frames_};
+    pool_type pool_{arena_};
     std::array<host_type, balloon_count> hosts_;
     std::array<std::optional<balloon_type>, balloon_count> balloons_;
     compactor_type one_shot_;
@@ -1215,28 +1399,15 @@ private:
     std::size_t action_choice_ = 0;
     std::array<host_faults, balloon_count> host_faults_;
 
-    // ---- zspage_pool (to come) ------------------------------------------------------------------
-    // When movable::zspage_pool lands:
-    //   * add `zspage_pool<arena_type> pool_{arena_};` after owner_ (before the compactors, so
-    //     it is destroyed after them), fill pool_shadow_ and drop its [[maybe_unused]];
-    //   * add ops before op::count (and to op_names, make_corpus.py): pool_allocate (size from
-    //     the input; 0 and oversize through try_allocate, expecting an empty result),
-    //     pool_deallocate, pool_write, pool_read, pool_map (a pinned guard kept across the next
-    //     operation, so compactions run while it is mapped), pool_compact; and a callback
-    //     action that allocates or frees pool objects from inside owner callbacks;
-    //   * checks: every handle reads back exactly what was last written (after pool_compact,
-    //     arena compactions and migrate_direct too; check them all in after_compaction); a
-    //     mapped object keeps its address and bytes while mapped; pool stats agree with the
-    //     shadow (objects and bytes, per class); pool frames (pool_frames in check_invariants)
-    //     join the accounting, and the frame scan counts frames whose owner is &pool_ as known
-    //     (reference count 1, not isolated between operations); a mapped object makes
-    //     nothing_in_the_way() false; teardown frees every object and expects the pool's frames
-    //     back in the arena.
+    // ---- zspage_pool shadow ------------------------------------------------------------------
     struct pool_shadow {
         std::map<std::uint64_t, std::vector<std::byte>> objects; // handle -> bytes last written
-        std::size_t mapped = 0;                                  // pinned guards held
     };
-    [[maybe_unused]] pool_shadow pool_shadow_;
+    pool_shadow pool_shadow_;
+    std::optional<pool_type::mapping> mapping_; // at most one pinned object, across one op
+    pool_type::handle mapped_handle_;
+    const std::byte* mapped_address_ = nullptr;
+    std::vector<std::byte> pool_read_buffer_;
 };
 
 } // namespace
