@@ -1,13 +1,19 @@
 #!/bin/sh
 # Installs what building movable's tests, demo and benchmarks needs, from Debian's packages
-# only, and only what is missing. Safe to run again. Usage: sh cmake/install-deps.sh [extra-pkg...]
+# only, and only what is missing. Safe to run again.
+# Usage: sh cmake/install-deps.sh [extra-pkg...]   everything below (plus extra packages)
+#        sh cmake/install-deps.sh --demo           only what the demo needs (the generator)
 #   ninja-build       the presets' generator
 #   doctest-dev       unit tests
 #   libbenchmark-dev  benchmarks
 #   libjemalloc-dev, libmimalloc-dev   allocators the benchmarks compare against
 set -eu
 
-packages="ninja-build doctest-dev libbenchmark-dev libjemalloc-dev libmimalloc-dev $*"
+if [ "${1:-}" = "--demo" ]; then
+    packages="ninja-build"
+else
+    packages="ninja-build doctest-dev libbenchmark-dev libjemalloc-dev libmimalloc-dev $*"
+fi
 missing=""
 for package in $packages; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
