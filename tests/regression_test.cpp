@@ -19,7 +19,6 @@ using namespace movable;
 
 namespace {
 using arena_type = frame_arena<4096, 4>;
-constexpr std::size_t block = arena_type::block_frames;
 
 struct counting_owner {
     std::atomic<int> isolations{0};
@@ -186,7 +185,6 @@ TEST_CASE("regression: fields changed under different locks never lose each othe
     arena.deallocate(f);
     CHECK(arena.free_frames() == arena.frame_count());
     MESSAGE(isolated_rounds.load() << " isolations raced " << churn << " arena operations");
-    (void)block;
 }
 
 // zsmalloc once freed a zspage while page migration held one of its pages isolated; the
