@@ -233,6 +233,14 @@ private:
     void claim_block_locked(std::size_t block, frame_kind kind) noexcept;
     std::size_t free_frames_locked() const noexcept;
     int largest_free_order_locked() const noexcept;
+    // Free blocks and frames in all, and in blocks of at least 2^order frames.
+    struct free_space {
+        std::size_t blocks = 0;
+        std::size_t frames = 0;
+        std::size_t suitable_blocks = 0;
+        std::size_t suitable_frames = 0;
+    };
+    free_space free_summary(unsigned order, const char* caller) const;
 
     std::byte* base_ = nullptr;
     std::size_t mapping_bytes_ = 0;
@@ -583,54 +591,49 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
+auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* caller) const
+    -> free_space {
     if (order > MaxOrder) {
-        throw std::invalid_argument("frame_arena::fragmentation_index: order above max_order");
+        throw std::invalid_argument(std::string(caller) + ": order above max_order");
     }
     std::lock_guard guard(mutex_);
-    std::size_t free_pages = 0;
-    std::size_t blocks_total = 0;
-    std::size_t blocks_suitable = 0;
+    free_space summary;
     for (const auto& by_kind : free_lists_) {
         for (unsigned k = 0; k <= MaxOrder; ++k) {
-            blocks_total += by_kind[k].size();
-            free_pages += by_kind[k].size() << k;
+            const std::size_t blocks = by_kind[k].size();
+            summary.blocks += blocks;
+            summary.frames += blocks << k;
             if (k >= order) {
-                blocks_suitable += by_kind[k].size();
+                summary.suitable_blocks += blocks;
+                summary.suitable_frames += blocks << k;
             }
         }
     }
-    if (blocks_total == 0) {
+    return summary;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
+    const free_space free = free_summary(order, "frame_arena::fragmentation_index");
+    if (free.blocks == 0) {
         return 0.0;
     }
-    if (blocks_suitable != 0) {
+    if (free.suitable_blocks != 0) {
         return -1.0;
     }
     const double requested = static_cast<double>(std::size_t{1} << order);
     return 1.0 -
-           (1.0 + static_cast<double>(free_pages) / requested) / static_cast<double>(blocks_total);
+           (1.0 + static_cast<double>(free.frames) / requested) / static_cast<double>(free.blocks);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) const {
-    if (order > MaxOrder) {
-        throw std::invalid_argument("frame_arena::unusable_free_index: order above max_order");
-    }
-    std::lock_guard guard(mutex_);
-    std::size_t free_pages = 0;
-    std::size_t suitable_pages = 0;
-    for (const auto& by_kind : free_lists_) {
-        for (unsigned k = 0; k <= MaxOrder; ++k) {
-            free_pages += by_kind[k].size() << k;
-            if (k >= order) {
-                suitable_pages += by_kind[k].size() << k;
-            }
-        }
-    }
-    if (free_pages == 0) {
+    const free_space free = free_summary(order, "frame_arena::unusable_free_index");
+    if (free.frames == 0) {
         return 0.0;
     }
-    return static_cast<double>(free_pages - suitable_pages) / static_cast<double>(free_pages);
+    return static_cast<double>(free.frames - free.suitable_frames) /
+           static_cast<double>(free.frames);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
