@@ -73,8 +73,13 @@ constexpr std::size_t max_ops_per_input = 20000;
 
 // ---- failure and totals -------------------------------------------------------------------------
 
+void print_totals();
+
+// Aborts (libFuzzer then saves the input); the totals so far are printed first, as a crash
+// skips the exit handler.
 [[noreturn]] void divergence(const char* what) {
     std::fprintf(stderr, "movable_fuzz: divergence: %s\n", what);
+    print_totals();
     std::fflush(stderr);
     std::abort();
 }
