@@ -165,6 +165,8 @@ private:
     std::size_t free_run_end(std::size_t index) const;
     void pair_batch(frame_list& batch, std::size_t limit);
     std::size_t count_free_max_order_blocks() const;
+    // Generic arenas: every frame of [first, first + span) is free.
+    bool span_free(std::size_t first, std::size_t span) const;
     int largest_free_order_hint() const;
     int fragmentation_score_of_arena() const;
 
@@ -230,11 +232,7 @@ int compactor<Arena>::largest_free_order_hint() const {
         for (int order = static_cast<int>(Arena::max_order); order >= 0 && largest < 0; --order) {
             const std::size_t span = std::size_t{1} << order;
             for (std::size_t first = 0; first + span <= arena_.frame_count(); first += span) {
-                bool all_free = true;
-                for (std::size_t i = first; i < first + span && all_free; ++i) {
-                    all_free = arena_.is_free(i);
-                }
-                if (all_free) {
+                if (span_free(first, span)) {
                     largest = order;
                     break;
                 }
@@ -263,17 +261,24 @@ template <class Arena>
 std::size_t compactor<Arena>::count_free_max_order_blocks() const {
     if constexpr (requires { arena_.free_block_count(Arena::max_order); }) {
         return arena_.free_block_count(Arena::max_order);
-    }
-    std::size_t blocks = 0;
-    for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
-         first += frames_per_block) {
-        bool all_free = true;
-        for (std::size_t i = first; i < first + frames_per_block && all_free; ++i) {
-            all_free = arena_.is_free(i);
+    } else {
+        std::size_t blocks = 0;
+        for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
+             first += frames_per_block) {
+            blocks += span_free(first, frames_per_block) ? 1 : 0;
         }
-        blocks += all_free ? 1 : 0;
+        return blocks;
     }
-    return blocks;
+}
+
+template <class Arena>
+bool compactor<Arena>::span_free(std::size_t first, std::size_t span) const {
+    for (std::size_t i = first; i < first + span; ++i) {
+        if (!arena_.is_free(i)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 template <class Arena>
