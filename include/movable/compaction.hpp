@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -473,15 +474,12 @@ compact_progress compactor<Arena>::pass() {
     // without waiting in async mode; end() puts back whatever is left.
     frame_list still_busy;
     while (frame* f = left_isolated_.pop_front()) {
-        if (request_.mode == migrate_mode::async && !f->try_lock()) {
+        free_scanner_targets targets{*this};
+        const std::optional<putback_result> result =
+            detail::give_back(*f, targets, request_.mode != migrate_mode::async);
+        if (!result) {
             still_busy.push_back(*f);
-            continue;
-        }
-        if (request_.mode != migrate_mode::async) {
-            f->lock();
-        }
-        if (detail::putback_locked(*f) == putback_result::released) {
-            free_scanner_targets{*this}.release(*f);
+        } else if (*result == putback_result::released) {
             ++stats_.released;
         }
     }

@@ -30,6 +30,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include <movable/detail/contract.hpp>
 #include <movable/frame.hpp>
@@ -169,6 +170,23 @@ inline putback_result putback_locked(frame& f) noexcept {
     return putback_result::returned_to_owner;
 }
 
+// Gives back an isolated frame on no list: waits for its lock when `may_wait`, else only
+// try-locks it. A frame its owner released goes to targets.release. Empty when the lock was
+// busy: the frame stays isolated.
+template <class Targets>
+std::optional<putback_result> give_back(frame& f, Targets& targets, bool may_wait) noexcept {
+    if (may_wait) {
+        f.lock();
+    } else if (!f.try_lock()) {
+        return std::nullopt;
+    }
+    const putback_result result = putback_locked(f);
+    if (result == putback_result::released) {
+        targets.release(f);
+    }
+    return result;
+}
+
 } // namespace detail
 
 inline bool isolate_movable_frame(frame& f, migrate_mode mode) noexcept {
@@ -262,16 +280,12 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
     const bool may_wait = mode != migrate_mode::async;
     auto give_back = [&](frame_list& frames, bool counts_as_failed) {
         while (frame* f = frames.pop_front()) {
-            if (may_wait) {
-                f->lock();
-            } else if (!f->try_lock()) {
+            const std::optional<putback_result> result = detail::give_back(*f, targets, may_wait);
+            if (!result) {
                 from.push_back(*f); // async: left isolated for the caller
                 ++stats.left_isolated;
                 stats.failed += counts_as_failed ? 1 : 0;
-                continue;
-            }
-            if (detail::putback_locked(*f) == putback_result::released) {
-                targets.release(*f);
+            } else if (*result == putback_result::released) {
                 ++stats.released;
             } else {
                 ++stats.put_back;
