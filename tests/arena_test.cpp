@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <set>
@@ -233,6 +235,182 @@ TEST_CASE("an allocation claims a block of the other kind only when its own kind
     }
 }
 
+TEST_CASE("a fallback into a block mostly used by the other kind takes the frame without "
+          "re-tagging the block") {
+    small_arena arena(small_arena::block_bytes); // one block: every fallback lands in it
+    std::vector<frame*> movable_frames;
+    for (std::size_t i = 0; i < block * 3 / 4; ++i) {
+        movable_frames.push_back(&arena.allocate(0, frame_kind::movable));
+    }
+    // 12 of 16 frames are movable: the kernel's rule (free + own kind >= half) says no claim.
+    frame& unmovable = arena.allocate(0, frame_kind::unmovable);
+    CHECK(arena.block_kind(0) == frame_kind::movable);
+    CHECK(arena.allocation_kind(arena.index_of(unmovable)) == frame_kind::unmovable);
+    CHECK(arena.stats().blocks_claimed == 0);
+    CHECK(arena.stats().frames_stolen == 1);
+    // A movable allocation finds the rest of the block where it was: on the movable lists.
+    frame& more = arena.allocate(0, frame_kind::movable);
+    CHECK(arena.stats().frames_stolen == 1);
+    arena.deallocate(more);
+    arena.deallocate(unmovable);
+    for (frame* f : movable_frames) {
+        arena.deallocate(*f);
+    }
+    CHECK(arena.free_frames() == block);
+}
+
+TEST_CASE("a fallback into a block at least half free claims it, and the free blocks follow") {
+    small_arena arena(small_arena::block_bytes);
+    std::vector<frame*> movable_frames;
+    for (std::size_t i = 0; i < block / 4; ++i) {
+        movable_frames.push_back(&arena.allocate(0, frame_kind::movable));
+    }
+    frame& first = arena.allocate(0, frame_kind::unmovable); // 11 free + 0 own >= 8: claim
+    CHECK(arena.block_kind(0) == frame_kind::unmovable);
+    CHECK(arena.stats().blocks_claimed == 1);
+    // The free blocks count as unmovable now, wherever the lazy re-filing has got to.
+    const auto stats = arena.stats();
+    std::size_t unmovable_free = 0;
+    for (unsigned order = 0; order <= small_arena::max_order; ++order) {
+        CHECK(stats.free_blocks[0][order] == 0);
+        unmovable_free += stats.free_blocks[1][order] << order;
+    }
+    CHECK(unmovable_free == arena.free_frames());
+    // Unmovable allocations keep coming from this block without another claim.
+    frame& second = arena.allocate(0, frame_kind::unmovable);
+    CHECK(arena.stats().blocks_claimed == 1);
+    arena.deallocate(second);
+    arena.deallocate(first);
+    for (frame* f : movable_frames) {
+        arena.deallocate(*f);
+    }
+    CHECK(arena.free_frames() == block);
+    CHECK(arena.largest_free_order() == static_cast<int>(small_arena::max_order));
+}
+
+TEST_CASE("allocations alternating kinds fill one large block frame by frame and free it whole") {
+    using large_block_arena = frame_arena<4096, 12>; // 4096 frames per block
+    large_block_arena arena(large_block_arena::block_bytes);
+    std::vector<frame*> frames;
+    for (std::size_t i = 0; i < large_block_arena::block_frames; ++i) {
+        const frame_kind kind = i % 2 == 0 ? frame_kind::unmovable : frame_kind::movable;
+        frame* f = arena.try_allocate(0, kind);
+        REQUIRE(f != nullptr);
+        CHECK(arena.allocation_kind(arena.index_of(*f)) == kind);
+        frames.push_back(f);
+    }
+    CHECK(arena.free_frames() == 0);
+    CHECK(arena.try_allocate(0, frame_kind::movable) == nullptr);
+    CHECK(arena.try_allocate(0, frame_kind::unmovable) == nullptr);
+    for (frame* f : frames) {
+        arena.deallocate(*f);
+    }
+    CHECK(arena.free_frames() == large_block_arena::block_frames);
+    CHECK(arena.largest_free_order() == static_cast<int>(large_block_arena::max_order));
+}
+
+TEST_CASE("destroying the arena while frames are still allocated names the arena and them") {
+    MOVABLE_REQUIRE_CONTRACTS();
+    CHECK(test::dies_with("frame_arena::~frame_arena: the arena at", [] {
+        small_arena arena(2 * small_arena::block_bytes);
+        (void)arena.allocate(0);
+        (void)arena.allocate(2, frame_kind::unmovable);
+    }));
+    const test::death_result result = test::run_expecting_death([] {
+        small_arena arena(2 * small_arena::block_bytes);
+        (void)arena.allocate(0);
+        (void)arena.allocate(2, frame_kind::unmovable);
+    });
+    CHECK(result.stderr_text.find("(32 frames of 4096 bytes) is destroyed while 5 of its frames "
+                                  "are still allocated (0 movable, 0 isolated)") !=
+          std::string::npos);
+    // Freed in time: no complaint.
+    const test::death_result clean = test::run_expecting_death([] {
+        small_arena arena(small_arena::block_bytes);
+        arena.deallocate(arena.allocate(0));
+    });
+    CHECK_FALSE(clean.aborted);
+}
+
+TEST_CASE("frames of a multi-frame allocation cannot be made movable, in every build") {
+    struct owner {
+        bool isolate(frame&, migrate_mode) noexcept { return true; }
+        migrate_status migrate(frame&, frame&, migrate_mode) noexcept {
+            return migrate_status::busy;
+        }
+        void putback(frame&) noexcept {}
+    };
+    for (const std::size_t which : {std::size_t{0}, std::size_t{3}}) { // the first and a tail
+        CAPTURE(which);
+        CHECK(test::dies_with("set_movable: frame belongs to a multi-frame allocation", [which] {
+            owner o;
+            small_arena arena(small_arena::block_bytes);
+            frame& first = arena.allocate(2);
+            frame& f = arena.frame_at(arena.index_of(first) + which);
+            f.lock();
+            set_movable(f, o);
+        }));
+    }
+    // Once the block is freed its frames are single frames again.
+    small_arena arena(small_arena::block_bytes);
+    frame& first = arena.allocate(2);
+    CHECK(first.is_multi_frame());
+    CHECK(arena.frame_at(arena.index_of(first) + 3).is_multi_frame());
+    arena.deallocate(first, 2);
+    frame& single = arena.allocate(0);
+    CHECK_FALSE(single.is_multi_frame());
+    owner o;
+    single.lock();
+    set_movable(single, o);
+    CHECK(is_movable(single));
+    CHECK(clear_movable(single) == false);
+    single.unlock();
+    arena.deallocate(single);
+}
+
+TEST_CASE("fragmentation index is -1 or within [0, 1], never between") {
+    using tiny = frame_arena<4096, 2>; // 4 frames per block
+    tiny arena(tiny::block_bytes);
+    std::vector<frame*> frames;
+    for (int i = 0; i < 4; ++i) {
+        frames.push_back(&arena.allocate(0));
+    }
+    arena.deallocate(*frames[0]);
+    // One free frame asked at order 1: the kernel's formula gives 1 - (1 + 1/2) / 1 = -0.5; the
+    // failure is for lack of memory, so 0.
+    CHECK(arena.fragmentation_index(1) == 0.0);
+    CHECK(arena.fragmentation_index(2) == 0.0);
+    CHECK(arena.fragmentation_index(0) == -1.0);
+    for (std::size_t i = 1; i < frames.size(); ++i) {
+        arena.deallocate(*frames[i]);
+    }
+
+    // Random states of a larger arena.
+    using mid = frame_arena<4096, 4>;
+    mid random_arena(4 * mid::block_bytes);
+    std::mt19937 random(7);
+    std::vector<std::pair<frame*, unsigned>> held;
+    for (int step = 0; step < 2000; ++step) {
+        if (held.empty() || random() % 3 != 0) {
+            const unsigned order = random() % 3;
+            if (frame* f = random_arena.try_allocate(order)) {
+                held.emplace_back(f, order);
+            }
+        } else {
+            const std::size_t victim = random() % held.size();
+            random_arena.deallocate(*held[victim].first, held[victim].second);
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(victim));
+        }
+        for (unsigned order = 0; order <= mid::max_order; ++order) {
+            const double index = random_arena.fragmentation_index(order);
+            CHECK((index == -1.0 || (index >= 0.0 && index <= 1.0)));
+        }
+    }
+    for (auto [f, order] : held) {
+        random_arena.deallocate(*f, order);
+    }
+}
+
 TEST_CASE("fragmentation index, unusable free index and score follow the kernel's formulas") {
     using tiny = frame_arena<4096, 2>;           // 4 frames per block
     tiny arena(4 * tiny::block_bytes);           // 16 frames
@@ -302,6 +480,83 @@ TEST_CASE("release_free_memory leaves blocks below min_order alone") {
     CHECK(released == small_arena::block_bytes); // only the untouched block 1
     CHECK(arena.release_free_memory(3) == 8 * small_arena::frame_size); // the order-3 buddy
     arena.deallocate(f);
+}
+
+namespace movable::detail {
+struct frame_arena_test_access {
+    template <class Arena>
+    static void set_discard(Arena& arena, int (*discard)(void*, std::size_t) noexcept) {
+        arena.discard_ = discard;
+    }
+    template <class Arena>
+    static void set_page_size(Arena& arena, std::size_t page_size) {
+        arena.page_size_ = page_size;
+    }
+};
+} // namespace movable::detail
+
+namespace {
+struct discard_call {
+    std::uintptr_t start;
+    std::size_t bytes;
+};
+std::vector<discard_call> discard_calls;
+int discard_fails(void* start, std::size_t bytes) noexcept {
+    discard_calls.push_back({reinterpret_cast<std::uintptr_t>(start), bytes});
+    errno = EAGAIN;
+    return -1;
+}
+int discard_succeeds(void* start, std::size_t bytes) noexcept {
+    discard_calls.push_back({reinterpret_cast<std::uintptr_t>(start), bytes});
+    return 0;
+}
+} // namespace
+
+TEST_CASE("memory whose madvise fails is neither reported nor marked released") {
+    small_arena arena(2 * small_arena::block_bytes);
+    discard_calls.clear();
+    detail::frame_arena_test_access::set_discard(arena, &discard_fails);
+    CHECK(arena.release_free_memory(0) == 0);
+    CHECK(discard_calls.size() == 2); // one range per free block, both refused
+    CHECK(arena.stats().released_frames == 0);
+    CHECK(arena.stats().discard_failures == 2);
+    // Once madvise works again, the same memory is released (it was not marked).
+    detail::frame_arena_test_access::set_discard(arena, &discard_succeeds);
+    CHECK(arena.release_free_memory(0) == 2 * small_arena::block_bytes);
+    CHECK(arena.stats().released_frames == arena.frame_count());
+}
+
+TEST_CASE("with system pages larger than a frame only whole free pages are released") {
+    small_arena arena(4 * small_arena::block_bytes);
+    constexpr std::size_t page = 4 * small_arena::frame_size; // 16 KiB pages
+    detail::frame_arena_test_access::set_page_size(arena, page);
+    discard_calls.clear();
+    detail::frame_arena_test_access::set_discard(arena, &discard_succeeds);
+    // Allocate every other frame of the first block: no 16 KiB page there is wholly free.
+    std::vector<frame*> frames = allocate_all(arena);
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        if (i >= block || i % 2 == 1) {
+            arena.deallocate(*frames[i]);
+        }
+    }
+    const std::size_t released = arena.release_free_memory(0);
+    std::size_t discarded = 0;
+    const auto first_block_end =
+        reinterpret_cast<std::uintptr_t>(arena.data()) + small_arena::block_bytes;
+    for (const discard_call& call : discard_calls) {
+        CHECK(call.start % page == 0);
+        CHECK(call.bytes % page == 0);
+        CHECK(call.start >= first_block_end - page); // nothing in the first block's used pages
+        discarded += call.bytes;
+    }
+    CHECK(released == discarded);
+    CHECK(arena.stats().released_frames * small_arena::frame_size == released);
+    // Each free 64 KiB block holds at least 3 whole 16 KiB pages, wherever the arena starts.
+    CHECK(released >= 9 * page);
+    CHECK(released <= 3 * small_arena::block_bytes);
+    for (std::size_t i = 0; i < block; i += 2) {
+        arena.deallocate(*frames[i]);
+    }
 }
 
 TEST_CASE("freeing a frame that is not allocated is a contract violation") {

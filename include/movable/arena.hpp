@@ -4,8 +4,18 @@
 //
 // Layout: the region is cut into max-order blocks of 2^MaxOrder frames (the kernel's
 // pageblocks). Each block is tagged movable or unmovable; an allocation takes free space from
-// blocks of its own kind first and claims a whole block of the other kind only when it must,
-// so unmovable frames gather in few blocks instead of pinning free space everywhere.
+// blocks of its own kind first, so unmovable frames gather in few blocks instead of pinning
+// free space everywhere. When its own kind has no free block large enough, it falls back to the
+// largest free block of the other kind and, as the kernel's steal_suitable_fallback, re-tags
+// (claims) that block only when at least half of it is free or already used by its own kind;
+// otherwise it takes the frames and leaves the block's kind alone. A claim is O(1): it changes
+// the tag and counts, and the free blocks still filed under the old kind move to the new kind's
+// lists lazily, when an allocation meets them (a free block's head word says which list it is
+// on). So allocations that alternate kinds inside one block never rescan it.
+//
+// Lifetime: the arena must outlive everything that holds its frames (pools, balloons, owners,
+// compactors). Destroying it with frames still allocated is a contract violation (abort naming
+// the arena and what is still allocated, in Debug and MOVABLE_HARDENED builds).
 //
 // Locking: one mutex (the arena lock) protects the free lists, block kinds and counters. It is
 // never held while calling an owner, and no frame lock is taken under it. Lookups (frame_at,
@@ -27,6 +37,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -64,6 +75,10 @@ concept compactable_arena = requires(Arena& arena, const Arena& const_arena, std
     arena.release_frame(f);
 };
 
+namespace detail {
+struct frame_arena_test_access;
+}
+
 // Mobility of an allocation and of a max-order block.
 enum class frame_kind : std::uint8_t { movable = 0, unmovable = 1 };
 
@@ -76,7 +91,9 @@ struct arena_stats {
     std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_blocks{};
     std::array<std::size_t, 2> max_order_blocks_by_kind{}; // pageblocks tagged movable/unmovable
     int largest_free_order = -1;                           // -1: no free frame
-    std::size_t blocks_claimed = 0; // times a pageblock was claimed from the other kind
+    std::size_t blocks_claimed = 0;   // times a pageblock was claimed from the other kind
+    std::size_t frames_stolen = 0;    // frames allocated in a block of the other kind, unclaimed
+    std::size_t discard_failures = 0; // madvise(MADV_DONTNEED) calls that failed (errno kept)
 
     [[nodiscard]] std::size_t free_blocks_of_order(unsigned order) const noexcept {
         return free_blocks[0][order] + free_blocks[1][order];
@@ -98,8 +115,11 @@ public:
 
     // Reserves `bytes` (rounded down to whole max-order blocks) of anonymous memory, not
     // committed until touched. Throws std::invalid_argument when `bytes` is smaller than one
-    // max-order block, std::system_error when the reservation fails.
+    // max-order block, std::system_error when the reservation fails, std::bad_alloc when the
+    // frame descriptors cannot be allocated; nothing is left mapped or allocated when it throws.
     explicit frame_arena(std::size_t bytes);
+    // Every frame must be free by now (contract: destroy the arena's pools, balloons, owners and
+    // compactors first).
     ~frame_arena();
     frame_arena(const frame_arena&) = delete;
     frame_arena& operator=(const frame_arena&) = delete;
@@ -107,8 +127,11 @@ public:
     // ---- allocation ------------------------------------------------------------------------
     // A block of 2^order frames of `kind`; its first frame is returned with reference count 1.
     // Throws std::invalid_argument for order > max_order, std::bad_alloc when no block fits.
+    // The frames of a block of order > 0 are marked multi-frame (frame::is_multi_frame), so
+    // set_movable refuses them: only single frames can be movable.
     [[nodiscard]] frame& allocate(unsigned order = 0, frame_kind kind = frame_kind::movable);
-    // As allocate, but null for exhaustion and for order > max_order. Never throws.
+    // As allocate, but null for exhaustion and for order > max_order. Never throws and never
+    // allocates heap memory (claiming a block of the other kind included).
     [[nodiscard]] frame* try_allocate(unsigned order = 0,
                                       frame_kind kind = frame_kind::movable) noexcept;
     // Frees the block of 2^order frames starting at `first` (allocated with that order, count
@@ -161,7 +184,7 @@ public:
     // --------------------------------------------------------------------------------
     [[nodiscard]] frame_kind block_kind(std::size_t block) const noexcept {
         std::lock_guard guard(mutex_);
-        return block_kind_[block];
+        return blocks_[block].kind;
     }
     // Kind of the allocation that frame `index` belongs to; meaningful only while allocated.
     [[nodiscard]] frame_kind allocation_kind(std::size_t index) const noexcept;
@@ -182,7 +205,10 @@ public:
     }
     // The kernel's fragmentation index for an allocation of 2^order frames: -1 when a free
     // block of that order exists; otherwise in [0, 1], towards 0 when the failure is for lack
-    // of memory, towards 1 when it is for fragmentation. 0 when nothing is free.
+    // of memory, towards 1 when it is for fragmentation. 0 when nothing is free. (The kernel's
+    // formula, 1 - (1 + free/requested) / free_blocks, goes below 0 when there is less free
+    // memory than one request per free block, e.g. one free frame asked at order 1: that is a
+    // failure for lack of memory, so the result is clamped to 0.)
     [[nodiscard]] double fragmentation_index(unsigned order) const;
     // Fraction of free memory in blocks smaller than 2^order frames (unusable for that order).
     [[nodiscard]] double unusable_free_index(unsigned order) const;
@@ -190,14 +216,43 @@ public:
     // compaction keeps low (the kernel's fragmentation score).
     [[nodiscard]] unsigned fragmentation_score() const;
 
-    // ---- memory back to the OS
-    // ------------------------------------------------------------------- madvise(MADV_DONTNEED)
-    // every free frame in free blocks of at least 2^min_order frames that was not released already;
-    // returns the bytes released. Released frames read as zero when allocated again.
+    // ---- memory back to the OS -----------------------------------------------------------------
+    // madvise(MADV_DONTNEED) every free frame in free blocks of at least 2^min_order frames that
+    // was not released already; returns the bytes that really left: only whole system pages are
+    // discarded (a frame that shares a page with a frame outside the run stays), and a range
+    // whose madvise fails is neither counted nor marked released (stats().discard_failures
+    // counts the failures). Released frames read as zero when allocated again.
     std::size_t release_free_memory(unsigned min_order = MaxOrder);
 
 private:
-    // allocator_word layout
+    friend struct detail::frame_arena_test_access;
+
+    // The reservation: unmapped when the arena is destroyed, or when its constructor throws
+    // after mapping.
+    class mapped_region {
+    public:
+        mapped_region(std::size_t bytes);
+        ~mapped_region() { ::munmap(start_, bytes_); }
+        mapped_region(const mapped_region&) = delete;
+        mapped_region& operator=(const mapped_region&) = delete;
+        [[nodiscard]] std::byte* start() const noexcept { return start_; }
+
+    private:
+        std::byte* start_;
+        std::size_t bytes_;
+    };
+
+    // Per max-order block, under the arena lock: its kind, its free frames and its frames in
+    // unmovable allocations. free + unmovable_used + movable_used == block_frames.
+    struct block_state {
+        frame_kind kind = frame_kind::movable;
+        std::uint32_t free_frames = 0;
+        std::uint32_t unmovable_used = 0;
+    };
+
+    // allocator_word layout. A free head's kind bit says which kind's free list it is on (which
+    // may lag behind its block's kind after a claim); an allocated head's says the kind of the
+    // allocation.
     static constexpr std::uint32_t head_mask = 0x3;
     static constexpr std::uint32_t free_head = 0x1;
     static constexpr std::uint32_t allocated_head = 0x2;
@@ -215,12 +270,19 @@ private:
         return (word & order_mask) >> order_shift;
     }
 
+    static frame_kind kind_of(std::uint32_t word) noexcept {
+        return (word & unmovable_bit) != 0 ? frame_kind::unmovable : frame_kind::movable;
+    }
+    static frame_kind other_kind(frame_kind kind) noexcept {
+        return kind == frame_kind::movable ? frame_kind::unmovable : frame_kind::movable;
+    }
+
     std::size_t block_of(std::size_t index) const noexcept { return index >> MaxOrder; }
     frame_list& free_list(frame_kind kind, unsigned order) noexcept {
         return free_lists_[static_cast<unsigned>(kind)][order];
     }
     frame_kind kind_of_block_locked(std::size_t index) const noexcept {
-        return block_kind_[block_of(index)];
+        return blocks_[block_of(index)].kind;
     }
     // Head index and order of the free block containing `index`, or false.
     bool find_free_block(std::size_t index, std::size_t& head, unsigned& order) const noexcept;
@@ -230,7 +292,15 @@ private:
     void remove_free_block(std::size_t head, unsigned order) noexcept;
     void mark_allocated(std::size_t head, unsigned order, frame_kind kind) noexcept;
     frame* allocate_locked(unsigned order, frame_kind kind) noexcept;
-    void claim_block_locked(std::size_t block, frame_kind kind) noexcept;
+    // Takes the free block at `head` (of `order`), splits it down to `wanted` and allocates it.
+    frame* take_block_locked(std::size_t head, unsigned order, unsigned wanted,
+                             frame_kind kind) noexcept;
+    // The kernel's rule for re-tagging a pageblock on fallback: enough of it is free or already
+    // used by the claiming kind.
+    bool may_claim_locked(std::size_t block, frame_kind kind) const noexcept;
+    // madvise(MADV_DONTNEED) of the whole system pages inside frames [first, end); marks the
+    // frames it discarded released and returns their bytes.
+    std::size_t discard_locked(std::size_t first, std::size_t end) noexcept;
     std::size_t free_frames_locked() const noexcept;
     int largest_free_order_locked() const noexcept;
     // Free blocks and frames in all, and in blocks of at least 2^order frames.
@@ -242,15 +312,25 @@ private:
     };
     free_space free_summary(unsigned order, const char* caller) const;
 
-    std::byte* base_ = nullptr;
-    std::size_t mapping_bytes_ = 0;
-    std::byte* mapping_ = nullptr;
-    std::size_t frame_count_ = 0;
+    static std::size_t checked_frame_count(std::size_t bytes);
+    static int discard_pages(void* start, std::size_t bytes) noexcept {
+        return ::madvise(start, bytes, MADV_DONTNEED);
+    }
+
+    // Declaration order is construction order: the reservation first, so it is unmapped if a
+    // later member's allocation throws.
+    std::size_t frame_count_;
+    std::size_t page_size_;
+    mapped_region region_;
+    std::byte* base_;
     std::unique_ptr<frame[]> frames_;
+    std::unique_ptr<block_state[]> blocks_;
     mutable std::mutex mutex_;
     std::array<std::array<frame_list, MaxOrder + 1>, 2> free_lists_;
-    std::vector<frame_kind> block_kind_;
     std::size_t blocks_claimed_ = 0;
+    std::size_t frames_stolen_ = 0;
+    std::size_t discard_failures_ = 0;
+    int (*discard_)(void*, std::size_t) noexcept = &discard_pages; // tests inject failures
 };
 
 // Adapts an arena to migrate_frames' Targets: targets are fresh movable frames from anywhere.
@@ -267,27 +347,38 @@ struct arena_targets {
 // ---- implementation ----------------------------------------------------------------------------
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes) {
+std::size_t frame_arena<FrameSize, MaxOrder>::checked_frame_count(std::size_t bytes) {
     if (bytes < block_bytes) {
         throw std::invalid_argument("frame_arena: size " + std::to_string(bytes) +
                                     " is smaller than one max-order block (" +
                                     std::to_string(block_bytes) + " bytes)");
     }
-    frame_count_ = bytes / block_bytes * block_frames;
-    // Reserve one extra frame so the region can be aligned to FrameSize.
-    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    mapping_bytes_ = size_bytes() + (FrameSize > page ? FrameSize : 0);
-    void* mapped = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE,
+    return bytes / block_bytes * block_frames;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame_arena<FrameSize, MaxOrder>::mapped_region::mapped_region(std::size_t bytes) : bytes_(bytes) {
+    void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mapped == MAP_FAILED) {
         throw std::system_error(errno, std::generic_category(), "frame_arena: mmap");
     }
-    mapping_ = static_cast<std::byte*>(mapped);
-    const auto address = reinterpret_cast<std::uintptr_t>(mapping_);
-    base_ = mapping_ + ((FrameSize - address % FrameSize) % FrameSize);
+    start_ = static_cast<std::byte*>(mapped);
+}
 
-    frames_.reset(new frame[frame_count_]);
-    block_kind_.assign(block_count(), frame_kind::movable);
+// Reserves one extra frame when frames are larger than system pages, so the region can be
+// aligned to FrameSize. Every member that allocates comes after region_, so if one throws the
+// reservation is unmapped (and the descriptors freed) on the way out.
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes)
+    : frame_count_(checked_frame_count(bytes)),
+      page_size_(static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))),
+      region_(frame_count_ * FrameSize + (FrameSize > page_size_ ? FrameSize : 0)),
+      base_(region_.start() +
+            (FrameSize - reinterpret_cast<std::uintptr_t>(region_.start()) % FrameSize) %
+                FrameSize),
+      frames_(std::make_unique<frame[]>(frame_count_)),
+      blocks_(std::make_unique<block_state[]>(block_count())) {
     for (std::size_t head = 0; head < frame_count_; head += block_frames) {
         push_free_block(head, MaxOrder);
     }
@@ -295,13 +386,32 @@ frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes) {
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 frame_arena<FrameSize, MaxOrder>::~frame_arena() {
+    if constexpr (detail::contracts_enabled) {
+        const std::size_t free = free_frames();
+        if (free != frame_count_) {
+            std::size_t movable = 0;
+            std::size_t isolated = 0;
+            for (std::size_t i = 0; i < frame_count_; ++i) {
+                movable += is_movable(frames_[i]) ? 1 : 0;
+                isolated += frames_[i].is_isolated() ? 1 : 0;
+            }
+            char message[320];
+            std::snprintf(message, sizeof message,
+                          "frame_arena::~frame_arena: the arena at %p (%zu frames of %zu bytes) is "
+                          "destroyed while %zu of its frames are still allocated (%zu movable, "
+                          "%zu isolated); destroy its pools, balloons, owners and compactors "
+                          "first",
+                          static_cast<void*>(base_), frame_count_, FrameSize, frame_count_ - free,
+                          movable, isolated);
+            detail::contract_violation(message);
+        }
+    }
     for (auto& by_kind : free_lists_) {
         for (auto& list : by_kind) {
             while (list.pop_front() != nullptr) {
             }
         }
     }
-    ::munmap(mapping_, mapping_bytes_);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -319,15 +429,18 @@ void frame_arena<FrameSize, MaxOrder>::clear_head(std::size_t index) noexcept {
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::push_free_block(std::size_t head, unsigned order) noexcept {
-    const frame_kind kind = kind_of_block_locked(head);
-    set_head(head, free_head, order, kind);
-    free_list(kind, order).push_back(frames_[head]);
+    block_state& block = blocks_[block_of(head)];
+    block.free_frames += std::uint32_t{1} << order;
+    set_head(head, free_head, order, block.kind);
+    free_list(block.kind, order).push_back(frames_[head]);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::remove_free_block(std::size_t head,
                                                          unsigned order) noexcept {
-    free_list(kind_of_block_locked(head), order).remove(frames_[head]);
+    // The list the block is on, which a claim may have left behind its block's kind.
+    free_list(kind_of(frames_[head].allocator_word()), order).remove(frames_[head]);
+    blocks_[block_of(head)].free_frames -= std::uint32_t{1} << order;
     clear_head(head);
 }
 
@@ -337,8 +450,14 @@ void frame_arena<FrameSize, MaxOrder>::mark_allocated(std::size_t head, unsigned
     const std::size_t count = std::size_t{1} << order;
     for (std::size_t i = head; i < head + count; ++i) {
         frames_[i].set_allocator_word(0); // in use: no longer released
+        if (order > 0) {
+            frames_[i].set_multi_frame(true);
+        }
     }
     set_head(head, allocated_head, order, kind);
+    if (kind == frame_kind::unmovable) {
+        blocks_[block_of(head)].unmovable_used += static_cast<std::uint32_t>(count);
+    }
     frames_[head].acquire_first_reference();
 }
 
@@ -392,59 +511,62 @@ frame_kind frame_arena<FrameSize, MaxOrder>::allocation_kind(std::size_t index) 
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-void frame_arena<FrameSize, MaxOrder>::claim_block_locked(std::size_t block,
-                                                          frame_kind kind) noexcept {
-    // Move every free block inside the pageblock to the lists of its new kind.
-    const std::size_t first = block * block_frames;
-    std::vector<std::pair<std::size_t, unsigned>> free_blocks;
-    for (std::size_t index = first; index < first + block_frames;) {
-        const std::uint32_t word = frames_[index].allocator_word();
-        const unsigned order = order_of(word);
-        if ((word & head_mask) == free_head) {
-            free_blocks.emplace_back(index, order);
-        }
-        index += std::size_t{1} << order;
+bool frame_arena<FrameSize, MaxOrder>::may_claim_locked(std::size_t block,
+                                                        frame_kind kind) const noexcept {
+    const block_state& state = blocks_[block];
+    const std::size_t unmovable = state.unmovable_used;
+    const std::size_t used_by_kind =
+        kind == frame_kind::unmovable ? unmovable : block_frames - state.free_frames - unmovable;
+    return state.free_frames + used_by_kind >= block_frames / 2;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::take_block_locked(std::size_t head, unsigned order,
+                                                           unsigned wanted,
+                                                           frame_kind kind) noexcept {
+    remove_free_block(head, order);
+    // Split: give back the upper halves (to their block's kind) until the block has the
+    // requested order.
+    for (unsigned split = order; split > wanted; --split) {
+        push_free_block(head + (std::size_t{1} << (split - 1)), split - 1);
     }
-    for (auto [head, order] : free_blocks) {
-        remove_free_block(head, order);
-    }
-    block_kind_[block] = kind;
-    for (auto [head, order] : free_blocks) {
-        push_free_block(head, order);
-    }
-    ++blocks_claimed_;
+    mark_allocated(head, wanted, kind);
+    return &frames_[head];
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        for (unsigned k = order; k <= MaxOrder; ++k) {
-            frame* f = free_list(kind, k).front();
-            if (f == nullptr) {
-                continue;
-            }
+    // Our own kind's lists, smallest block first. An entry whose block was claimed by the other
+    // kind since it was filed moves to that kind's list now (the lazy half of a claim).
+    for (unsigned k = order; k <= MaxOrder; ++k) {
+        while (frame* f = free_list(kind, k).front()) {
             const std::size_t head = index_of(*f);
+            if (kind_of_block_locked(head) == kind) {
+                return take_block_locked(head, k, order, kind);
+            }
             remove_free_block(head, k);
-            // Split: give back the upper halves until the block has the requested order.
-            for (unsigned split = k; split > order; --split) {
-                push_free_block(head + (std::size_t{1} << (split - 1)), split - 1);
+            push_free_block(head, k);
+        }
+    }
+    // Fall back to the largest free block of the other kind (as the kernel's
+    // __rmqueue_fallback): claim its pageblock when the kernel's rule allows, else just take
+    // the frames and leave the pageblock's kind as it is.
+    for (int k = MaxOrder; k >= static_cast<int>(order); --k) {
+        frame* f = free_list(other_kind(kind), static_cast<unsigned>(k)).front();
+        if (f == nullptr) {
+            continue;
+        }
+        const std::size_t head = index_of(*f);
+        const std::size_t block = block_of(head);
+        if (blocks_[block].kind != kind) {
+            if (may_claim_locked(block, kind)) {
+                blocks_[block].kind = kind;
+                ++blocks_claimed_;
+            } else {
+                frames_stolen_ += std::size_t{1} << order;
             }
-            mark_allocated(head, order, kind);
-            return &frames_[head];
         }
-        // Nothing of our kind: claim the pageblock holding the other kind's largest free block.
-        const frame_kind other =
-            kind == frame_kind::movable ? frame_kind::unmovable : frame_kind::movable;
-        bool claimed = false;
-        for (int k = MaxOrder; k >= static_cast<int>(order) && !claimed; --k) {
-            if (frame* f = free_list(other, static_cast<unsigned>(k)).front()) {
-                claim_block_locked(block_of(index_of(*f)), kind);
-                claimed = true;
-            }
-        }
-        if (!claimed) {
-            return nullptr;
-        }
+        return take_block_locked(head, static_cast<unsigned>(k), order, kind);
     }
     return nullptr;
 }
@@ -486,8 +608,17 @@ void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) 
         detail::contract(order_of(word) == order,
                          "frame_arena::deallocate: order differs from the allocation's");
     }
+    const bool unmovable = kind_of(first.allocator_word()) == frame_kind::unmovable;
     first.release_last_reference(); // waits out transient references; resets the frame
+    if (order > 0) {
+        for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
+            frames_[i].set_multi_frame(false);
+        }
+    }
     std::lock_guard guard(mutex_);
+    if (unmovable) {
+        blocks_[block_of(head)].unmovable_used -= std::uint32_t{1} << order;
+    }
     clear_head(head);
     // Merge with free buddies of the same order.
     while (order < MaxOrder) {
@@ -573,19 +704,22 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
     result.free_frames = free_frames_locked();
     result.largest_free_order = largest_free_order_locked();
     result.blocks_claimed = blocks_claimed_;
-    for (unsigned kind = 0; kind < 2; ++kind) {
+    result.frames_stolen = frames_stolen_;
+    result.discard_failures = discard_failures_;
+    for (const auto& by_kind : free_lists_) {
         for (unsigned order = 0; order <= MaxOrder; ++order) {
-            result.free_blocks[kind][order] = free_lists_[kind][order].size();
-            for (const frame& f : free_lists_[kind][order]) {
+            for (const frame& f : by_kind[order]) {
                 const std::size_t head = index_of(f);
+                // Counted under its block's kind, whichever list a claim left it on.
+                ++result.free_blocks[static_cast<unsigned>(kind_of_block_locked(head))][order];
                 for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
                     result.released_frames += (frames_[i].allocator_word() & released_bit) ? 1 : 0;
                 }
             }
         }
     }
-    for (frame_kind kind : block_kind_) {
-        ++result.max_order_blocks_by_kind[static_cast<unsigned>(kind)];
+    for (std::size_t block = 0; block < block_count(); ++block) {
+        ++result.max_order_blocks_by_kind[static_cast<unsigned>(blocks_[block].kind)];
     }
     return result;
 }
@@ -622,8 +756,9 @@ double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) con
         return -1.0;
     }
     const double requested = static_cast<double>(std::size_t{1} << order);
-    return 1.0 -
-           (1.0 + static_cast<double>(free.frames) / requested) / static_cast<double>(free.blocks);
+    const double index = 1.0 - (1.0 + static_cast<double>(free.frames) / requested) /
+                                   static_cast<double>(free.blocks);
+    return index < 0.0 ? 0.0 : index; // below 0: too little memory, not fragmentation
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -642,6 +777,33 @@ unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const {
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
+                                                             std::size_t end) noexcept {
+    // Only whole system pages: discarding a page that a frame outside the run shares would
+    // zero memory in use.
+    const auto start = reinterpret_cast<std::uintptr_t>(base_ + first * FrameSize);
+    const auto stop = reinterpret_cast<std::uintptr_t>(base_ + end * FrameSize);
+    const std::uintptr_t page_start = (start + page_size_ - 1) / page_size_ * page_size_;
+    const std::uintptr_t page_stop = stop / page_size_ * page_size_;
+    if (page_start >= page_stop) {
+        return 0;
+    }
+    if (discard_(reinterpret_cast<void*>(page_start), page_stop - page_start) != 0) {
+        ++discard_failures_;
+        return 0;
+    }
+    // The frames wholly inside the discarded pages are released.
+    const std::size_t first_released =
+        (page_start - reinterpret_cast<std::uintptr_t>(base_) + FrameSize - 1) / FrameSize;
+    const std::size_t end_released =
+        (page_stop - reinterpret_cast<std::uintptr_t>(base_)) / FrameSize;
+    for (std::size_t i = first_released; i < end_released; ++i) {
+        frames_[i].set_allocator_word(frames_[i].allocator_word() | released_bit);
+    }
+    return (end_released - first_released) * FrameSize;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
 std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_order) {
     if (min_order > MaxOrder) {
         throw std::invalid_argument("frame_arena::release_free_memory: order above max_order");
@@ -649,12 +811,6 @@ std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_o
     // Under the arena lock: a free block cannot be allocated (and written) while we discard it.
     std::lock_guard guard(mutex_);
     std::size_t released = 0;
-    auto discard = [&](std::size_t first, std::size_t end) {
-        if (first < end) {
-            ::madvise(base_ + first * FrameSize, (end - first) * FrameSize, MADV_DONTNEED);
-            released += (end - first) * FrameSize;
-        }
-    };
     for (auto& by_kind : free_lists_) {
         for (unsigned order = min_order; order <= MaxOrder; ++order) {
             for (frame& f : by_kind[order]) {
@@ -662,15 +818,12 @@ std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_o
                 const std::size_t end = head + (std::size_t{1} << order);
                 std::size_t run = head; // start of the current run of frames not yet released
                 for (std::size_t i = head; i < end; ++i) {
-                    frame& member = frames_[i];
-                    if ((member.allocator_word() & released_bit) != 0) {
-                        discard(run, i);
+                    if ((frames_[i].allocator_word() & released_bit) != 0) {
+                        released += discard_locked(run, i);
                         run = i + 1;
-                    } else {
-                        member.set_allocator_word(member.allocator_word() | released_bit);
                     }
                 }
-                discard(run, end);
+                released += discard_locked(run, end);
             }
         }
     }

@@ -16,7 +16,8 @@
 // order-targeted compaction that fails makes the next 1, 2, 4 ... 64 requests for that order
 // or above return at once (deferred); a success resets it.
 //
-// A compactor is used by one thread at a time; several compactors (or the arena's other
+// Destroying a compactor ends a compaction it is running (see ~compactor). The arena must
+// outlive it. A compactor is used by one thread at a time; several compactors (or the arena's other
 // users, and the owners) may run concurrently on the same arena.
 #pragma once
 
@@ -84,6 +85,17 @@ public:
 
     explicit compactor(Arena& arena)
         : arena_(arena), skip_(arena.frame_count() >> Arena::max_order, false) {}
+    // Ends a compaction still running, as end() does: unused targets go back to the arena and
+    // frames an async pass left isolated are put back (waiting for their locks) or freed. So a
+    // compactor destroyed between begin() and end(), or unwound past by an exception thrown
+    // between passes, loses no frame.
+    ~compactor() {
+        if (running_) {
+            (void)end();
+        }
+    }
+    compactor(const compactor&) = delete;
+    compactor& operator=(const compactor&) = delete;
 
     // Compacts in one call.
     compact_stats compact(const compact_request& request = {}) {

@@ -46,6 +46,7 @@ public:
         locked_flag = 1u << 0,
         lock_waiters_flag = 1u << 1,
         isolated_flag = 1u << 2,
+        multi_frame_flag = 1u << 3, // part of an allocation of more than one frame
     };
 
     frame() noexcept = default;
@@ -61,6 +62,20 @@ public:
     }
     [[nodiscard]] bool is_isolated() const noexcept {
         return (flags_.load(std::memory_order_acquire) & isolated_flag) != 0;
+    }
+    // True for every frame of an allocation of more than one frame (set by the allocator that
+    // hands it out). Such frames cannot be movable: migration moves one frame at a time, so
+    // set_movable refuses them.
+    [[nodiscard]] bool is_multi_frame() const noexcept {
+        return (flags_.load(std::memory_order_relaxed) & multi_frame_flag) != 0;
+    }
+    // For allocators: marks or unmarks the frames of a multi-frame allocation.
+    void set_multi_frame(bool multi) noexcept {
+        if (multi) {
+            flags_.fetch_or(multi_frame_flag, std::memory_order_relaxed);
+        } else {
+            flags_.fetch_and(~std::uint32_t{multi_frame_flag}, std::memory_order_relaxed);
+        }
     }
 
     // ---- Reference count ------------------------------------------------------------------

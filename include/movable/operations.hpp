@@ -203,11 +203,18 @@ inline constexpr movable_operations operations_for = detail::make_operations<Own
     return mapping_ptr::from_raw(f.mapping_word(std::memory_order_acquire)).pointer();
 }
 
-// Makes `f` movable and owned by `owner`. Frame locked by the caller.
+// Makes `f` movable and owned by `owner`. Frame locked by the caller. `f` must be a single
+// frame: a frame of a multi-frame allocation (frame::is_multi_frame) aborts with a message, in
+// Release too, because migrating it would move one frame of the allocation and orphan the rest.
+// (That check costs one load of the flags word, which the frame lock just brought to cache.)
 template <class Owner>
 void set_movable(frame& f, Owner& owner) noexcept {
     static_assert(detail::check_movable_owner<Owner>());
     detail::contract(f.is_locked(), "set_movable: frame is not locked");
+    if (f.is_multi_frame()) {
+        detail::contract_violation("set_movable: frame belongs to a multi-frame allocation "
+                                   "(order > 0); only single frames can be movable");
+    }
     detail::frame_access::store_mapping(f, mapping_ptr(&operations_for<Owner>, movable_tag).raw(),
                                         static_cast<void*>(std::addressof(owner)));
 }

@@ -1,0 +1,238 @@
+// Heap exhaustion: this program replaces the global operator new with one that can be told to
+// fail, and checks that the library's constructors release everything when an allocation inside
+// them fails, and that its `noexcept` allocation paths never allocate (so they cannot throw
+// std::bad_alloc into a noexcept function, which terminates the process).
+//
+// Sanitizers replace operator new too, so this program is built without them (see
+// tests/CMakeLists.txt); it checks its own books: every operator new matched by a delete.
+#include <movable/arena.hpp>
+#include <movable/models/balloon.hpp>
+#include <movable/models/zspage_pool.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <fstream>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::atomic<long> allocations{0}; // operator new calls that succeeded
+std::atomic<long> live_blocks{0}; // blocks from operator new not deleted yet
+std::atomic<long> fail_from{0};   // 0: never fail; n > 0: the n-th call from now and later fail
+
+void* allocate_or_fail(std::size_t size, std::size_t alignment) {
+    long armed = fail_from.load(std::memory_order_relaxed);
+    if (armed > 0) {
+        if (armed == 1) {
+            throw std::bad_alloc(); // stays at 1: every later call fails too
+        }
+        fail_from.store(armed - 1, std::memory_order_relaxed);
+    }
+    const std::size_t rounded = (size + alignment - 1) / alignment * alignment;
+    void* p = alignment <= alignof(std::max_align_t) ? std::malloc(size == 0 ? 1 : size)
+                                                     : std::aligned_alloc(alignment, rounded);
+    if (p == nullptr) {
+        throw std::bad_alloc();
+    }
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    live_blocks.fetch_add(1, std::memory_order_relaxed);
+    return p;
+}
+
+void release(void* p) noexcept {
+    if (p != nullptr) {
+        live_blocks.fetch_sub(1, std::memory_order_relaxed);
+        std::free(p);
+    }
+}
+
+// Fails the n-th allocation from now and every one after it, until disarmed.
+void fail_allocations_from(long n) {
+    fail_from.store(n, std::memory_order_relaxed);
+}
+void stop_failing() {
+    fail_from.store(0, std::memory_order_relaxed);
+}
+
+// The process's virtual size (mapped address space), from /proc/self/status.
+std::size_t virtual_bytes() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmSize:", 0) == 0) {
+            return std::stoul(line.substr(7)) * 1024;
+        }
+    }
+    return 0;
+}
+
+} // namespace
+
+void* operator new(std::size_t size) {
+    return allocate_or_fail(size, alignof(std::max_align_t));
+}
+void* operator new[](std::size_t size) {
+    return allocate_or_fail(size, alignof(std::max_align_t));
+}
+void* operator new(std::size_t size, std::align_val_t alignment) {
+    return allocate_or_fail(size, static_cast<std::size_t>(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) {
+    return allocate_or_fail(size, static_cast<std::size_t>(alignment));
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return allocate_or_fail(size, alignof(std::max_align_t));
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return allocate_or_fail(size, alignof(std::max_align_t));
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+}
+void operator delete(void* p) noexcept {
+    release(p);
+}
+void operator delete[](void* p) noexcept {
+    release(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    release(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    release(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+    release(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+    release(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+    release(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+    release(p);
+}
+
+using namespace movable;
+
+TEST_CASE("an arena whose construction fails at any allocation leaves nothing mapped or "
+          "allocated") {
+    using arena_type = frame_arena<4096, 10>;
+    constexpr std::size_t bytes = std::size_t{1} << 30; // a leak would show as 1 GiB mapped
+    const std::size_t mapped_before = virtual_bytes();
+    long failure_points = 0;
+    for (long k = 1;; ++k) {
+        CAPTURE(k);
+        const long live_before = live_blocks.load(); // the test framework keeps some
+        bool failed = false;
+        fail_allocations_from(k);
+        try {
+            arena_type arena(bytes);
+            stop_failing();
+        } catch (const std::bad_alloc&) {
+            stop_failing();
+            failed = true;
+        }
+        if (!failed) {
+            break; // the k-th allocation was never reached: every failure point was tried
+        }
+        ++failure_points;
+        CHECK(live_blocks.load() == live_before);
+        CHECK(virtual_bytes() < mapped_before + bytes / 4);
+    }
+    CHECK(failure_points >= 2); // the frame descriptors and the block table
+    CHECK(virtual_bytes() < mapped_before + bytes / 4);
+}
+
+TEST_CASE("allocations that fall back to the other kind never allocate heap memory") {
+    using arena_type = frame_arena<4096, 6>; // 64 frames per block
+    arena_type arena(2 * arena_type::block_bytes);
+    std::vector<frame*> frames;
+    frames.reserve(arena.frame_count() + 1);
+    for (std::size_t i = 0; i < arena_type::block_frames * 3 / 4; ++i) {
+        frames.push_back(&arena.allocate(0, frame_kind::movable)); // block 0, 3/4 movable
+    }
+    const long before = allocations.load();
+    fail_allocations_from(1); // any heap allocation now throws, and inside noexcept terminates
+    // Alternate kinds until the arena is full: claims, steals and lazy re-filing all happen.
+    for (std::size_t i = 0;; ++i) {
+        frame* f = arena.try_allocate(i % 3 == 0 ? 1 : 0,
+                                      i % 2 == 0 ? frame_kind::unmovable : frame_kind::movable);
+        if (f == nullptr) {
+            f = arena.try_allocate(0, i % 2 == 0 ? frame_kind::movable : frame_kind::unmovable);
+        }
+        if (f == nullptr) {
+            break;
+        }
+        frames.push_back(f);
+    }
+    stop_failing();
+    CHECK(allocations.load() == before);
+    const auto stats = arena.stats();
+    CHECK(stats.free_frames == 0);
+    CHECK(stats.blocks_claimed > 0);
+    CHECK(stats.frames_stolen > 0);
+    for (frame* f : frames) {
+        const std::uint32_t word = f->allocator_word();
+        arena.deallocate(*f, (word >> 2) & 0x1f); // the order bits of the allocator word
+    }
+    CHECK(arena.free_frames() == arena.frame_count());
+}
+
+TEST_CASE("pool and balloon try-paths answer 'no' when the heap is exhausted, never terminate") {
+    using arena_type = frame_arena<4096, 6>;
+    arena_type arena(4 * arena_type::block_bytes);
+    {
+        zspage_pool<arena_type> pool(arena);
+        fail_allocations_from(1);
+        // Every object needs a handle-table chunk or a zspage descriptor first: refused.
+        const zspage_handle refused = pool.try_allocate(100);
+        stop_failing();
+        CHECK_FALSE(refused);
+        const zspage_handle later = pool.try_allocate(100); // and the pool still works
+        CHECK(later);
+        fail_allocations_from(1);
+        // Fill the arena with unmovable-kind pressure while the heap is out: no terminate.
+        std::vector<zspage_handle> handles;
+        while (zspage_handle h = pool.try_allocate(3000)) {
+            handles.push_back(h);
+        }
+        stop_failing();
+        for (zspage_handle h : handles) {
+            pool.deallocate(h);
+        }
+        pool.deallocate(later);
+    }
+    {
+        struct counting_host {
+            std::size_t held = 0;
+            bool lend(frame&) noexcept {
+                ++held;
+                return true;
+            }
+            void reclaim(frame&) noexcept { --held; }
+        } host;
+        balloon<arena_type, counting_host> b(arena, host);
+        frame& unmovable = arena.allocate(0, frame_kind::unmovable);
+        fail_allocations_from(1);
+        const balloon_inflate_result result = b.inflate(arena.frame_count());
+        stop_failing();
+        CHECK(result.stopped_by == balloon_inflate_stop::arena_exhausted);
+        CHECK(result.inflated == arena.frame_count() - 1);
+        CHECK(host.held == result.inflated);
+        arena.deallocate(unmovable);
+        b.deflate(result.inflated);
+        CHECK(host.held == 0);
+    }
+    CHECK(arena.free_frames() == arena.frame_count());
+}
