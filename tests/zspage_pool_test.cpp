@@ -834,6 +834,60 @@ TEST_CASE("a stale handle whose slot was reused is caught by its generation") {
     CHECK(s.intact());
 }
 
+TEST_CASE("a stale handle is caught after its slot was reused 65,536 times") {
+    MOVABLE_REQUIRE_CONTRACTS();
+    shadowed s(2);
+    s.add(64); // keeps the zspage, so each round only takes and frees a slot
+    const zspage_handle first = s.pool->allocate(64);
+    const auto slot_of = [](zspage_handle h) { return h.value() & 0xffffffff; };
+    s.pool->deallocate(first);
+    // 65,535 more allocate/free pairs on the same slot: a 16-bit generation has now cycled.
+    for (std::uint32_t round = 1; round < 65536; ++round) {
+        const zspage_handle h = s.pool->allocate(64);
+        REQUIRE(slot_of(h) == slot_of(first));
+        s.pool->deallocate(h);
+    }
+    const zspage_handle live = s.add(64);
+    REQUIRE(slot_of(live) == slot_of(first));
+    CHECK(live != first);
+    CHECK(test::dies_with("zspage_pool::deallocate: handle is stale",
+                          [&] { s.pool->deallocate(first); }));
+    std::byte buffer[8];
+    CHECK(test::dies_with("zspage_pool::read: handle is stale",
+                          [&] { s.pool->read(first, buffer); }));
+    CHECK(s.intact()); // the live object survived
+}
+
+TEST_CASE("a slot whose generation would wrap is retired, not reused") {
+    shadowed s(2);
+    s.add(64); // keeps the zspage
+    const zspage_handle first = s.pool->allocate(64);
+    const std::uint32_t slot = access::slot(first);
+    s.pool->deallocate(first);
+    constexpr std::uint32_t last = detail::handle_value::last_generation;
+    access::set_generation(*s.pool, slot, last - 1); // as after 4,294,967,294 reuses
+    const zspage_handle before_last = s.add(64);
+    REQUIRE(access::slot(before_last) == slot);
+    s.remove(before_last);
+    const zspage_handle at_last = s.add(64);
+    REQUIRE(access::slot(at_last) == slot);
+    CHECK(detail::handle_value::generation(at_last.value()) == last);
+    s.remove(at_last); // a next generation would wrap to the first handle's
+    CHECK(s.pool->stats().handle_slots_retired == 1);
+    const zspage_handle next = s.add(64);
+    CHECK(access::slot(next) != slot);
+    CHECK(s.intact());
+    if (detail::contracts_enabled) {
+        std::byte buffer[8];
+        for (const zspage_handle stale : {first, before_last, at_last}) {
+            CHECK(test::dies_with("zspage_pool::read: handle is stale",
+                                  [&] { s.pool->read(stale, buffer); }));
+            CHECK(test::dies_with("zspage_pool::deallocate: handle is stale",
+                                  [&] { s.pool->deallocate(stale); }));
+        }
+    }
+}
+
 TEST_CASE("a handle the pool never gave out is caught") {
     MOVABLE_REQUIRE_CONTRACTS();
     shadowed s(2);
