@@ -622,6 +622,54 @@ TEST_CASE("a zspage mapped after isolation makes migration answer busy; the fram
     CHECK(s.intact());
 }
 
+TEST_CASE("sync_light migration answers busy for a zspage pinned after isolation, without "
+          "waiting for the pin") {
+    shadowed s(2);
+    const zspage_handle h = s.add(300);
+    frame& f = access::start_frame(*s.pool, h);
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync_light));
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{s.arena};
+    {
+        pool_type::mapping m = s.pool->map(h, zspage_access::read);
+        const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync_light);
+        CHECK(stats.succeeded == 0);
+        CHECK(stats.failed == 1);
+        CHECK(stats.put_back == 1);
+        CHECK(s.pool->stats().migrate_pin_waits == 0);
+        CHECK(&access::start_frame(*s.pool, h) == &f);
+    }
+    CHECK(s.intact());
+}
+
+TEST_CASE("sync migration waits a bounded number of looks for a pin, then answers busy") {
+    for (const std::size_t looks : {std::size_t{0}, std::size_t{5}}) {
+        CAPTURE(looks);
+        zspage_pool_options options;
+        options.sync_pin_wait_attempts = looks;
+        shadowed s(2, options);
+        const zspage_handle h = s.add(300);
+        frame& f = access::start_frame(*s.pool, h);
+        REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+        frame_list list;
+        list.push_back(f);
+        arena_targets<arena_type> targets{s.arena};
+        {
+            // This thread keeps the pin across the migration: no wait can see it drop.
+            pool_type::mapping m = s.pool->map(h, zspage_access::read);
+            const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync);
+            CHECK(stats.succeeded == 0);
+            CHECK(stats.failed == 1);
+            CHECK(stats.put_back == 1);
+            CHECK(s.pool->stats().migrate_pin_waits == (looks == 0 ? 0u : 1u));
+            CHECK(&access::start_frame(*s.pool, h) == &f);
+        }
+        CHECK(s.pool->stats().isolated_frames == 0);
+        CHECK(s.intact());
+    }
+}
+
 TEST_CASE("when the arena has no target frame, migration stops and the frame is put back") {
     shadowed s(1); // 16 frames
     std::vector<zspage_handle> handles;

@@ -7,7 +7,8 @@
 // Lock order (each path takes locks only in this order; "->" reads "may be taken while
 // holding"):
 //
-//     frame lock  ->  class lock  ->  zspage pin count (checked, never waited for)
+//     frame lock  ->  class lock  ->  zspage pin count (checked; waited for only by `sync`
+//                                     migration, bounded, with the class lock dropped)
 //     compaction lock  ->  class lock
 //     handle-table growth lock, the arena's lock: leaves, taken with no lock of the pool held
 //     (free handle slots are a lock-free stack)
@@ -22,12 +23,19 @@
 //     change of an object's location (compaction, migration, free) happens under that class
 //     lock, so resolving a handle needs only the class lock.
 //   * A zspage's pin count is its reader lock (the kernel's zspage lock, read side): readers
-//     (map, read, write) pin it under the class lock and unpin without any lock. Movers
+//     (map, read, write, size) pin it under the class lock and unpin without any lock. Movers
 //     (compaction, migration) hold the class lock, under which no new pin can start, and go
-//     ahead only when the count is 0: they never wait for a pin. Compaction skips a pinned
-//     zspage; migration answers `busy`. So a reader never sees a half-moved object, and a
-//     thread holding a mapping may call anything on the pool (compaction included) except
-//     freeing that object or destroying the pool.
+//     ahead only when the count is 0. Compaction skips a pinned zspage and never waits.
+//     Migration in `async` and `sync_light` mode answers `busy` at once. In `sync` mode it
+//     waits for the pins to drop, bounded (zspage_pool_options::sync_pin_wait_attempts looks,
+//     a yield before each), then answers `busy`: it drops the class lock while it waits, since
+//     a pin holder may need it (a thread holding a mapping may call anything on the pool,
+//     compaction included, except freeing that object or destroying the pool), and keeps the
+//     frame locks of src and dst, which no pin holder needs to unpin: the pool locks frames
+//     only of fresh zspages and of zspages being freed (never pinned), and src is isolated by
+//     the waiting migrator. The bound keeps even a misuse (a thread migrating in sync mode a
+//     frame of a zspage it has mapped itself) from deadlocking: it ends in `busy`. So a reader
+//     never sees a half-moved object, and a frame lock is held at most that bound longer.
 //   * Fields changed under different locks never share a word: per-class state lives in its
 //     own cache line; in a zspage descriptor the class-locked fields, the pin count and the
 //     freeing flag are separate words; pool counters are separate atomics.
@@ -74,6 +82,12 @@ namespace movable {
 struct zspage_pool_options {
     // Longest zspage chain, 1..zspage_max_chain_frames (the kernel's CONFIG_ZSMALLOC_CHAIN_SIZE).
     std::size_t max_frames_per_zspage = 8;
+    // How long migration in `sync` mode waits for the pins of a frame's zspage to drop (reads,
+    // writes and mappings in progress, taken after the frame was isolated) before it answers
+    // `busy`: this many looks, a yield before each. Enough for a read or a write to finish;
+    // far too few for a mapping a caller keeps. 0: `sync` answers `busy` at once, as
+    // `sync_light` and `async` always do.
+    std::size_t sync_pin_wait_attempts = 64;
 };
 
 inline constexpr std::size_t zspage_max_chain_frames = 16;
@@ -158,6 +172,8 @@ struct zspage_pool_stats {
     std::size_t frames_released_while_isolated = 0; // freed zspages' frames the core freed
     std::size_t isolated_frames = 0;                // frames isolated by the core right now
     std::size_t handle_slots_retired = 0; // slots whose 32-bit generation ran out: never reused
+    std::size_t migrate_pin_waits = 0;    // sync migrations that found their zspage pinned and
+                                          // waited for the pins to drop (whatever came of it)
 
     // A table like the kernel's /sys/kernel/debug/zsmalloc/<pool>/classes: one row per class
     // that has zspages, the fullness histogram, then totals.
@@ -176,6 +192,7 @@ concept zspage_arena = compactable_arena<Arena> && requires(Arena& arena, frame&
 
 namespace detail {
 struct zspage;
+class contended_mutex;
 template <class Pool>
 struct zspage_pool_test_access; // tests only: reach inside a pool
 } // namespace detail
@@ -239,6 +256,7 @@ public:
     [[nodiscard]] const zspage_size_class& size_class_for(std::size_t size) const;
     [[nodiscard]] std::size_t max_object_size() const noexcept { return frame_size; }
     [[nodiscard]] std::size_t max_frames_per_zspage() const noexcept { return max_chain_; }
+    [[nodiscard]] const zspage_pool_options& options() const noexcept { return options_; }
     [[nodiscard]] zspage_pool_stats stats() const;
     [[nodiscard]] Arena& arena() const noexcept { return arena_; }
 
@@ -246,8 +264,10 @@ public:
     // Refuses a frame whose zspage is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
     // Copies src to dst, rewrites the location of every object that starts in src and puts dst
-    // in src's place in the zspage's chain. `busy` when the zspage is pinned or being freed;
-    // `retry` in async mode when the class lock is held.
+    // in src's place in the zspage's chain. `retry` in async mode when the class lock is held
+    // (sync modes wait for it: it is short). `busy` when the zspage is being freed, or pinned:
+    // at once in async and sync_light mode; in sync mode after waiting, bounded, for the pins
+    // to drop (options().sync_pin_wait_attempts; see the lock order at the top of the file).
     migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept;
     void putback(frame& f) noexcept;
 
@@ -286,7 +306,11 @@ private:
     std::size_t compact_class(class_state& cls);
     static std::size_t frames_freeable(const class_state& cls) noexcept;
 
+    bool wait_for_unpinned(detail::zspage& zs,
+                           std::unique_lock<detail::contended_mutex>& guard) noexcept;
+
     Arena& arena_;
+    zspage_pool_options options_;
     std::size_t max_chain_;
     std::vector<zspage_size_class> class_table_;
     std::vector<std::uint16_t> class_of_index_; // candidate size index -> distinct class
@@ -301,6 +325,7 @@ private:
     std::atomic<std::size_t> frames_migrated_{0};
     std::atomic<std::size_t> frames_released_while_isolated_{0};
     std::atomic<std::size_t> isolated_frames_{0};
+    std::atomic<std::size_t> migrate_pin_waits_{0};
 };
 
 // ---- implementation ---------------------------------------------------------------------------
@@ -889,7 +914,7 @@ private:
 
 template <zspage_arena Arena>
 zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
-    : arena_(arena), max_chain_(options.max_frames_per_zspage) {
+    : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage) {
     static_assert(detail::size_class_count(frame_size) <= detail::slot_word::class_mask + 1,
                   "zspage_pool: every size class id must fit the slot word's class bits");
     static_assert(frame_size <= 0xffffffff,
@@ -1510,6 +1535,7 @@ zspage_pool_stats zspage_pool<Arena>::stats() const {
         frames_released_while_isolated_.load(std::memory_order_relaxed);
     result.isolated_frames = isolated_frames_.load(std::memory_order_relaxed);
     result.handle_slots_retired = handles_->retired();
+    result.migrate_pin_waits = migrate_pin_waits_.load(std::memory_order_relaxed);
     return result;
 }
 
@@ -1542,8 +1568,11 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     } else {
         guard.lock();
     }
-    if (zs->freeing.load(std::memory_order_relaxed) != 0 ||
-        zs->pins.load(std::memory_order_acquire) != 0) {
+    if (zs->freeing.load(std::memory_order_relaxed) != 0) {
+        return migrate_status::busy;
+    }
+    if (zs->pins.load(std::memory_order_acquire) != 0 &&
+        (mode != migrate_mode::sync || !wait_for_unpinned(*zs, guard))) {
         return migrate_status::busy;
     }
     detail::contract(zs->frames[position] == &src,
@@ -1571,6 +1600,36 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
     frames_migrated_.fetch_add(1, std::memory_order_relaxed);
     return migrate_status::success;
+}
+
+// `sync` migration of a frame of the pinned zspage `zs`, its class lock held by `guard`: waits,
+// bounded, for the pins to drop. Drops the class lock while it waits (a pin holder may need
+// it) and takes it again to look; src's frame lock, held throughout, keeps zs alive (freeing a
+// zspage locks each of its frames before the descriptor goes). True when, class lock held
+// again, the zspage is unpinned and not being freed.
+template <zspage_arena Arena>
+bool zspage_pool<Arena>::wait_for_unpinned(
+    detail::zspage& zs, std::unique_lock<detail::contended_mutex>& guard) noexcept {
+    std::size_t looks_left = options_.sync_pin_wait_attempts;
+    if (looks_left == 0) {
+        return false;
+    }
+    migrate_pin_waits_.fetch_add(1, std::memory_order_relaxed);
+    while (looks_left > 0) {
+        guard.unlock();
+        do {
+            std::this_thread::yield();
+            --looks_left;
+        } while (looks_left > 0 && zs.pins.load(std::memory_order_acquire) != 0);
+        guard.lock();
+        if (zs.freeing.load(std::memory_order_relaxed) != 0) {
+            return false;
+        }
+        if (zs.pins.load(std::memory_order_acquire) == 0) {
+            return true; // no new pin can start while the class lock is held
+        }
+    }
+    return false;
 }
 
 template <zspage_arena Arena>
