@@ -162,6 +162,25 @@ TEST_CASE("busy is permanent for the call: one migrate attempt, one putback") {
     CHECK(fx.owner.page_intact(1));
 }
 
+TEST_CASE("the owner gets the caller's mode in every pass, the non-blocking ones included") {
+    for (const migrate_mode mode :
+         {migrate_mode::async, migrate_mode::sync_light, migrate_mode::sync}) {
+        fixture fx(1);
+        int calls = 0;
+        int other_modes = 0;
+        fx.owner.migrate_policy = [&](frame&) {
+            ++calls;
+            other_modes += fx.owner.last_mode.load() == mode ? 0 : 1;
+            return migrate_status::retry;
+        };
+        frame_list list = isolate_pages(fx.owner, 1, mode);
+        const migrate_stats stats = migrate_frames(list, fx.pool, mode);
+        CHECK(calls == migrate_max_passes);
+        CHECK(other_modes == 0);
+        CHECK(stats.failed == 1);
+    }
+}
+
 TEST_CASE("failed is permanent for the call like busy") {
     fixture fx(1);
     fx.owner.migrate_policy = [](frame&) { return migrate_status::failed; };

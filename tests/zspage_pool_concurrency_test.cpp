@@ -1,6 +1,7 @@
 // Runs under ThreadSanitizer (the tsan workflow): zspage_pool used from many threads while
-// pool compaction, arena compaction and frame migration run on others; and the races between
-// migration and freeing a zspage or destroying the pool, forced with a held class lock.
+// pool compaction, arena compaction and frame migration run on others; the races between
+// migration and freeing a zspage or destroying the pool, forced with a held class lock; and
+// sync migration waiting for a pin that another thread drops.
 #include <movable/models/zspage_pool.hpp>
 
 #include <movable/compaction.hpp>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <random>
 #include <thread>
@@ -233,6 +235,62 @@ TEST_CASE("async migration answers retry while the class lock is held; the frame
     REQUIRE(isolate_movable_frame(f, migrate_mode::async));
     list.push_back(f);
     CHECK(migrate_frames(list, targets, migrate_mode::async).succeeded == 1);
+    std::vector<std::byte> got(500);
+    pool.read(h, got);
+    CHECK(got == bytes);
+}
+
+TEST_CASE("a pin taken after isolation: sync_light answers busy with the pin held, sync waits "
+          "for the pin to drop and then moves the frame") {
+    arena_type arena(4 * arena_type::block_bytes);
+    zspage_pool_options options;
+    // No bound the test could outrun: the test, not a count of yields, says when the pin drops.
+    options.sync_pin_wait_attempts = std::numeric_limits<std::size_t>::max();
+    pool_type pool(arena, options);
+    const zspage_handle h = pool.allocate(500);
+    std::vector<std::byte> bytes(500);
+    fill(bytes, 7);
+    pool.write(h, bytes);
+    frame& f = access::start_frame(pool, h);
+    arena_targets<arena_type> targets{arena};
+
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync_light));
+    pool_type::mapping pin = pool.map(h, zspage_access::read);
+    frame_list list;
+    list.push_back(f);
+    const migrate_stats light = migrate_frames(list, targets, migrate_mode::sync_light);
+    CHECK(light.failed == 1);
+    CHECK(light.put_back == 1);
+    CHECK(pool.stats().migrate_pin_waits == 0);
+
+    // The same pin, taken after a sync isolation: the migrator waits for it.
+    pin.unmap();
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+    pin = pool.map(h, zspage_access::read);
+    migrate_stats stats;
+    std::atomic<bool> returned{false};
+    std::thread migrator([&] {
+        frame_list isolated;
+        isolated.push_back(f);
+        stats = migrate_frames(isolated, targets, migrate_mode::sync);
+        returned = true;
+    });
+    // Until the migrator found the pin and waits (or, were it not to wait, gave up).
+    while (pool.stats().migrate_pin_waits == 0 && !returned.load()) {
+        std::this_thread::yield();
+    }
+    CHECK_FALSE(returned.load());               // it cannot return while we hold the pin
+    CHECK(&access::start_frame(pool, h) == &f); // not moved while pinned
+    CHECK(holds(pin.bytes(), 7));
+    pin.unmap();
+    migrator.join();
+
+    CHECK(stats.succeeded == 1);
+    CHECK(stats.failed == 0);
+    CHECK(&access::start_frame(pool, h) != &f);
+    CHECK(pool.stats().migrate_pin_waits == 1);
+    CHECK(pool.stats().frames_migrated == 1);
+    CHECK(pool.stats().isolated_frames == 0);
     std::vector<std::byte> got(500);
     pool.read(h, got);
     CHECK(got == bytes);

@@ -622,6 +622,54 @@ TEST_CASE("a zspage mapped after isolation makes migration answer busy; the fram
     CHECK(s.intact());
 }
 
+TEST_CASE("sync_light migration answers busy for a zspage pinned after isolation, without "
+          "waiting for the pin") {
+    shadowed s(2);
+    const zspage_handle h = s.add(300);
+    frame& f = access::start_frame(*s.pool, h);
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync_light));
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{s.arena};
+    {
+        pool_type::mapping m = s.pool->map(h, zspage_access::read);
+        const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync_light);
+        CHECK(stats.succeeded == 0);
+        CHECK(stats.failed == 1);
+        CHECK(stats.put_back == 1);
+        CHECK(s.pool->stats().migrate_pin_waits == 0);
+        CHECK(&access::start_frame(*s.pool, h) == &f);
+    }
+    CHECK(s.intact());
+}
+
+TEST_CASE("sync migration waits a bounded number of looks for a pin, then answers busy") {
+    for (const std::size_t looks : {std::size_t{0}, std::size_t{5}}) {
+        CAPTURE(looks);
+        zspage_pool_options options;
+        options.sync_pin_wait_attempts = looks;
+        shadowed s(2, options);
+        const zspage_handle h = s.add(300);
+        frame& f = access::start_frame(*s.pool, h);
+        REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+        frame_list list;
+        list.push_back(f);
+        arena_targets<arena_type> targets{s.arena};
+        {
+            // This thread keeps the pin across the migration: no wait can see it drop.
+            pool_type::mapping m = s.pool->map(h, zspage_access::read);
+            const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync);
+            CHECK(stats.succeeded == 0);
+            CHECK(stats.failed == 1);
+            CHECK(stats.put_back == 1);
+            CHECK(s.pool->stats().migrate_pin_waits == (looks == 0 ? 0u : 1u));
+            CHECK(&access::start_frame(*s.pool, h) == &f);
+        }
+        CHECK(s.pool->stats().isolated_frames == 0);
+        CHECK(s.intact());
+    }
+}
+
 TEST_CASE("when the arena has no target frame, migration stops and the frame is put back") {
     shadowed s(1); // 16 frames
     std::vector<zspage_handle> handles;
@@ -832,6 +880,60 @@ TEST_CASE("a stale handle whose slot was reused is caught by its generation") {
     CHECK(test::dies_with("zspage_pool::deallocate: handle is stale",
                           [&] { s.pool->deallocate(old); }));
     CHECK(s.intact());
+}
+
+TEST_CASE("a stale handle is caught after its slot was reused 65,536 times") {
+    MOVABLE_REQUIRE_CONTRACTS();
+    shadowed s(2);
+    s.add(64); // keeps the zspage, so each round only takes and frees a slot
+    const zspage_handle first = s.pool->allocate(64);
+    const auto slot_of = [](zspage_handle h) { return h.value() & 0xffffffff; };
+    s.pool->deallocate(first);
+    // 65,535 more allocate/free pairs on the same slot: a 16-bit generation has now cycled.
+    for (std::uint32_t round = 1; round < 65536; ++round) {
+        const zspage_handle h = s.pool->allocate(64);
+        REQUIRE(slot_of(h) == slot_of(first));
+        s.pool->deallocate(h);
+    }
+    const zspage_handle live = s.add(64);
+    REQUIRE(slot_of(live) == slot_of(first));
+    CHECK(live != first);
+    CHECK(test::dies_with("zspage_pool::deallocate: handle is stale",
+                          [&] { s.pool->deallocate(first); }));
+    std::byte buffer[8];
+    CHECK(test::dies_with("zspage_pool::read: handle is stale",
+                          [&] { s.pool->read(first, buffer); }));
+    CHECK(s.intact()); // the live object survived
+}
+
+TEST_CASE("a slot whose generation would wrap is retired, not reused") {
+    shadowed s(2);
+    s.add(64); // keeps the zspage
+    const zspage_handle first = s.pool->allocate(64);
+    const std::uint32_t slot = access::slot(first);
+    s.pool->deallocate(first);
+    constexpr std::uint32_t last = detail::handle_value::last_generation;
+    access::set_generation(*s.pool, slot, last - 1); // as after 4,294,967,294 reuses
+    const zspage_handle before_last = s.add(64);
+    REQUIRE(access::slot(before_last) == slot);
+    s.remove(before_last);
+    const zspage_handle at_last = s.add(64);
+    REQUIRE(access::slot(at_last) == slot);
+    CHECK(detail::handle_value::generation(at_last.value()) == last);
+    s.remove(at_last); // a next generation would wrap to the first handle's
+    CHECK(s.pool->stats().handle_slots_retired == 1);
+    const zspage_handle next = s.add(64);
+    CHECK(access::slot(next) != slot);
+    CHECK(s.intact());
+    if (detail::contracts_enabled) {
+        std::byte buffer[8];
+        for (const zspage_handle stale : {first, before_last, at_last}) {
+            CHECK(test::dies_with("zspage_pool::read: handle is stale",
+                                  [&] { s.pool->read(stale, buffer); }));
+            CHECK(test::dies_with("zspage_pool::deallocate: handle is stale",
+                                  [&] { s.pool->deallocate(stale); }));
+        }
+    }
 }
 
 TEST_CASE("a handle the pool never gave out is caught") {

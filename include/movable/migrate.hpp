@@ -7,6 +7,10 @@
 // and the owner takes its own locks inside. So an owner holding its own lock must never wait
 // for a frame lock: it may only try_lock a frame (and defer or skip when that fails). The core
 // never waits for a frame lock while isolating, and in `async` mode never waits at all.
+// `sync_light` and `sync` are the same to the core: both wait for frame locks (short: held
+// across owner callbacks, whose waits the mode bounds) after the non-blocking passes and to
+// put frames back; they differ in what the owner may wait for (operations.hpp), and the core
+// passes the caller's mode to the owner unchanged in every pass.
 //
 // Reference counts (see frame.hpp): an allocated frame has its allocation reference (count 1);
 // isolation adds one, held until the frame is put back, migrated or released. When the core
@@ -39,8 +43,9 @@
 namespace movable {
 
 // Passes over the list before a frame that keeps answering `retry` counts as failed (as the
-// kernel's migrate_pages). In sync modes the first migrate_nonblocking_passes passes only
-// try-lock frames; the rest may wait for a frame lock.
+// kernel's migrate_pages). In both sync modes the first migrate_nonblocking_passes passes only
+// try-lock frames; the rest may wait for a frame lock. (The owner still gets the caller's
+// mode in those first passes.)
 inline constexpr int migrate_max_passes = 10;
 inline constexpr int migrate_nonblocking_passes = 3;
 

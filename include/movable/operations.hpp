@@ -19,6 +19,26 @@
 //       Called with f locked when the core gives an isolated frame back unmigrated: put it
 //       back on your lists. Called exactly once per isolation that did not end in migration.
 //
+// The migrate_mode passed to isolate and migrate says what the call may wait for (the
+// kernel's MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT and MIGRATE_SYNC). The core passes the caller's
+// mode unchanged, in every pass of migrate_frames.
+//   async       Waits for nothing. The core only try-locks frames; the owner only try-locks
+//               its own locks and answers `retry` (contended) or `busy` (in use) instead.
+//   sync_light  May wait for short locks: the core waits for frame locks (after its
+//               non-blocking passes, and to put frames back); the owner may wait for its own
+//               locks that are held for a bounded time and never across user code. Never
+//               waits for a pin on an object (a reader's or a mapping's: a user may keep one
+//               as long as it likes) nor for a lock held across user code (a balloon's host
+//               lock); it answers `busy` (or `retry`) instead.
+//   sync        May also wait, for a bound the owner documents, for a pin on an object of
+//               the frame to drop: a read or write in progress drops it within the bound; a
+//               mapping a user keeps does not, and the owner then answers `busy` (zspage_pool
+//               waits up to zspage_pool_options::sync_pin_wait_attempts looks). Never waits
+//               without a bound, and never for a lock the calling thread may itself hold (a
+//               compaction can run inside an owner's call: a balloon's host lock).
+// The frame locks are held across every callback, so an owner's waits in sync mode lengthen
+// how long a sync_light or sync migrator may wait for a frame lock: by the owner's bound.
+//
 // The mapping word of a movable frame is the address of operations_for<Owner> (one static
 // table per owner type) with the low MOVABLE bit set. An owner that frees a frame calls
 // clear_movable(f) with f locked: the word keeps the MOVABLE bit but loses the pointer, so a
@@ -36,8 +56,9 @@
 
 namespace movable {
 
-// How hard a migration may try. `async` never blocks (frame locks are only try-locked),
-// `sync_light` may wait on short locks, `sync` may wait on everything.
+// What a migration may wait for (the owner contract at the top of this file says exactly):
+// `async` nothing, `sync_light` short locks (frame locks, an owner's briefly held locks),
+// `sync` also, bounded, a short pin on an object of the frame.
 enum class migrate_mode : std::uint8_t { async, sync_light, sync };
 
 // An owner's answer to migrate (see the contract at the top of this file).

@@ -1,6 +1,6 @@
 // Lets the zspage_pool tests reach inside a pool: hold a class lock or the compaction lock (to
-// force the `retry` and "compaction already running" paths), and find the frames an object
-// lives in.
+// force the `retry` and "compaction already running" paths), find the frames an object lives
+// in, and move a free handle slot's generation near its end (instead of 4 billion reuses).
 #pragma once
 
 #include <cstddef>
@@ -19,11 +19,16 @@ struct zspage_pool_test_access {
     }
     static std::mutex& compaction_lock(Pool& pool) { return pool.compaction_lock_; }
 
+    // The handle table slot a handle names.
+    static std::uint32_t slot(zspage_handle h) { return handle_value::slot(h.value()); }
+    // The generation the next handle of a free `slot` gets. Single-threaded use only.
+    static void set_generation(Pool& pool, std::uint32_t slot, std::uint32_t generation) {
+        pool.handles_->slot(slot).generation.store(generation, std::memory_order_relaxed);
+    }
     // The frame the object starts in (its handle's location). Single-threaded use only.
     static frame& start_frame(Pool& pool, zspage_handle h) {
-        const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
         const std::uint64_t location =
-            slot_word::location(pool.handles_->word(slot).load(std::memory_order_acquire));
+            slot_word::location(pool.handles_->word(slot(h)).load(std::memory_order_acquire));
         return pool.arena().frame_at(static_cast<std::size_t>(location >> pool.object_bits_));
     }
     // The frames of the object's zspage, in chain order. Single-threaded use only.

@@ -16,7 +16,9 @@
 //               the frames locked, so migrate only try-locks it and answers `retry` when it is
 //               held, even by the calling thread: an arena or a host that compacts from inside
 //               inflate recurses into migrate, which is why the kernel's balloon drivers
-//               try-lock there too.
+//               try-lock there too. So the migrate_mode makes no difference to a balloon: in
+//               every mode, `sync` included, isolate and migrate wait for nothing but the list
+//               lock; the host lock is held across host code, maybe by the migrating thread.
 //   frame lock  the core's (frame.hpp). The balloon waits for one only while holding nothing
 //               but the host lock; the owner callbacks are entered with it held.
 //   list lock   the list of lent frames and the counters. Innermost, held for a few
@@ -176,9 +178,9 @@ public:
     // Refuses a frame that is not on the list: being inflated or deflated, or the balloon is
     // being destroyed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
-    // Try-locks the host lock (answers `retry` when it is held) and asks the host to replace
-    // src by dst. replaced: dst is lent in src's place -> success. refused -> busy: the core
-    // puts src back. old_returned_new_refused: the balloon shrinks by one. It releases src
+    // Try-locks the host lock in every mode (answers `retry` when it is held) and asks the host to
+    // replace src by dst. replaced: dst is lent in src's place -> success. refused -> busy: the
+    // core puts src back. old_returned_new_refused: the balloon shrinks by one. It releases src
     // (clear_movable while src is isolated) and answers `retry`; the core's next look at src
     // finds it released and frees it without a putback, and frees the untouched dst. So both
     // frames go back to the arena, size() and the host's count drop by one, nothing leaks and

@@ -7,7 +7,8 @@
 // Lock order (each path takes locks only in this order; "->" reads "may be taken while
 // holding"):
 //
-//     frame lock  ->  class lock  ->  zspage pin count (checked, never waited for)
+//     frame lock  ->  class lock  ->  zspage pin count (checked; waited for only by `sync`
+//                                     migration, bounded, with the class lock dropped)
 //     compaction lock  ->  class lock
 //     handle-table growth lock, the arena's lock: leaves, taken with no lock of the pool held
 //     (free handle slots are a lock-free stack)
@@ -22,12 +23,19 @@
 //     change of an object's location (compaction, migration, free) happens under that class
 //     lock, so resolving a handle needs only the class lock.
 //   * A zspage's pin count is its reader lock (the kernel's zspage lock, read side): readers
-//     (map, read, write) pin it under the class lock and unpin without any lock. Movers
+//     (map, read, write, size) pin it under the class lock and unpin without any lock. Movers
 //     (compaction, migration) hold the class lock, under which no new pin can start, and go
-//     ahead only when the count is 0: they never wait for a pin. Compaction skips a pinned
-//     zspage; migration answers `busy`. So a reader never sees a half-moved object, and a
-//     thread holding a mapping may call anything on the pool (compaction included) except
-//     freeing that object or destroying the pool.
+//     ahead only when the count is 0. Compaction skips a pinned zspage and never waits.
+//     Migration in `async` and `sync_light` mode answers `busy` at once. In `sync` mode it
+//     waits for the pins to drop, bounded (zspage_pool_options::sync_pin_wait_attempts looks,
+//     a yield before each), then answers `busy`: it drops the class lock while it waits, since
+//     a pin holder may need it (a thread holding a mapping may call anything on the pool,
+//     compaction included, except freeing that object or destroying the pool), and keeps the
+//     frame locks of src and dst, which no pin holder needs to unpin: the pool locks frames
+//     only of fresh zspages and of zspages being freed (never pinned), and src is isolated by
+//     the waiting migrator. The bound keeps even a misuse (a thread migrating in sync mode a
+//     frame of a zspage it has mapped itself) from deadlocking: it ends in `busy`. So a reader
+//     never sees a half-moved object, and a frame lock is held at most that bound longer.
 //   * Fields changed under different locks never share a word: per-class state lives in its
 //     own cache line; in a zspage descriptor the class-locked fields, the pin count and the
 //     freeing flag are separate words; pool counters are separate atomics.
@@ -36,7 +44,9 @@
 // handle); arena exhaustion throws std::bad_alloc (try_allocate: empty handle); an empty
 // handle throws std::invalid_argument; a span larger than the object throws
 // std::out_of_range. A stale handle (freed, double free) is a contract violation: abort with
-// a message naming the call in Debug and MOVABLE_HARDENED builds, undefined in Release.
+// a message naming the call in Debug and MOVABLE_HARDENED builds, undefined in Release. Every
+// handle a slot gives out has its own 32-bit generation (a slot whose generation runs out is
+// retired), so a stale handle is caught however often its slot was reused.
 #pragma once
 
 #include <algorithm>
@@ -72,6 +82,12 @@ namespace movable {
 struct zspage_pool_options {
     // Longest zspage chain, 1..zspage_max_chain_frames (the kernel's CONFIG_ZSMALLOC_CHAIN_SIZE).
     std::size_t max_frames_per_zspage = 8;
+    // How long migration in `sync` mode waits for the pins of a frame's zspage to drop (reads,
+    // writes and mappings in progress, taken after the frame was isolated) before it answers
+    // `busy`: this many looks, a yield before each. Enough for a read or a write to finish;
+    // far too few for a mapping a caller keeps. 0: `sync` answers `busy` at once, as
+    // `sync_light` and `async` always do.
+    std::size_t sync_pin_wait_attempts = 64;
 };
 
 inline constexpr std::size_t zspage_max_chain_frames = 16;
@@ -121,7 +137,7 @@ public:
     }
 
 private:
-    std::uint64_t value_ = 0; // (generation << 32) | (slot index + 1)
+    std::uint64_t value_ = 0; // detail::handle_value: (generation << 32) | (slot index + 1)
 };
 
 // How a mapping is used: `read` (the object must not be written through it) or `write` (read
@@ -155,6 +171,9 @@ struct zspage_pool_stats {
     std::size_t frames_migrated = 0;                // frames moved through the core protocol
     std::size_t frames_released_while_isolated = 0; // freed zspages' frames the core freed
     std::size_t isolated_frames = 0;                // frames isolated by the core right now
+    std::size_t handle_slots_retired = 0; // slots whose 32-bit generation ran out: never reused
+    std::size_t migrate_pin_waits = 0;    // sync migrations that found their zspage pinned and
+                                          // waited for the pins to drop (whatever came of it)
 
     // A table like the kernel's /sys/kernel/debug/zsmalloc/<pool>/classes: one row per class
     // that has zspages, the fullness histogram, then totals.
@@ -173,6 +192,7 @@ concept zspage_arena = compactable_arena<Arena> && requires(Arena& arena, frame&
 
 namespace detail {
 struct zspage;
+class contended_mutex;
 template <class Pool>
 struct zspage_pool_test_access; // tests only: reach inside a pool
 } // namespace detail
@@ -236,6 +256,7 @@ public:
     [[nodiscard]] const zspage_size_class& size_class_for(std::size_t size) const;
     [[nodiscard]] std::size_t max_object_size() const noexcept { return frame_size; }
     [[nodiscard]] std::size_t max_frames_per_zspage() const noexcept { return max_chain_; }
+    [[nodiscard]] const zspage_pool_options& options() const noexcept { return options_; }
     [[nodiscard]] zspage_pool_stats stats() const;
     [[nodiscard]] Arena& arena() const noexcept { return arena_; }
 
@@ -243,8 +264,10 @@ public:
     // Refuses a frame whose zspage is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
     // Copies src to dst, rewrites the location of every object that starts in src and puts dst
-    // in src's place in the zspage's chain. `busy` when the zspage is pinned or being freed;
-    // `retry` in async mode when the class lock is held.
+    // in src's place in the zspage's chain. `retry` in async mode when the class lock is held
+    // (sync modes wait for it: it is short). `busy` when the zspage is being freed, or pinned:
+    // at once in async and sync_light mode; in sync mode after waiting, bounded, for the pins
+    // to drop (options().sync_pin_wait_attempts; see the lock order at the top of the file).
     migrate_status migrate(frame& dst, frame& src, migrate_mode mode) noexcept;
     void putback(frame& f) noexcept;
 
@@ -283,7 +306,11 @@ private:
     std::size_t compact_class(class_state& cls);
     static std::size_t frames_freeable(const class_state& cls) noexcept;
 
+    bool wait_for_unpinned(detail::zspage& zs,
+                           std::unique_lock<detail::contended_mutex>& guard) noexcept;
+
     Arena& arena_;
+    zspage_pool_options options_;
     std::size_t max_chain_;
     std::vector<zspage_size_class> class_table_;
     std::vector<std::uint16_t> class_of_index_; // candidate size index -> distinct class
@@ -298,6 +325,7 @@ private:
     std::atomic<std::size_t> frames_migrated_{0};
     std::atomic<std::size_t> frames_released_while_isolated_{0};
     std::atomic<std::size_t> isolated_frames_{0};
+    std::atomic<std::size_t> migrate_pin_waits_{0};
 };
 
 // ---- implementation ---------------------------------------------------------------------------
@@ -375,31 +403,64 @@ struct zspage_list {
     }
 };
 
-// A handle's slot: its slot word and the object's requested size, on one cache line.
-struct alignas(16) handle_slot {
-    std::atomic<std::uint64_t> word{0};
-    std::atomic<std::uint64_t> size{0}; // allocated objects only; under the class lock
+// Handle values (zspage_handle::value()): the generation in the high half, the slot index + 1
+// in the low half (so that 0 is the empty handle).
+struct handle_value {
+    static constexpr unsigned generation_shift = 32;
+    static constexpr std::uint64_t slot_mask = 0xffffffff;
+    // A slot freed at this generation is retired (never reused): a next generation would wrap
+    // to 0 and let a stale handle equal a live one.
+    static constexpr std::uint32_t last_generation = 0xffffffff;
+
+    static constexpr std::uint64_t make(std::uint32_t slot, std::uint32_t generation) noexcept {
+        return (std::uint64_t{generation} << generation_shift) | (std::uint64_t{slot} + 1);
+    }
+    // The empty handle gives 0xffffffff, which no table contains.
+    static constexpr std::uint32_t slot(std::uint64_t value) noexcept {
+        return static_cast<std::uint32_t>((value & slot_mask) - 1);
+    }
+    static constexpr std::uint32_t generation(std::uint64_t value) noexcept {
+        return static_cast<std::uint32_t>(value >> generation_shift);
+    }
 };
+static_assert(handle_value::slot(handle_value::make(0xfffffffe, 0xffffffff)) == 0xfffffffe &&
+                  handle_value::generation(handle_value::make(0xfffffffe, 0xffffffff)) ==
+                      0xffffffff &&
+                  handle_value::make(0, 0) != 0,
+              "handle_value: slot and generation must round-trip without overlapping");
+
+// A handle's slot, 16 bytes: its slot word, its generation and the object's requested size.
+// The generation has a word of its own, as wide as the handle's 32 generation bits, so the slot
+// word keeps its bits for the location. A slot whose generation runs out is retired, so a stale
+// handle can never equal a live one, however often its slot was reused.
+struct alignas(16) handle_slot {
+    std::atomic<std::uint64_t> word{0}; // slot_word
+    // The live handle's generation (allocated) or the next handle's (free). Bumped on free and
+    // read by allocate and the stale checks, all under a class lock; atomic because a stale
+    // check may read it under another class's lock than a concurrent free writes it under.
+    std::atomic<std::uint32_t> generation{0};
+    std::atomic<std::uint32_t> size{0}; // allocated objects only; under the class lock
+};
+static_assert(sizeof(handle_slot) == 16,
+              "handle_slot: four slots per cache line, none straddles two");
 
 // Slot words of the handle table (one atomic 64-bit word per handle):
 //   bit 0          allocated tag
 //   bits 1..9      distinct size class of the object
-//   bits 10..25    generation (bumped on free, so a stale handle is told from a new one)
-//   bits 26..63    allocated: location = frame index << object_bits | object index in zspage
+//   bits 10..63    allocated: location = frame index << object_bits | object index in zspage
 //                  free: next free slot + 1 (0: none)
 struct slot_word {
     static constexpr std::uint64_t allocated_tag = 1;
     static constexpr unsigned class_shift = 1;
-    static constexpr std::uint64_t class_mask = 0x1ff;
-    static constexpr unsigned generation_shift = 10;
-    static constexpr std::uint64_t generation_mask = 0xffff;
-    static constexpr unsigned location_shift = 26;
+    static constexpr unsigned class_bits = 9;
+    static constexpr std::uint64_t class_mask = (std::uint64_t{1} << class_bits) - 1;
+    static constexpr unsigned location_shift = class_shift + class_bits;
     static constexpr unsigned location_bits = 64 - location_shift;
 
     static constexpr std::uint64_t make(std::uint64_t location, std::uint64_t class_id,
-                                        std::uint64_t generation, bool allocated) noexcept {
-        return (location << location_shift) | ((generation & generation_mask) << generation_shift) |
-               ((class_id & class_mask) << class_shift) | (allocated ? allocated_tag : 0);
+                                        bool allocated) noexcept {
+        return (location << location_shift) | ((class_id & class_mask) << class_shift) |
+               (allocated ? allocated_tag : 0);
     }
     static constexpr bool allocated(std::uint64_t word) noexcept {
         return (word & allocated_tag) != 0;
@@ -407,13 +468,15 @@ struct slot_word {
     static constexpr std::uint32_t class_id(std::uint64_t word) noexcept {
         return static_cast<std::uint32_t>((word >> class_shift) & class_mask);
     }
-    static constexpr std::uint64_t generation(std::uint64_t word) noexcept {
-        return (word >> generation_shift) & generation_mask;
-    }
     static constexpr std::uint64_t location(std::uint64_t word) noexcept {
         return word >> location_shift;
     }
 };
+static_assert(slot_word::allocated_tag < (std::uint64_t{1} << slot_word::class_shift) &&
+                  slot_word::class_shift + slot_word::class_bits <= slot_word::location_shift,
+              "slot_word: the allocated tag, the class and the location must not overlap");
+static_assert(slot_word::location_bits >= 32,
+              "slot_word: a free slot's location holds the next free slot + 1 (32 bits)");
 
 // Object headers (the first word of every object of a non-huge class; the zspage's
 // huge_header for a huge class), so that migration and compaction find an object's handle:
@@ -459,7 +522,7 @@ inline std::size_t frames_for_least_waste(std::size_t object_size, std::size_t f
     return best;
 }
 
-inline std::size_t size_class_count(std::size_t frame_size) noexcept {
+constexpr std::size_t size_class_count(std::size_t frame_size) noexcept {
     const std::size_t spacing = frame_size / 256;
     return (frame_size - zspage_min_object_size + spacing - 1) / spacing + 1;
 }
@@ -674,8 +737,8 @@ public:
     handle_table(const handle_table&) = delete;
     handle_table& operator=(const handle_table&) = delete;
 
-    // A free slot (its word keeps its generation), or `none` when the table is full or a new
-    // chunk cannot be allocated.
+    // A free slot (its generation is the next handle's), or `none` when the table is full or a
+    // new chunk cannot be allocated.
     std::uint32_t acquire() noexcept {
         std::uint64_t head = free_head_.load(std::memory_order_acquire);
         while ((head & 0xffffffff) != 0) {
@@ -693,14 +756,15 @@ public:
         return grow();
     }
     // Returns a slot whose word the caller already marked free (tag clear, generation bumped).
+    // A slot whose generation ran out goes to retire instead.
     void release(std::uint32_t slot) noexcept {
         std::atomic<std::uint64_t>& w = word(slot);
         const std::uint64_t old = w.load(std::memory_order_relaxed);
         std::uint64_t head = free_head_.load(std::memory_order_relaxed);
         for (;;) {
-            w.store(detail::slot_word::make(head & 0xffffffff, detail::slot_word::class_id(old),
-                                            detail::slot_word::generation(old), false),
-                    std::memory_order_relaxed);
+            w.store(
+                detail::slot_word::make(head & 0xffffffff, detail::slot_word::class_id(old), false),
+                std::memory_order_relaxed);
             const std::uint64_t replacement =
                 (((head >> 32) + 1) << 32) | (std::uint64_t{slot} + 1);
             if (free_head_.compare_exchange_weak(head, replacement, std::memory_order_release,
@@ -708,6 +772,13 @@ public:
                 return;
             }
         }
+    }
+    // Keeps a freed slot out of use for good (its generation ran out); it stays marked free.
+    void retire(std::uint32_t /*slot*/) noexcept {
+        retired_.fetch_add(1, std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::size_t retired() const noexcept {
+        return retired_.load(std::memory_order_relaxed);
     }
     [[nodiscard]] bool contains(std::uint32_t slot) const noexcept {
         return slot < published_.load(std::memory_order_acquire);
@@ -742,6 +813,7 @@ private:
     alignas(64) std::atomic<std::uint64_t> free_head_{0}; // (change count << 32) | (slot + 1)
     alignas(64) std::mutex growth_lock_;
     std::atomic<std::size_t> published_{0}; // slots handed out at least once
+    std::atomic<std::size_t> retired_{0};   // slots whose generation ran out: never reused
 };
 
 // A pinned object: its zspage (pinned), class, index and requested size.
@@ -842,7 +914,12 @@ private:
 
 template <zspage_arena Arena>
 zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
-    : arena_(arena), max_chain_(options.max_frames_per_zspage) {
+    : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage) {
+    static_assert(detail::size_class_count(frame_size) <= detail::slot_word::class_mask + 1,
+                  "zspage_pool: every size class id must fit the slot word's class bits");
+    static_assert(frame_size <= 0xffffffff,
+                  "zspage_pool: an object's size (at most a frame) must fit a handle slot's 32 "
+                  "bits");
     detail::build_class_table(frame_size, max_chain_, class_table_, class_of_index_);
     std::size_t max_objects = 1;
     for (const zspage_size_class& cls : class_table_) {
@@ -1088,7 +1165,7 @@ void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
 // Resolves a handle and pins its zspage, so the object stays put until unpin.
 template <zspage_arena Arena>
 auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* stale_message) const -> resolved {
-    const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
+    const std::uint32_t slot = detail::handle_value::slot(h.value());
     if constexpr (detail::contracts_enabled) {
         detail::contract(handles_->contains(slot), stale_message);
     }
@@ -1101,10 +1178,13 @@ auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* stale_message) co
     prefetch_object(cls, detail::slot_word::location(first_look));
     std::lock_guard guard(cls.lock);
     const std::uint64_t w = word.load(std::memory_order_relaxed);
-    detail::contract(detail::slot_word::allocated(w) &&
-                         detail::slot_word::generation(w) == (h.value() >> 32) &&
-                         detail::slot_word::class_id(w) == class_id,
-                     stale_message);
+    if constexpr (detail::contracts_enabled) {
+        detail::contract(detail::slot_word::allocated(w) &&
+                             entry.generation.load(std::memory_order_relaxed) ==
+                                 detail::handle_value::generation(h.value()) &&
+                             detail::slot_word::class_id(w) == class_id,
+                         stale_message);
+    }
     const std::uint64_t location = detail::slot_word::location(w);
     const auto object =
         static_cast<std::uint32_t>(location & ((std::uint64_t{1} << object_bits_) - 1));
@@ -1150,18 +1230,16 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     ++cls.objects_in_use;
     cls.bytes_in_use += size;
     detail::handle_slot& entry = handles_->slot(slot);
-    entry.size.store(size, std::memory_order_relaxed);
-    std::atomic<std::uint64_t>& word = entry.word;
-    const std::uint64_t generation =
-        detail::slot_word::generation(word.load(std::memory_order_relaxed));
-    word.store(detail::slot_word::make(location_of(*zs, cls, object), cls.id, generation, true),
-               std::memory_order_release);
+    entry.size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
+    const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
+    entry.word.store(detail::slot_word::make(location_of(*zs, cls, object), cls.id, true),
+                     std::memory_order_release);
     if (fresh) {
         cls.link(*zs);
     } else {
         cls.refile(*zs);
     }
-    return zspage_handle::from_value((generation << 32) | (std::uint64_t{slot} + 1));
+    return zspage_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
 template <zspage_arena Arena>
@@ -1184,7 +1262,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
     }
     static constexpr const char* stale =
         "zspage_pool::deallocate: handle is stale (object already freed: double free?)";
-    const auto slot = static_cast<std::uint32_t>((h.value() & 0xffffffff) - 1);
+    const std::uint32_t slot = detail::handle_value::slot(h.value());
     if constexpr (detail::contracts_enabled) {
         detail::contract(handles_->contains(slot), stale);
     }
@@ -1196,11 +1274,13 @@ void zspage_pool<Arena>::deallocate(handle h) {
     class_state& cls = classes_[class_id];
     prefetch_object(cls, detail::slot_word::location(first_look));
     detail::zspage* emptied = nullptr;
+    bool retire = false;
     {
         std::lock_guard guard(cls.lock);
         const std::uint64_t w = word.load(std::memory_order_relaxed);
+        const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
         detail::contract(detail::slot_word::allocated(w) &&
-                             detail::slot_word::generation(w) == (h.value() >> 32) &&
+                             generation == detail::handle_value::generation(h.value()) &&
                              detail::slot_word::class_id(w) == class_id,
                          stale);
         const std::uint64_t location = detail::slot_word::location(w);
@@ -1211,9 +1291,13 @@ void zspage_pool<Arena>::deallocate(handle h) {
         push_free_object(cls, *zs, object);
         --cls.objects_in_use;
         cls.bytes_in_use -= static_cast<std::size_t>(entry.size.load(std::memory_order_relaxed));
-        word.store(
-            detail::slot_word::make(0, class_id, detail::slot_word::generation(w) + 1, false),
-            std::memory_order_release);
+        // Every handle this slot gives out has a generation of its own: one that would wrap
+        // retires the slot instead.
+        retire = generation == detail::handle_value::last_generation;
+        if (!retire) {
+            entry.generation.store(generation + 1, std::memory_order_relaxed);
+        }
+        word.store(detail::slot_word::make(0, class_id, false), std::memory_order_release);
         if (zs->in_use == 0) {
             detail::contract(zs->pins.load(std::memory_order_acquire) == 0,
                              "zspage_pool::deallocate: freed an object that is still mapped");
@@ -1225,7 +1309,11 @@ void zspage_pool<Arena>::deallocate(handle h) {
             cls.refile(*zs);
         }
     }
-    handles_->release(slot);
+    if (retire) {
+        handles_->retire(slot);
+    } else {
+        handles_->release(slot);
+    }
     if (emptied != nullptr) {
         release_zspage(emptied);
     }
@@ -1330,9 +1418,7 @@ void zspage_pool<Arena>::move_objects(class_state& cls, detail::zspage& src,
             left -= chunk;
         }
         write_header(cls, dst, to, header);
-        const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-        entry.word.store(detail::slot_word::make(location_of(dst, cls, to), cls.id,
-                                                 detail::slot_word::generation(w), true),
+        entry.word.store(detail::slot_word::make(location_of(dst, cls, to), cls.id, true),
                          std::memory_order_release);
         push_free_object(cls, src, from);
         ++moved;
@@ -1448,6 +1534,8 @@ zspage_pool_stats zspage_pool<Arena>::stats() const {
     result.frames_released_while_isolated =
         frames_released_while_isolated_.load(std::memory_order_relaxed);
     result.isolated_frames = isolated_frames_.load(std::memory_order_relaxed);
+    result.handle_slots_retired = handles_->retired();
+    result.migrate_pin_waits = migrate_pin_waits_.load(std::memory_order_relaxed);
     return result;
 }
 
@@ -1480,8 +1568,11 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     } else {
         guard.lock();
     }
-    if (zs->freeing.load(std::memory_order_relaxed) != 0 ||
-        zs->pins.load(std::memory_order_acquire) != 0) {
+    if (zs->freeing.load(std::memory_order_relaxed) != 0) {
+        return migrate_status::busy;
+    }
+    if (zs->pins.load(std::memory_order_acquire) != 0 &&
+        (mode != migrate_mode::sync || !wait_for_unpinned(*zs, guard))) {
         return migrate_status::busy;
     }
     detail::contract(zs->frames[position] == &src,
@@ -1498,12 +1589,10 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
         if (!detail::object_header::is_allocated(header)) {
             continue;
         }
-        std::atomic<std::uint64_t>& word = handles_->word(detail::object_header::slot(header));
-        const std::uint64_t w = word.load(std::memory_order_relaxed);
-        word.store(
-            detail::slot_word::make(location_of(*zs, cls, static_cast<std::uint32_t>(object)),
-                                    cls.id, detail::slot_word::generation(w), true),
-            std::memory_order_release);
+        handles_->word(detail::object_header::slot(header))
+            .store(detail::slot_word::make(
+                       location_of(*zs, cls, static_cast<std::uint32_t>(object)), cls.id, true),
+                   std::memory_order_release);
     }
     dst.set_private_word(link.raw());
     set_movable(dst, *this);
@@ -1511,6 +1600,36 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
     frames_migrated_.fetch_add(1, std::memory_order_relaxed);
     return migrate_status::success;
+}
+
+// `sync` migration of a frame of the pinned zspage `zs`, its class lock held by `guard`: waits,
+// bounded, for the pins to drop. Drops the class lock while it waits (a pin holder may need
+// it) and takes it again to look; src's frame lock, held throughout, keeps zs alive (freeing a
+// zspage locks each of its frames before the descriptor goes). True when, class lock held
+// again, the zspage is unpinned and not being freed.
+template <zspage_arena Arena>
+bool zspage_pool<Arena>::wait_for_unpinned(
+    detail::zspage& zs, std::unique_lock<detail::contended_mutex>& guard) noexcept {
+    std::size_t looks_left = options_.sync_pin_wait_attempts;
+    if (looks_left == 0) {
+        return false;
+    }
+    migrate_pin_waits_.fetch_add(1, std::memory_order_relaxed);
+    while (looks_left > 0) {
+        guard.unlock();
+        do {
+            std::this_thread::yield();
+            --looks_left;
+        } while (looks_left > 0 && zs.pins.load(std::memory_order_acquire) != 0);
+        guard.lock();
+        if (zs.freeing.load(std::memory_order_relaxed) != 0) {
+            return false;
+        }
+        if (zs.pins.load(std::memory_order_acquire) == 0) {
+            return true; // no new pin can start while the class lock is held
+        }
+    }
+    return false;
 }
 
 template <zspage_arena Arena>
