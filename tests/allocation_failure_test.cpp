@@ -164,7 +164,7 @@ TEST_CASE("allocations that fall back to the other kind never allocate heap memo
     }
     const long before = allocations.load();
     fail_allocations_from(1); // any heap allocation now throws, and inside noexcept terminates
-    // Alternate kinds until the arena is full: claims, steals and lazy re-filing all happen.
+    // Alternate kinds until the arena is full: claims and steals both happen.
     for (std::size_t i = 0;; ++i) {
         frame* f = arena.try_allocate(i % 3 == 0 ? 1 : 0,
                                       i % 2 == 0 ? frame_kind::unmovable : frame_kind::movable);

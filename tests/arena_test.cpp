@@ -268,7 +268,7 @@ TEST_CASE("a fallback into a block at least half free claims it, and the free bl
     frame& first = arena.allocate(0, frame_kind::unmovable); // 11 free + 0 own >= 8: claim
     CHECK(arena.block_kind(0) == frame_kind::unmovable);
     CHECK(arena.stats().blocks_claimed == 1);
-    // The free blocks count as unmovable now, wherever the lazy re-filing has got to.
+    // The free blocks count as unmovable now.
     const auto stats = arena.stats();
     std::size_t unmovable_free = 0;
     for (unsigned order = 0; order <= small_arena::max_order; ++order) {

@@ -6,12 +6,14 @@
 // pageblocks). Each block is tagged movable or unmovable; an allocation takes free space from
 // blocks of its own kind first, so unmovable frames gather in few blocks instead of pinning
 // free space everywhere. When its own kind has no free block large enough, it falls back to the
-// largest free block of the other kind and, as the kernel's steal_suitable_fallback, re-tags
-// (claims) that block only when at least half of it is free or already used by its own kind;
-// otherwise it takes the frames and leaves the block's kind alone. A claim is O(1): it changes
-// the tag and counts, and the free blocks still filed under the old kind move to the new kind's
-// lists lazily, when an allocation meets them (a free block's head word says which list it is
-// on). So allocations that alternate kinds inside one block never rescan it.
+// other kind, as the kernel's __rmqueue_fallback: it re-tags (claims) the block holding the
+// other kind's largest free block when at least half of that block is free or already used by
+// its own kind, and then allocates from it smallest piece first; otherwise it takes the
+// smallest free block of the other kind that fits and leaves that block's kind alone (a steal).
+// Free blocks are kept per max-order block, and each kind keeps, per order, the list of its
+// blocks that have a free block of that order, so a claim moves one block between lists in
+// O(MaxOrder), never scanning it: allocations that alternate kinds inside one block cost what
+// one kind costs.
 //
 // Lifetime: the arena must outlive everything that holds its frames (pools, balloons, owners,
 // compactors). Destroying it with frames still allocated is a contract violation (abort naming
@@ -198,7 +200,7 @@ public:
     // Free blocks of exactly 2^order frames, both kinds.
     [[nodiscard]] std::size_t free_block_count(unsigned order) const noexcept {
         std::lock_guard guard(mutex_);
-        return order > MaxOrder ? 0 : free_lists_[0][order].size() + free_lists_[1][order].size();
+        return order > MaxOrder ? 0 : free_block_count_[0][order] + free_block_count_[1][order];
     }
     [[nodiscard]] bool has_free_block(unsigned order) const noexcept {
         return largest_free_order() >= static_cast<int>(order);
@@ -242,17 +244,22 @@ private:
         std::size_t bytes_;
     };
 
-    // Per max-order block, under the arena lock: its kind, its free frames and its frames in
-    // unmovable allocations. free + unmovable_used + movable_used == block_frames.
+    static constexpr std::uint32_t no_block = 0xffffffff;
+
+    // Per max-order block, under the arena lock:
+    //   free_frames + unmovable_used + (frames in movable allocations) == block_frames
+    //   free_frames == sum over k of free[k].size() << k
+    //   the block is on kind_blocks_[kind][k] exactly when free[k] is not empty
     struct block_state {
         frame_kind kind = frame_kind::movable;
         std::uint32_t free_frames = 0;
         std::uint32_t unmovable_used = 0;
+        std::array<frame_list, MaxOrder + 1> free;                  // its free blocks by order
+        std::array<std::uint32_t, MaxOrder + 1> next{}, previous{}; // kind_blocks_ links
     };
 
-    // allocator_word layout. A free head's kind bit says which kind's free list it is on (which
-    // may lag behind its block's kind after a claim); an allocated head's says the kind of the
-    // allocation.
+    // allocator_word layout. An allocated head's kind bit is the kind of the allocation (a free
+    // head's is not used).
     static constexpr std::uint32_t head_mask = 0x3;
     static constexpr std::uint32_t free_head = 0x1;
     static constexpr std::uint32_t allocated_head = 0x2;
@@ -278,9 +285,13 @@ private:
     }
 
     std::size_t block_of(std::size_t index) const noexcept { return index >> MaxOrder; }
-    frame_list& free_list(frame_kind kind, unsigned order) noexcept {
-        return free_lists_[static_cast<unsigned>(kind)][order];
+    // The first block of `kind` with a free block of exactly `order`, or no_block.
+    std::uint32_t first_block(frame_kind kind, unsigned order) const noexcept {
+        return kind_blocks_[static_cast<unsigned>(kind)][order];
     }
+    void link_block(std::uint32_t block, unsigned order) noexcept;
+    void unlink_block(std::uint32_t block, unsigned order) noexcept;
+    void claim_block_locked(std::uint32_t block, frame_kind kind) noexcept;
     frame_kind kind_of_block_locked(std::size_t index) const noexcept {
         return blocks_[block_of(index)].kind;
     }
@@ -295,6 +306,9 @@ private:
     // Takes the free block at `head` (of `order`), splits it down to `wanted` and allocates it.
     frame* take_block_locked(std::size_t head, unsigned order, unsigned wanted,
                              frame_kind kind) noexcept;
+    // The smallest free block of at least `wanted` in `block`, allocated; null if none.
+    frame* take_smallest_in_block_locked(std::uint32_t block, unsigned wanted,
+                                         frame_kind kind) noexcept;
     // The kernel's rule for re-tagging a pageblock on fallback: enough of it is free or already
     // used by the claiming kind.
     bool may_claim_locked(std::size_t block, frame_kind kind) const noexcept;
@@ -326,7 +340,10 @@ private:
     std::unique_ptr<frame[]> frames_;
     std::unique_ptr<block_state[]> blocks_;
     mutable std::mutex mutex_;
-    std::array<std::array<frame_list, MaxOrder + 1>, 2> free_lists_;
+    // kind_blocks_[kind][order]: first of the blocks of that kind with a free block of that order
+    std::array<std::array<std::uint32_t, MaxOrder + 1>, 2> kind_blocks_;
+    // free_block_count_[kind][order]: free blocks of that order in blocks of that kind
+    std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_block_count_{};
     std::size_t blocks_claimed_ = 0;
     std::size_t frames_stolen_ = 0;
     std::size_t discard_failures_ = 0;
@@ -379,8 +396,13 @@ frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes)
                 FrameSize),
       frames_(std::make_unique<frame[]>(frame_count_)),
       blocks_(std::make_unique<block_state[]>(block_count())) {
-    for (std::size_t head = 0; head < frame_count_; head += block_frames) {
-        push_free_block(head, MaxOrder);
+    for (auto& by_kind : kind_blocks_) {
+        by_kind.fill(no_block);
+    }
+    // From the top down, so the lowest block is first on the list: a new arena fills from its
+    // low end.
+    for (std::size_t head = frame_count_; head != 0; head -= block_frames) {
+        push_free_block(head - block_frames, MaxOrder);
     }
 }
 
@@ -406,8 +428,8 @@ frame_arena<FrameSize, MaxOrder>::~frame_arena() {
             detail::contract_violation(message);
         }
     }
-    for (auto& by_kind : free_lists_) {
-        for (auto& list : by_kind) {
+    for (std::size_t block = 0; block < block_count(); ++block) {
+        for (frame_list& list : blocks_[block].free) {
             while (list.pop_front() != nullptr) {
             }
         }
@@ -429,19 +451,76 @@ void frame_arena<FrameSize, MaxOrder>::clear_head(std::size_t index) noexcept {
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::push_free_block(std::size_t head, unsigned order) noexcept {
-    block_state& block = blocks_[block_of(head)];
+    const auto index = static_cast<std::uint32_t>(block_of(head));
+    block_state& block = blocks_[index];
+    if (block.free[order].empty()) {
+        link_block(index, order);
+    }
+    block.free[order].push_back(frames_[head]);
     block.free_frames += std::uint32_t{1} << order;
-    set_head(head, free_head, order, block.kind);
-    free_list(block.kind, order).push_back(frames_[head]);
+    ++free_block_count_[static_cast<unsigned>(block.kind)][order];
+    set_head(head, free_head, order, frame_kind::movable);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::remove_free_block(std::size_t head,
                                                          unsigned order) noexcept {
-    // The list the block is on, which a claim may have left behind its block's kind.
-    free_list(kind_of(frames_[head].allocator_word()), order).remove(frames_[head]);
-    blocks_[block_of(head)].free_frames -= std::uint32_t{1} << order;
+    const auto index = static_cast<std::uint32_t>(block_of(head));
+    block_state& block = blocks_[index];
+    block.free[order].remove(frames_[head]);
+    if (block.free[order].empty()) {
+        unlink_block(index, order);
+    }
+    block.free_frames -= std::uint32_t{1} << order;
+    --free_block_count_[static_cast<unsigned>(block.kind)][order];
     clear_head(head);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::link_block(std::uint32_t block, unsigned order) noexcept {
+    std::uint32_t& first = kind_blocks_[static_cast<unsigned>(blocks_[block].kind)][order];
+    blocks_[block].previous[order] = no_block;
+    blocks_[block].next[order] = first;
+    if (first != no_block) {
+        blocks_[first].previous[order] = block;
+    }
+    first = block;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::unlink_block(std::uint32_t block, unsigned order) noexcept {
+    const std::uint32_t next = blocks_[block].next[order];
+    const std::uint32_t previous = blocks_[block].previous[order];
+    if (previous != no_block) {
+        blocks_[previous].next[order] = next;
+    } else {
+        kind_blocks_[static_cast<unsigned>(blocks_[block].kind)][order] = next;
+    }
+    if (next != no_block) {
+        blocks_[next].previous[order] = previous;
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::claim_block_locked(std::uint32_t block,
+                                                          frame_kind kind) noexcept {
+    block_state& state = blocks_[block];
+    for (unsigned order = 0; order <= MaxOrder; ++order) {
+        if (!state.free[order].empty()) {
+            unlink_block(block, order);
+        }
+    }
+    for (unsigned order = 0; order <= MaxOrder; ++order) {
+        free_block_count_[static_cast<unsigned>(state.kind)][order] -= state.free[order].size();
+        free_block_count_[static_cast<unsigned>(kind)][order] += state.free[order].size();
+    }
+    state.kind = kind;
+    for (unsigned order = 0; order <= MaxOrder; ++order) {
+        if (!state.free[order].empty()) {
+            link_block(block, order);
+        }
+    }
+    ++blocks_claimed_;
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -535,38 +614,42 @@ frame* frame_arena<FrameSize, MaxOrder>::take_block_locked(std::size_t head, uns
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
-    // Our own kind's lists, smallest block first. An entry whose block was claimed by the other
-    // kind since it was filed moves to that kind's list now (the lazy half of a claim).
-    for (unsigned k = order; k <= MaxOrder; ++k) {
-        while (frame* f = free_list(kind, k).front()) {
-            const std::size_t head = index_of(*f);
-            if (kind_of_block_locked(head) == kind) {
-                return take_block_locked(head, k, order, kind);
-            }
-            remove_free_block(head, k);
-            push_free_block(head, k);
+frame* frame_arena<FrameSize, MaxOrder>::take_smallest_in_block_locked(std::uint32_t block,
+                                                                       unsigned wanted,
+                                                                       frame_kind kind) noexcept {
+    for (unsigned k = wanted; k <= MaxOrder; ++k) {
+        if (frame* f = blocks_[block].free[k].front()) {
+            return take_block_locked(index_of(*f), k, wanted, kind);
         }
     }
-    // Fall back to the largest free block of the other kind (as the kernel's
-    // __rmqueue_fallback): claim its pageblock when the kernel's rule allows, else just take
-    // the frames and leave the pageblock's kind as it is.
+    return nullptr;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
+    // Our own kind's blocks, smallest free block first.
+    for (unsigned k = order; k <= MaxOrder; ++k) {
+        const std::uint32_t block = first_block(kind, k);
+        if (block != no_block) {
+            return take_block_locked(index_of(*blocks_[block].free[k].front()), k, order, kind);
+        }
+    }
+    // Claim: the block of the other kind's largest free block, if the kernel's rule lets us.
+    const frame_kind other = other_kind(kind);
     for (int k = MaxOrder; k >= static_cast<int>(order); --k) {
-        frame* f = free_list(other_kind(kind), static_cast<unsigned>(k)).front();
-        if (f == nullptr) {
-            continue;
+        const std::uint32_t block = first_block(other, static_cast<unsigned>(k));
+        if (block != no_block && may_claim_locked(block, kind)) {
+            claim_block_locked(block, kind);
+            return take_smallest_in_block_locked(block, order, kind);
         }
-        const std::size_t head = index_of(*f);
-        const std::size_t block = block_of(head);
-        if (blocks_[block].kind != kind) {
-            if (may_claim_locked(block, kind)) {
-                blocks_[block].kind = kind;
-                ++blocks_claimed_;
-            } else {
-                frames_stolen_ += std::size_t{1} << order;
-            }
+    }
+    // Steal: the other kind's smallest free block that fits; its block keeps its kind.
+    for (unsigned k = order; k <= MaxOrder; ++k) {
+        const std::uint32_t block = first_block(other, k);
+        if (block != no_block) {
+            frames_stolen_ += std::size_t{1} << order;
+            return take_block_locked(index_of(*blocks_[block].free[k].front()), k, order, kind);
         }
-        return take_block_locked(head, static_cast<unsigned>(k), order, kind);
     }
     return nullptr;
 }
@@ -664,9 +747,9 @@ frame* frame_arena<FrameSize, MaxOrder>::try_take_free_frame(std::size_t index) 
 template <std::size_t FrameSize, unsigned MaxOrder>
 std::size_t frame_arena<FrameSize, MaxOrder>::free_frames_locked() const noexcept {
     std::size_t total = 0;
-    for (const auto& by_kind : free_lists_) {
+    for (const auto& by_kind : free_block_count_) {
         for (unsigned order = 0; order <= MaxOrder; ++order) {
-            total += by_kind[order].size() << order;
+            total += by_kind[order] << order;
         }
     }
     return total;
@@ -675,10 +758,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::free_frames_locked() const noexcep
 template <std::size_t FrameSize, unsigned MaxOrder>
 int frame_arena<FrameSize, MaxOrder>::largest_free_order_locked() const noexcept {
     for (int order = MaxOrder; order >= 0; --order) {
-        for (const auto& by_kind : free_lists_) {
-            if (!by_kind[static_cast<unsigned>(order)].empty()) {
-                return order;
-            }
+        const auto k = static_cast<unsigned>(order);
+        if (free_block_count_[0][k] + free_block_count_[1][k] != 0) {
+            return order;
         }
     }
     return -1;
@@ -706,12 +788,11 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
     result.blocks_claimed = blocks_claimed_;
     result.frames_stolen = frames_stolen_;
     result.discard_failures = discard_failures_;
-    for (const auto& by_kind : free_lists_) {
+    result.free_blocks = free_block_count_;
+    for (std::size_t block = 0; block < block_count(); ++block) {
         for (unsigned order = 0; order <= MaxOrder; ++order) {
-            for (const frame& f : by_kind[order]) {
+            for (const frame& f : blocks_[block].free[order]) {
                 const std::size_t head = index_of(f);
-                // Counted under its block's kind, whichever list a claim left it on.
-                ++result.free_blocks[static_cast<unsigned>(kind_of_block_locked(head))][order];
                 for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
                     result.released_frames += (frames_[i].allocator_word() & released_bit) ? 1 : 0;
                 }
@@ -732,9 +813,9 @@ auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* 
     }
     std::lock_guard guard(mutex_);
     free_space summary;
-    for (const auto& by_kind : free_lists_) {
+    for (const auto& by_kind : free_block_count_) {
         for (unsigned k = 0; k <= MaxOrder; ++k) {
-            const std::size_t blocks = by_kind[k].size();
+            const std::size_t blocks = by_kind[k];
             summary.blocks += blocks;
             summary.frames += blocks << k;
             if (k >= order) {
@@ -811,9 +892,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_o
     // Under the arena lock: a free block cannot be allocated (and written) while we discard it.
     std::lock_guard guard(mutex_);
     std::size_t released = 0;
-    for (auto& by_kind : free_lists_) {
+    for (std::size_t block = 0; block < block_count(); ++block) {
         for (unsigned order = min_order; order <= MaxOrder; ++order) {
-            for (frame& f : by_kind[order]) {
+            for (const frame& f : blocks_[block].free[order]) {
                 const std::size_t head = index_of(f);
                 const std::size_t end = head + (std::size_t{1} << order);
                 std::size_t run = head; // start of the current run of frames not yet released
