@@ -75,6 +75,32 @@ std::size_t partly_free_blocks(arena_type& arena, const std::set<std::size_t>& e
     return partial;
 }
 
+// Begins an async compaction (4 frames per pass) and runs one pass while the lock of the first
+// frame it isolates is held "elsewhere" (taken here, single-threaded, from the owner's isolate
+// callback once the core has let go of it), so the pass can neither migrate nor put it back.
+// Then lets go of the lock and returns that frame, still isolated.
+frame* leave_one_frame_isolated(churned& c, compactor<arena_type>& compaction) {
+    frame* held = nullptr;
+    c.owner.isolate_policy = [&held](frame& f) {
+        if (held == nullptr) {
+            held = &f; // locked by the core right now; isolated once this returns
+        } else if (!held->is_locked()) {
+            held->lock();
+        }
+        return true;
+    };
+    compact_request request;
+    request.mode = migrate_mode::async;
+    request.max_frames_per_pass = 4;
+    compaction.begin(request);
+    compaction.pass();
+    REQUIRE(held != nullptr);
+    REQUIRE(held->is_isolated());
+    held->unlock();
+    c.owner.isolate_policy = nullptr;
+    return held;
+}
+
 } // namespace
 
 TEST_CASE("full compaction keeps every page intact and leaves every free frame in a free "
@@ -439,25 +465,8 @@ TEST_CASE("frames an async compaction left isolated and their owner then release
     for (const bool freed_by_end : {false, true}) {
         CAPTURE(freed_by_end);
         churned c(4, 4 * block / 2);
-        frame* held = nullptr;
-        c.owner.isolate_policy = [&](frame& f) {
-            if (held == nullptr) {
-                held = &f; // locked by the core right now; isolated once this returns
-            } else if (!held->is_locked()) {
-                held->lock();
-            }
-            return true;
-        };
         compactor<arena_type> compaction(c.arena);
-        compact_request request;
-        request.mode = migrate_mode::async;
-        request.max_frames_per_pass = 4;
-        compaction.begin(request);
-        compaction.pass();
-        REQUIRE(held != nullptr);
-        REQUIRE(held->is_isolated());
-        held->unlock();
-        c.owner.isolate_policy = nullptr;
+        frame* held = leave_one_frame_isolated(c, compaction);
         const std::size_t page = held->private_word();
         CHECK(c.owner.release_page(page)); // the compaction owns it now
         c.released.insert(page);
@@ -484,25 +493,9 @@ TEST_CASE("destroying a compactor between begin() and end() puts back what it le
         churned c(4, 4 * block / 2);
         const std::size_t free_before = c.arena.free_frames();
         frame* held = nullptr;
-        c.owner.isolate_policy = [&](frame& f) {
-            if (held == nullptr) {
-                held = &f;
-            } else if (!held->is_locked()) {
-                held->lock();
-            }
-            return true;
-        };
         const auto abandon = [&] {
             compactor<arena_type> compaction(c.arena);
-            compact_request request;
-            request.mode = migrate_mode::async;
-            request.max_frames_per_pass = 4;
-            compaction.begin(request);
-            compaction.pass();
-            REQUIRE(held != nullptr);
-            REQUIRE(held->is_isolated());
-            held->unlock();
-            c.owner.isolate_policy = nullptr;
+            held = leave_one_frame_isolated(c, compaction);
             if (by_exception) {
                 throw std::runtime_error("user code failed between passes");
             }
