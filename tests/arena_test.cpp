@@ -411,6 +411,18 @@ TEST_CASE("fragmentation index is -1 or within [0, 1], never between") {
     }
 }
 
+TEST_CASE("the fragmentation score rounds to the nearest percent, one formula for every arena") {
+    CHECK(fragmentation_score(0, 0) == 0);
+    CHECK(fragmentation_score(3, 1) == 67); // 66.7: the compactor's generic path truncated to 66
+    CHECK(fragmentation_score(3, 2) == 33);
+    CHECK(fragmentation_score(200, 1) == 100); // 99.5 rounds up
+    CHECK(fragmentation_score(16, 16) == 0);
+    free_space one_frame_at_order_one;
+    one_frame_at_order_one.blocks = 1;
+    one_frame_at_order_one.frames = 1;
+    CHECK(fragmentation_index(one_frame_at_order_one, 1) == 0.0);
+}
+
 TEST_CASE("fragmentation index, unusable free index and score follow the kernel's formulas") {
     using tiny = frame_arena<4096, 2>;           // 4 frames per block
     tiny arena(4 * tiny::block_bytes);           // 16 frames

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include <movable/detail/contract.hpp>
+#include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
 #include <movable/operations.hpp>
@@ -205,12 +206,9 @@ public:
     [[nodiscard]] bool has_free_block(unsigned order) const noexcept {
         return largest_free_order() >= static_cast<int>(order);
     }
-    // The kernel's fragmentation index for an allocation of 2^order frames: -1 when a free
-    // block of that order exists; otherwise in [0, 1], towards 0 when the failure is for lack
-    // of memory, towards 1 when it is for fragmentation. 0 when nothing is free. (The kernel's
-    // formula, 1 - (1 + free/requested) / free_blocks, goes below 0 when there is less free
-    // memory than one request per free block, e.g. one free frame asked at order 1: that is a
-    // failure for lack of memory, so the result is clamped to 0.)
+    // The metrics of fragmentation.hpp over this arena's free lists. The kernel's fragmentation
+    // index for an allocation of 2^order frames: -1 when a free block of that order exists,
+    // else within [0, 1] (towards 1 when the failure is for fragmentation).
     [[nodiscard]] double fragmentation_index(unsigned order) const;
     // Fraction of free memory in blocks smaller than 2^order frames (unusable for that order).
     [[nodiscard]] double unusable_free_index(unsigned order) const;
@@ -318,12 +316,6 @@ private:
     std::size_t free_frames_locked() const noexcept;
     int largest_free_order_locked() const noexcept;
     // Free blocks and frames in all, and in blocks of at least 2^order frames.
-    struct free_space {
-        std::size_t blocks = 0;
-        std::size_t frames = 0;
-        std::size_t suitable_blocks = 0;
-        std::size_t suitable_frames = 0;
-    };
     free_space free_summary(unsigned order, const char* caller) const;
 
     static std::size_t checked_frame_count(std::size_t bytes);
@@ -829,32 +821,19 @@ auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* 
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
-    const free_space free = free_summary(order, "frame_arena::fragmentation_index");
-    if (free.blocks == 0) {
-        return 0.0;
-    }
-    if (free.suitable_blocks != 0) {
-        return -1.0;
-    }
-    const double requested = static_cast<double>(std::size_t{1} << order);
-    const double index = 1.0 - (1.0 + static_cast<double>(free.frames) / requested) /
-                                   static_cast<double>(free.blocks);
-    return index < 0.0 ? 0.0 : index; // below 0: too little memory, not fragmentation
+    return movable::fragmentation_index(free_summary(order, "frame_arena::fragmentation_index"),
+                                        order);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) const {
-    const free_space free = free_summary(order, "frame_arena::unusable_free_index");
-    if (free.frames == 0) {
-        return 0.0;
-    }
-    return static_cast<double>(free.frames - free.suitable_frames) /
-           static_cast<double>(free.frames);
+    return movable::unusable_free_index(free_summary(order, "frame_arena::unusable_free_index"));
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const {
-    return static_cast<unsigned>(unusable_free_index(MaxOrder) * 100.0 + 0.5);
+    const free_space free = free_summary(MaxOrder, "frame_arena::fragmentation_score");
+    return movable::fragmentation_score(free.frames, free.suitable_frames);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>

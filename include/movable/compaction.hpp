@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <movable/arena.hpp>
+#include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
 
@@ -265,8 +266,7 @@ int compactor<Arena>::fragmentation_score_of_arena() const {
             free_frames += arena_.is_free(i) ? 1 : 0;
         }
         const std::size_t in_blocks = count_free_max_order_blocks() * frames_per_block;
-        return free_frames == 0 ? 0
-                                : static_cast<int>((free_frames - in_blocks) * 100 / free_frames);
+        return static_cast<int>(movable::fragmentation_score(free_frames, in_blocks));
     }
 }
 

@@ -3,6 +3,7 @@
 
 #include <movable/arena.hpp>
 #include <movable/compaction.hpp>
+#include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/balloon.hpp>
