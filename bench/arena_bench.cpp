@@ -2,7 +2,7 @@
 // block (issue 9, item 6: each allocation used to re-claim and rescan the whole block), beside
 // the same fill with one kind, measured in the same run. Each iteration fills one block frame by
 // frame; the time per allocation is reported, and `x_one_kind` is the ratio to one kind.
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 
 #include <benchmark/benchmark.h>
 

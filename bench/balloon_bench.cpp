@@ -3,7 +3,7 @@
 // bookkeeping (host lock, list lock, list and counters) and the host notification. Reported in
 // ns and as a ratio to the core protocol alone, measured in the same run with a trivial owner
 // that copies nothing either. Also: inflate + deflate of one frame.
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/balloon.hpp>
 

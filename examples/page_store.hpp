@@ -3,7 +3,7 @@
 // Copy it as the starting point of your own owner.
 #pragma once
 
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/operations.hpp>
 
 #include <cstddef>

@@ -5,7 +5,7 @@
 //
 // Sanitizers replace operator new too, so this program is built without them (see
 // tests/CMakeLists.txt); it checks its own books: every operator new matched by a delete.
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/models/balloon.hpp>
 #include <movable/models/zspage_pool.hpp>
 

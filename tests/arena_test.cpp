@@ -1,4 +1,5 @@
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
+#include <movable/migrate.hpp>
 
 #include <doctest/doctest.h>
 
@@ -33,6 +34,9 @@ std::vector<frame*> allocate_all(small_arena& arena, frame_kind kind = frame_kin
 
 static_assert(compactable_arena<frame_arena<>>);
 static_assert(compactable_arena<small_arena>);
+// Every optional member the compactor looks for is found (a misspelt one would fall back to an
+// O(n) scan silently).
+static_assert(compactable_arena_optional_members<small_arena>::all);
 static_assert(migration_targets<arena_targets<small_arena>>);
 
 TEST_CASE("a new arena is one free max-order block per block, frame-aligned") {

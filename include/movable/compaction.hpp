@@ -32,6 +32,7 @@
 #include <movable/arena.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 
 namespace movable {
@@ -238,7 +239,7 @@ void compactor<Arena>::reset_deferral(int order) noexcept {
 
 template <class Arena>
 int compactor<Arena>::largest_free_order_hint() const {
-    if constexpr (requires { arena_.largest_free_order(); }) {
+    if constexpr (compactable_arena_optional_members<Arena>::largest_free_order) {
         return arena_.largest_free_order();
     } else {
         // Generic arenas: the largest aligned run of free frames.
@@ -258,7 +259,7 @@ int compactor<Arena>::largest_free_order_hint() const {
 
 template <class Arena>
 int compactor<Arena>::fragmentation_score_of_arena() const {
-    if constexpr (requires { arena_.fragmentation_score(); }) {
+    if constexpr (compactable_arena_optional_members<Arena>::fragmentation_score) {
         return static_cast<int>(arena_.fragmentation_score());
     } else {
         std::size_t free_frames = 0;
@@ -272,7 +273,7 @@ int compactor<Arena>::fragmentation_score_of_arena() const {
 
 template <class Arena>
 std::size_t compactor<Arena>::count_free_max_order_blocks() const {
-    if constexpr (requires { arena_.free_block_count(Arena::max_order); }) {
+    if constexpr (compactable_arena_optional_members<Arena>::free_block_count) {
         return arena_.free_block_count(Arena::max_order);
     } else {
         std::size_t blocks = 0;
@@ -453,7 +454,7 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
 
 template <class Arena>
 std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
-    if constexpr (requires { arena_.free_block_end(index); }) {
+    if constexpr (compactable_arena_optional_members<Arena>::free_block_end) {
         return std::max(arena_.free_block_end(index), index + 1);
     } else {
         return index + 1;

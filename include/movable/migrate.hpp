@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <optional>
 
+#include <movable/arena.hpp>
 #include <movable/detail/contract.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
@@ -58,6 +59,18 @@ template <class Targets>
 concept migration_targets = requires(Targets& targets, const frame& source, frame& f) {
     { targets.allocate(source) } -> std::same_as<frame*>;
     targets.release(f);
+};
+
+// Adapts an arena with try_allocate(order, frame_kind) and release_frame(frame&) to
+// migrate_frames' Targets: targets are fresh movable frames from anywhere in the arena. (The
+// compactor uses its own free scanner instead, to take targets from the arena's top.)
+template <class Arena>
+struct arena_targets {
+    Arena& arena;
+    frame* allocate(const frame& /*source*/) noexcept {
+        return arena.try_allocate(0, frame_kind::movable);
+    }
+    void release(frame& f) noexcept { arena.release_frame(f); }
 };
 
 struct migrate_stats {

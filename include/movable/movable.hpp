@@ -5,6 +5,7 @@
 #include <movable/compaction.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/balloon.hpp>
 #include <movable/models/zspage_pool.hpp>

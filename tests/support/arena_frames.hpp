@@ -4,7 +4,7 @@
 
 #include <cstddef>
 
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 
 #include "test_owner.hpp"
 

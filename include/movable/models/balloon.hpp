@@ -44,7 +44,7 @@
 #include <thread>
 #include <type_traits>
 
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/detail/contract.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
