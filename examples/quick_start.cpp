@@ -51,9 +51,12 @@ int main() {
         store.blobs.push_back(&f);
     }
     for (std::size_t i = 0; i < store.blobs.size(); i += 2) {
-        std::lock_guard frame_guard(*store.blobs[i]);
-        if (!movable::clear_movable(*store.blobs[i])) { // not isolated by a compactor right now
-            arena.deallocate(*store.blobs[i]);
+        movable::frame& f = *store.blobs[i];
+        f.lock();
+        const bool compactor_frees_it = movable::clear_movable(f); // it holds f isolated now
+        f.unlock();
+        if (!compactor_frees_it) {
+            arena.deallocate(f); // unlocked: a free frame's lock is nobody's
         }
         store.blobs[i] = nullptr;
     }
