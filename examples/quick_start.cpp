@@ -1,4 +1,4 @@
-// The README's quick start: an owner, an arena, a compaction.
+// The README's quick start: an owner, an arena, a compaction when one is due.
 #include <movable/movable.hpp>
 
 #include <cstdio>
@@ -9,16 +9,23 @@
 // 1. An owner: whatever keeps data in frames and can let them move.
 struct blob_store {
     movable::frame_arena<>& arena;
-    std::mutex mutex;
+    std::mutex mutex; // held by whoever writes a blob, and by migrate while it copies one
     std::vector<movable::frame*> blobs; // blob number -> the frame holding it
 
     // Called with f locked. true: the compactor may take f away for a moment.
     bool isolate(movable::frame&, movable::migrate_mode) noexcept { return true; }
-    // Copy src to dst, point our references at dst, make dst movable.
+    // Called with both frames locked. Copy src to dst, point our references at dst, make dst
+    // movable. In `async` mode wait for nothing: answer `retry` when the mutex is taken.
     movable::migrate_status migrate(movable::frame& dst, movable::frame& src,
-                                    movable::migrate_mode) noexcept {
+                                    movable::migrate_mode mode) noexcept {
+        std::unique_lock guard(mutex, std::try_to_lock);
+        if (!guard.owns_lock()) {
+            if (mode == movable::migrate_mode::async) {
+                return movable::migrate_status::retry;
+            }
+            guard.lock();
+        }
         std::memcpy(arena.address_of(dst), arena.address_of(src), arena.frame_size);
-        std::lock_guard guard(mutex);
         blobs[src.private_word()] = &dst;
         dst.set_private_word(src.private_word());
         movable::set_movable(dst, *this);
@@ -44,22 +51,32 @@ int main() {
         store.blobs.push_back(&f);
     }
     for (std::size_t i = 0; i < store.blobs.size(); i += 2) {
-        std::lock_guard frame_guard(*store.blobs[i]);
-        if (!movable::clear_movable(*store.blobs[i])) { // not isolated by a compactor right now
-            arena.deallocate(*store.blobs[i]);
+        movable::frame& f = *store.blobs[i];
+        f.lock();
+        const bool compactor_frees_it = movable::clear_movable(f); // it holds f isolated now
+        f.unlock();
+        if (!compactor_frees_it) {
+            arena.deallocate(f); // unlocked: a free frame's lock is nobody's
         }
         store.blobs[i] = nullptr;
     }
-    std::printf("before: largest free block %zu KiB\n",
-                (arena.frame_size << arena.largest_free_order()) / 1024);
+    std::printf("before: largest free block %zu KiB, fragmentation score %u\n",
+                (arena.frame_size << arena.largest_free_order()) / 1024,
+                arena.fragmentation_score());
 
-    // 4. Compact: the odd blobs move up, the free half becomes whole 4 MiB blocks.
+    // 4. Compact when it is due, as the kernel's proactive compaction does: with
+    //    vm.compaction_proactiveness 20 (its default), once the fragmentation score is above
+    //    90, and down to 80. The odd blobs move up until one 4 MiB block is free, no further.
     movable::compactor compaction(arena);
-    const movable::compact_stats stats = compaction.compact();
-    std::printf(
-        "after:  largest free block %zu KiB; moved %zu frames; %zu max-order blocks freed\n",
-        (arena.frame_size << arena.largest_free_order()) / 1024, stats.migrated,
-        stats.max_order_blocks_freed);
+    constexpr unsigned proactiveness = 20;
+    if (compaction.should_compact(proactiveness)) {
+        const movable::compact_stats stats =
+            compaction.compact(compaction.proactive_request(proactiveness));
+        std::printf("after:  largest free block %zu KiB, fragmentation score %u; moved %zu "
+                    "frames, max-order blocks freed: %zu\n",
+                    (arena.frame_size << arena.largest_free_order()) / 1024,
+                    arena.fragmentation_score(), stats.migrated, stats.max_order_blocks_freed);
+    }
     std::printf("released %zu MiB to the OS\n", arena.release_free_memory() >> 20);
 
     // Every blob kept its bytes.
