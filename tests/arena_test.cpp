@@ -575,6 +575,51 @@ TEST_CASE("with system pages larger than a frame only whole free pages are relea
     }
 }
 
+TEST_CASE("the arena's invariants hold through random allocation, claims and freeing") {
+    small_arena arena(8 * small_arena::block_bytes);
+    std::mt19937 random(11);
+    std::vector<std::pair<frame*, unsigned>> held;
+    arena.check_invariants();
+    for (int step = 0; step < 3000; ++step) {
+        if (held.empty() || random() % 5 < 3) {
+            const unsigned order = random() % 3;
+            const frame_kind kind = random() % 2 == 0 ? frame_kind::movable : frame_kind::unmovable;
+            if (frame* f = arena.try_allocate(order, kind)) {
+                held.emplace_back(f, order);
+            }
+        } else {
+            const std::size_t victim = random() % held.size();
+            arena.deallocate(*held[victim].first, held[victim].second);
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(victim));
+        }
+        arena.check_invariants();
+    }
+    CHECK(arena.stats().blocks_claimed > 0);
+    CHECK(arena.stats().frames_stolen > 0);
+    for (auto [f, order] : held) {
+        arena.deallocate(*f, order);
+    }
+    arena.check_invariants();
+}
+
+TEST_CASE("a broken arena invariant aborts naming it, in every build") {
+    CHECK(test::dies_with("frame_arena::check_invariants: a frame inside a block is marked as a "
+                          "head",
+                          [] {
+                              small_arena arena(small_arena::block_bytes);
+                              frame& f = arena.allocate(2);
+                              // Corrupt a tail frame's allocator word as a stray write would.
+                              arena.frame_at(arena.index_of(f) + 1).set_allocator_word(0x2);
+                              arena.check_invariants();
+                          }));
+    CHECK(test::dies_with("frame_arena::check_invariants: a free frame is referenced", [] {
+        small_arena arena(small_arena::block_bytes);
+        frame& f = arena.frame_at(5); // free
+        f.acquire_first_reference();  // as a caller that took a frame behind the arena's back
+        arena.check_invariants();
+    }));
+}
+
 TEST_CASE("freeing a frame that is not allocated is a contract violation") {
     MOVABLE_REQUIRE_CONTRACTS();
     CHECK(test::dies_with("frame_arena::deallocate: frame is not an allocated block", [] {

@@ -46,6 +46,7 @@
 #include <movable/arena.hpp>
 #include <movable/detail/buddy_word.hpp>
 #include <movable/detail/contract.hpp>
+#include <movable/detail/frame_arena_invariants.hpp>
 #include <movable/detail/mapped_region.hpp>
 #include <movable/detail/pageblocks.hpp>
 #include <movable/fragmentation.hpp>
@@ -56,7 +57,8 @@ namespace movable {
 
 namespace detail {
 struct frame_arena_test_access;
-}
+struct frame_arena_invariants;
+} // namespace detail
 
 template <unsigned MaxOrder>
 struct arena_stats {
@@ -199,8 +201,17 @@ public:
     // counts the failures). Released frames read as zero when allocated again.
     std::size_t release_free_memory(unsigned min_order = MaxOrder);
 
+    // ---- invariants ----------------------------------------------------------------------------
+    // Walks every frame and checks the arena's invariants (detail/frame_arena_invariants.hpp);
+    // aborts naming the first that does not hold, in every build. O(frames). Call it when no
+    // allocation or free is in flight (it reads frame words a free changes before taking the
+    // arena lock). With MOVABLE_EXPENSIVE_CHECKS defined, every allocation and free checks the
+    // free lists' equations (those the arena lock protects) as it finishes.
+    void check_invariants() const { detail::frame_arena_invariants::check(*this); }
+
 private:
     friend struct detail::frame_arena_test_access;
+    friend struct detail::frame_arena_invariants;
 
     using buddy = detail::buddy_word; // the allocator word's encoding
 
@@ -452,7 +463,11 @@ frame* frame_arena<FrameSize, MaxOrder>::try_allocate(unsigned order, frame_kind
         return nullptr;
     }
     std::lock_guard guard(mutex_);
-    return allocate_locked(order, kind);
+    frame* f = allocate_locked(order, kind);
+    if constexpr (detail::expensive_checks_enabled) {
+        blocks_.check_invariants();
+    }
+    return f;
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -507,6 +522,9 @@ void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) 
         ++order;
     }
     push_free_block(head, order);
+    if constexpr (detail::expensive_checks_enabled) {
+        blocks_.check_invariants();
+    }
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>

@@ -1205,6 +1205,7 @@ private:
 
     // ---- invariants -----------------------------------------------------------------------------
     void check_invariants() {
+        arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {

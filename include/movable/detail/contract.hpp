@@ -15,9 +15,25 @@ inline constexpr bool contracts_enabled = true;
 inline constexpr bool contracts_enabled = false;
 #endif
 
+// The expensive tier (MOVABLE_EXPENSIVE_CHECKS): invariant checks that walk whole structures
+// after every operation, e.g. frame_arena's free lists after every allocation and free. For
+// tests and fuzzing; off unless defined, whatever the build type.
+#if defined(MOVABLE_EXPENSIVE_CHECKS)
+inline constexpr bool expensive_checks_enabled = true;
+#else
+inline constexpr bool expensive_checks_enabled = false;
+#endif
+
 // Prints "movable: contract violated: <message>" and aborts. Never returns.
 [[noreturn]] inline void contract_violation(const char* message) noexcept {
     std::fprintf(stderr, "movable: contract violated: %s\n", message);
+    std::fflush(stderr);
+    std::abort();
+}
+
+// Prints "movable: contract violated: <call>: <what>" and aborts. Never returns.
+[[noreturn]] inline void contract_violation(const char* call, const char* what) noexcept {
+    std::fprintf(stderr, "movable: contract violated: %s: %s\n", call, what);
     std::fflush(stderr);
     std::abort();
 }

@@ -16,6 +16,7 @@
 #include <memory>
 
 #include <movable/arena.hpp>
+#include <movable/detail/contract.hpp>
 #include <movable/frame.hpp>
 
 namespace movable::detail {
@@ -93,6 +94,9 @@ public:
     void remove_unmovable(std::uint32_t block, std::size_t frames) noexcept {
         blocks_[block].unmovable_used -= static_cast<std::uint32_t>(frames);
     }
+    [[nodiscard]] std::size_t unmovable_frames(std::uint32_t block) const noexcept {
+        return blocks_[block].unmovable_used;
+    }
 
     // The kernel's rule for re-tagging a pageblock on fallback (try_to_claim_block): at least
     // half of it is free or already used by the claiming kind.
@@ -160,7 +164,53 @@ public:
         }
     }
 
+    // Aborts (contract_violation, in every build) naming the first equation above that does not
+    // hold. O(pageblocks * MaxOrder + free blocks). Caller holds the arena lock.
+    void check_invariants() const {
+        std::array<std::array<std::size_t, MaxOrder + 1>, 2> listed{};
+        for (unsigned kind = 0; kind < 2; ++kind) {
+            for (unsigned order = 0; order <= MaxOrder; ++order) {
+                std::uint32_t previous = none;
+                for (std::uint32_t b = kinds_[kind][order]; b != none; b = blocks_[b].next[order]) {
+                    invariant(b < count_ && index(blocks_[b].kind) == kind,
+                              "a pageblock is on the list of the other kind");
+                    invariant(
+                        !blocks_[b].free[order].empty(),
+                        "a pageblock is on a kind's list for an order it has no free block of");
+                    invariant(blocks_[b].previous[order] == previous,
+                              "a kind's list of pageblocks is not linked both ways");
+                    invariant(++listed[kind][order] <= count_, "a kind's list of pageblocks loops");
+                    previous = b;
+                }
+            }
+        }
+        std::array<std::array<std::size_t, MaxOrder + 1>, 2> blocks_with_free{};
+        std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_blocks{};
+        for (std::size_t b = 0; b < count_; ++b) {
+            const block_state& state = blocks_[b];
+            std::size_t free_frames = 0;
+            for (unsigned order = 0; order <= MaxOrder; ++order) {
+                free_frames += state.free[order].size() << order;
+                free_blocks[index(state.kind)][order] += state.free[order].size();
+                blocks_with_free[index(state.kind)][order] += state.free[order].empty() ? 0 : 1;
+            }
+            invariant(free_frames == state.free_frames,
+                      "a pageblock's free_frames differs from its free lists");
+            invariant(state.free_frames + state.unmovable_used <= frames_per_block,
+                      "a pageblock's free and unmovable frames exceed its size");
+        }
+        invariant(blocks_with_free == listed,
+                  "a pageblock with a free block of some order is missing from its kind's list");
+        invariant(free_blocks == free_blocks_, "the free block counts differ from the free lists");
+    }
+
 private:
+    static void invariant(bool holds, const char* what) noexcept {
+        if (!holds) {
+            contract_violation("frame_arena::check_invariants", what);
+        }
+    }
+
     struct block_state {
         frame_kind kind = frame_kind::movable;
         std::uint32_t free_frames = 0;

@@ -1,0 +1,83 @@
+// frame_arena::check_invariants: the arena's invariants, checked by walking every frame. The
+// expensive tier of its contracts: tests and the fuzzer call it, and with MOVABLE_EXPENSIVE_CHECKS
+// defined the arena checks itself after every allocation and free.
+//
+// Over the frames, walking block by block from frame 0 (each head's order says where the next
+// block starts):
+//   every frame is inside exactly one block, free or allocated, aligned to its size
+//   a free block's frames have count 0 and no multi-frame mark; no two free buddies of the same
+//     order coexist (they would have merged)
+//   an allocated block's first frame has count >= 1; its frames carry the multi-frame mark
+//     exactly when its order is above 0; only heads have a head state
+//   per pageblock, frames in unmovable allocations == unmovable_used
+// and pageblocks' own equations (detail/pageblocks.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include <movable/detail/buddy_word.hpp>
+#include <movable/detail/contract.hpp>
+
+namespace movable::detail {
+
+struct frame_arena_invariants {
+    template <class Arena>
+    static void check(const Arena& arena) {
+        using buddy = buddy_word;
+        std::lock_guard guard(arena.mutex_);
+        arena.blocks_.check_invariants();
+        const std::size_t count = arena.frame_count_;
+        std::size_t index = 0;
+        std::size_t unmovable_in_block = 0;
+        while (index < count) {
+            const std::uint32_t word = arena.frames_[index].allocator_word();
+            const buddy::head_state state = buddy::state(word);
+            invariant(state != buddy::not_head, "a frame is in no block (not covered by a head)");
+            const unsigned order = buddy::order(word);
+            const std::size_t size = std::size_t{1} << order;
+            invariant(order <= Arena::max_order && index % size == 0 && index + size <= count,
+                      "a block is larger than max_order, misaligned or past the arena's end");
+            const bool is_free = state == buddy::free_head;
+            if (is_free && order < Arena::max_order) {
+                const std::uint32_t buddy_word_of = arena.frames_[index ^ size].allocator_word();
+                invariant(!(buddy::state(buddy_word_of) == buddy::free_head &&
+                            buddy::order(buddy_word_of) == order),
+                          "two free buddies of the same order did not merge");
+            }
+            invariant(is_free ? arena.frames_[index].reference_count() == 0
+                              : arena.frames_[index].reference_count() >= 1,
+                      "a free block's head has a reference, or an allocated one has none");
+            for (std::size_t i = index; i < index + size; ++i) {
+                const frame& f = arena.frames_[i];
+                invariant(i == index || buddy::state(f.allocator_word()) == buddy::not_head,
+                          "a frame inside a block is marked as a head");
+                invariant(f.is_multi_frame() == (!is_free && order > 0),
+                          "the multi-frame mark differs from the block's order");
+                invariant(!is_free || (f.reference_count() == 0 && !f.is_isolated()),
+                          "a free frame is referenced or isolated");
+            }
+            if (!is_free && buddy::kind(word) == frame_kind::unmovable) {
+                unmovable_in_block += size;
+            }
+            index += size;
+            if (index % Arena::block_frames == 0) {
+                invariant(unmovable_in_block ==
+                              arena.blocks_.unmovable_frames(
+                                  static_cast<std::uint32_t>((index - 1) / Arena::block_frames)),
+                          "a pageblock's unmovable count differs from its allocations");
+                unmovable_in_block = 0;
+            }
+        }
+    }
+
+private:
+    static void invariant(bool holds, const char* what) noexcept {
+        if (!holds) {
+            contract_violation("frame_arena::check_invariants", what);
+        }
+    }
+};
+
+} // namespace movable::detail
