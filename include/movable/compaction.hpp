@@ -297,7 +297,7 @@ bool compactor<Arena>::span_free(std::size_t first, std::size_t span) const {
 
 template <class Arena>
 void compactor<Arena>::begin(const compact_request& request) {
-    detail::contract(!running_, "compactor::begin: a compaction is already running; call end()");
+    MOVABLE_CONTRACT(!running_, "compactor::begin: a compaction is already running; call end()");
     if (request.order < -1 || request.order > static_cast<int>(Arena::max_order)) {
         throw std::invalid_argument("compactor::begin: order must be -1 or 0..max_order");
     }
@@ -482,7 +482,7 @@ void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
 
 template <class Arena>
 compact_progress compactor<Arena>::pass() {
-    detail::contract(running_, "compactor::pass: no compaction running; call begin()");
+    MOVABLE_CONTRACT(running_, "compactor::pass: no compaction running; call begin()");
     // Frames an async pass could not put back (their lock was busy): try again, still
     // without waiting in async mode; end() puts back whatever is left.
     frame_list still_busy;
@@ -543,7 +543,7 @@ compact_progress compactor<Arena>::pass() {
 
 template <class Arena>
 compact_stats compactor<Arena>::end() {
-    detail::contract(running_, "compactor::end: no compaction running");
+    MOVABLE_CONTRACT(running_, "compactor::end: no compaction running");
     give_back_targets();
     free_scanner_targets targets{*this};
     const std::size_t left_isolated = left_isolated_.size();

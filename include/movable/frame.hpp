@@ -139,7 +139,7 @@ namespace detail {
 struct frame_access {
     // Sets or clears ISOLATED. Frame locked.
     static void set_isolated(frame& f, bool isolated) noexcept {
-        contract(f.is_locked(), "set_isolated: frame is not locked");
+        MOVABLE_CONTRACT(f.is_locked(), "set_isolated: frame is not locked");
         if (isolated) {
             f.flags_.fetch_or(frame::isolated_flag, std::memory_order_release);
         } else {
@@ -192,7 +192,7 @@ inline void frame::lock() noexcept {
 inline void frame::unlock() noexcept {
     const std::uint32_t previous = flags_.fetch_and(~std::uint32_t{locked_flag | lock_waiters_flag},
                                                     std::memory_order_release);
-    detail::contract((previous & locked_flag) != 0, "frame::unlock: frame is not locked");
+    MOVABLE_CONTRACT((previous & locked_flag) != 0, "frame::unlock: frame is not locked");
     if ((previous & lock_waiters_flag) != 0) {
         flags_.notify_all();
     }
@@ -211,7 +211,7 @@ inline bool frame::try_get() noexcept {
 
 inline void frame::put() noexcept {
     const std::uint32_t previous = count_.fetch_sub(1, std::memory_order_release);
-    detail::contract(previous > 1,
+    MOVABLE_CONTRACT(previous > 1,
                      "frame::put: dropped the last reference; free the frame through its "
                      "allocator instead");
 }
@@ -220,11 +220,11 @@ inline void frame::acquire_first_reference() noexcept {
     std::uint32_t expected = 0;
     const bool was_free = count_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                                          std::memory_order_relaxed);
-    detail::contract(was_free, "frame::acquire_first_reference: frame is already allocated");
+    MOVABLE_CONTRACT(was_free, "frame::acquire_first_reference: frame is already allocated");
 }
 
 inline void frame::release_last_reference() noexcept {
-    detail::contract(!is_isolated(),
+    MOVABLE_CONTRACT(!is_isolated(),
                      "frame::release_last_reference: frame is isolated; the core frees it");
     for (int attempt = 0;; ++attempt) {
         std::uint32_t expected = 1;
@@ -236,7 +236,7 @@ inline void frame::release_last_reference() noexcept {
             private_.store(0, std::memory_order_relaxed);
             return;
         }
-        detail::contract(expected != 0,
+        MOVABLE_CONTRACT(expected != 0,
                          "frame::release_last_reference: frame is already free (double free)");
         if (attempt > 16) {
             std::this_thread::yield(); // a transient reference is being dropped
@@ -279,12 +279,12 @@ public:
     frame_list(frame_list&& other) noexcept { splice_back(other); }
     frame_list& operator=(frame_list&& other) noexcept {
         if (this != &other) {
-            detail::contract(empty(), "frame_list::operator=: target list is not empty");
+            MOVABLE_CONTRACT(empty(), "frame_list::operator=: target list is not empty");
             splice_back(other);
         }
         return *this;
     }
-    ~frame_list() { detail::contract(empty(), "frame_list: destroyed while frames are on it"); }
+    ~frame_list() { MOVABLE_CONTRACT(empty(), "frame_list: destroyed while frames are on it"); }
 
     [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
@@ -310,7 +310,7 @@ public:
         ++size_;
     }
     void remove(frame& f) noexcept {
-        detail::contract(f.hook.list == this, "frame_list::remove: frame is not on this list");
+        MOVABLE_CONTRACT(f.hook.list == this, "frame_list::remove: frame is not on this list");
         (f.hook.prev ? f.hook.prev->hook.next : head_) = f.hook.next;
         (f.hook.next ? f.hook.next->hook.prev : tail_) = f.hook.prev;
         f.hook = {};
@@ -332,7 +332,7 @@ public:
 
 private:
     static void link_check(const frame& f) noexcept {
-        detail::contract(f.hook.list == nullptr, "frame_list: frame is already on a list");
+        MOVABLE_CONTRACT(f.hook.list == nullptr, "frame_list: frame is already on a list");
     }
 
     frame* head_ = nullptr;

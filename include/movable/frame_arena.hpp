@@ -119,11 +119,11 @@ public:
     // ---- compactable_arena -------------------------------------------------------------------
     [[nodiscard]] std::size_t frame_count() const noexcept { return frame_count_; }
     [[nodiscard]] frame& frame_at(std::size_t index) noexcept {
-        detail::contract(index < frame_count_, "frame_arena::frame_at: index out of range");
+        MOVABLE_CONTRACT(index < frame_count_, "frame_arena::frame_at: index out of range");
         return frames_[index];
     }
     [[nodiscard]] std::size_t index_of(const frame& f) const noexcept {
-        detail::contract(owns(f), "frame_arena::index_of: frame is not in this arena");
+        MOVABLE_CONTRACT(owns(f), "frame_arena::index_of: frame is not in this arena");
         return static_cast<std::size_t>(&f - frames_.get());
     }
     [[nodiscard]] bool is_free(std::size_t index) const noexcept;
@@ -485,17 +485,17 @@ frame& frame_arena<FrameSize, MaxOrder>::allocate(unsigned order, frame_kind kin
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) noexcept {
-    detail::contract(owns(first), "frame_arena::deallocate: frame is not in this arena");
-    detail::contract(order <= MaxOrder, "frame_arena::deallocate: order above max_order");
-    detail::contract(movable_ops(first) == nullptr,
+    MOVABLE_CONTRACT(owns(first), "frame_arena::deallocate: frame is not in this arena");
+    MOVABLE_CONTRACT(order <= MaxOrder, "frame_arena::deallocate: order above max_order");
+    MOVABLE_CONTRACT(movable_ops(first) == nullptr,
                      "frame_arena::deallocate: frame is still owned (call clear_movable first)");
     std::size_t head = index_of(first);
     {
         const std::uint32_t word = first.allocator_word();
-        detail::contract(buddy::state(word) == buddy::allocated_head,
+        MOVABLE_CONTRACT(buddy::state(word) == buddy::allocated_head,
                          "frame_arena::deallocate: frame is not an allocated block (double "
                          "free?)");
-        detail::contract(buddy::order(word) == order,
+        MOVABLE_CONTRACT(buddy::order(word) == order,
                          "frame_arena::deallocate: order differs from the allocation's");
     }
     const bool unmovable = buddy::kind(first.allocator_word()) == frame_kind::unmovable;

@@ -148,8 +148,8 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
         src.unlock();
         return migrate_one_result::no_target;
     }
-    contract(!is_movable(*dst) && dst->reference_count() >= 1,
-             "migrate_frames: Targets::allocate returned a frame that is movable or free");
+    MOVABLE_CONTRACT(!is_movable(*dst) && dst->reference_count() >= 1,
+                     "migrate_frames: Targets::allocate returned a frame that is movable or free");
     if (!dst->try_lock()) { // nobody should hold a fresh frame's lock; do not wait for it
         targets.release(*dst);
         src.unlock();
@@ -157,15 +157,22 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     }
     const migrate_status status = ops->migrate(*dst, src, mode);
     if (status == migrate_status::success) {
-        contract(movable_ops(*dst) != nullptr,
-                 "migrate_frames: owner answered success without set_movable(dst)");
+        // On in every build: one load of a word of dst, locked and in cache. Without it a frame
+        // the owner forgot to mark would hold its data where no compaction, migration or free
+        // ever reaches it.
+        detail::release_check(movable_ops(*dst) != nullptr,
+                              "migrate_frames: owner answered success without set_movable(dst)");
         dst->unlock();
         unisolate_for_release(src);
         src.unlock();
         targets.release(src);
         return migrate_one_result::succeeded;
     }
-    contract(!is_movable(*dst), "migrate_frames: owner left dst movable after a failed migrate");
+    // On in every build: one load, as above. Without it a frame freed while still marked
+    // movable would be handed out again with a stale owner, whose callbacks a later compaction
+    // would run on another user's data.
+    detail::release_check(!is_movable(*dst),
+                          "migrate_frames: owner left dst movable after a failed migrate");
     dst->unlock();
     targets.release(*dst);
     src.unlock();
@@ -174,7 +181,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
 
 // putback_movable_frame with the frame already locked; unlocks it.
 inline putback_result putback_locked(frame& f) noexcept {
-    contract(f.is_isolated(), "putback_movable_frame: frame is not isolated");
+    MOVABLE_CONTRACT(f.is_isolated(), "putback_movable_frame: frame is not isolated");
     const movable_operations* ops = movable_ops(f);
     if (ops == nullptr) {
         unisolate_for_release(f);
@@ -227,7 +234,7 @@ inline bool isolate_movable_frame(frame& f, migrate_mode mode) noexcept {
 }
 
 inline putback_result putback_movable_frame(frame& f) noexcept {
-    detail::contract(f.hook.list == nullptr,
+    MOVABLE_CONTRACT(f.hook.list == nullptr,
                      "putback_movable_frame: frame is still on a list; remove it first");
     f.lock();
     return detail::putback_locked(f);

@@ -231,11 +231,10 @@ inline constexpr movable_operations operations_for = detail::make_operations<Own
 template <class Owner>
 void set_movable(frame& f, Owner& owner) noexcept {
     static_assert(detail::check_movable_owner<Owner>());
-    detail::contract(f.is_locked(), "set_movable: frame is not locked");
-    if (f.is_multi_frame()) {
-        detail::contract_violation("set_movable: frame belongs to a multi-frame allocation "
-                                   "(order > 0); only single frames can be movable");
-    }
+    MOVABLE_CONTRACT(f.is_locked(), "set_movable: frame is not locked");
+    detail::release_check(!f.is_multi_frame(),
+                          "set_movable: frame belongs to a multi-frame allocation (order > 0); "
+                          "only single frames can be movable");
     detail::frame_access::store_mapping(f, mapping_ptr(&operations_for<Owner>, movable_tag).raw(),
                                         static_cast<void*>(std::addressof(owner)));
 }
@@ -244,8 +243,8 @@ void set_movable(frame& f, Owner& owner) noexcept {
 // now owns it and will free it, so the owner must forget it (not free it, not put it back on a
 // list). Returns false when f is not isolated: the owner frees it through its allocator.
 [[nodiscard]] inline bool clear_movable(frame& f) noexcept {
-    detail::contract(f.is_locked(), "clear_movable: frame is not locked");
-    detail::contract(movable_ops(f) != nullptr,
+    MOVABLE_CONTRACT(f.is_locked(), "clear_movable: frame is not locked");
+    MOVABLE_CONTRACT(movable_ops(f) != nullptr,
                      "clear_movable: frame is not owned (not movable or already cleared)");
     detail::frame_access::store_mapping(f, mapping_ptr(nullptr, movable_tag).raw(), nullptr);
     return f.is_isolated();

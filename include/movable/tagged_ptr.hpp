@@ -40,15 +40,15 @@ public:
 
     // A null pointer with `tag`.
     constexpr tagged_ptr(std::nullptr_t, tag_type tag) noexcept : word_(tag) {
-        detail::contract(tag <= max_tag, "tagged_ptr: tag does not fit in Bits");
+        MOVABLE_CONTRACT(tag <= max_tag, "tagged_ptr: tag does not fit in Bits");
     }
 
     // `pointer` must be aligned to alignof(T) (or null) and `tag` at most max_tag.
     explicit tagged_ptr(T* pointer, tag_type tag = 0) noexcept
         : word_(reinterpret_cast<std::uintptr_t>(pointer) | tag) {
-        detail::contract((reinterpret_cast<std::uintptr_t>(pointer) & tag_mask) == 0,
+        MOVABLE_CONTRACT((reinterpret_cast<std::uintptr_t>(pointer) & tag_mask) == 0,
                          "tagged_ptr: pointer is not sufficiently aligned for its tag bits");
-        detail::contract(tag <= max_tag, "tagged_ptr: tag does not fit in Bits");
+        MOVABLE_CONTRACT(tag <= max_tag, "tagged_ptr: tag does not fit in Bits");
     }
 
     // The packed word, for storage in an atomic or a foreign field.
@@ -65,7 +65,7 @@ public:
 
     void set_pointer(T* pointer) noexcept { *this = tagged_ptr(pointer, tag()); }
     constexpr void set_tag(tag_type tag) noexcept {
-        detail::contract(tag <= max_tag, "tagged_ptr::set_tag: tag does not fit in Bits");
+        MOVABLE_CONTRACT(tag <= max_tag, "tagged_ptr::set_tag: tag does not fit in Bits");
         word_ = (word_ & ~tag_mask) | tag;
     }
 

@@ -1,11 +1,30 @@
 // Contract checks: misuse that is too expensive to detect in Release (double free, a stale
 // handle, unlocking an unlocked frame) aborts with a message naming the call when the library
-// is built in Debug (NDEBUG not defined) or with MOVABLE_HARDENED defined. In Release the
-// checks compile to nothing.
+// is built in Debug (NDEBUG not defined) or with MOVABLE_HARDENED defined.
+//
+// MOVABLE_CONTRACT(condition, message) is the check. In Release its condition is not evaluated
+// at all: it sits in the discarded branch of an `if constexpr`, still type-checked but never
+// compiled to code, so even the atomic loads a condition makes disappear (a plain function
+// taking a bool would evaluate them: GCC and Clang keep atomic loads whose value is unused).
+// A macro, because only a macro can keep an argument from being evaluated; it wraps real
+// functions (contract_violation) and a constexpr flag.
+//
+// Tiers: contracts (above); release_check, the few checks that stay on in every build because
+// they cost one load on a cold path and protect stored data (each use says so); and the
+// expensive tier (MOVABLE_EXPENSIVE_CHECKS), whole-structure invariant walks.
 #pragma once
 
 #include <cstdio>
 #include <cstdlib>
+
+#define MOVABLE_CONTRACT(condition, message)                                                       \
+    do {                                                                                           \
+        if constexpr (::movable::detail::contracts_enabled) {                                      \
+            if (!(condition)) {                                                                    \
+                ::movable::detail::contract_violation(message);                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } while (false)
 
 namespace movable::detail {
 
@@ -38,14 +57,21 @@ inline constexpr bool expensive_checks_enabled = false;
     std::abort();
 }
 
-// Checks `condition` when contracts are enabled. The message names the call and the misuse,
-// e.g. "frame::unlock: frame is not locked". Use `if constexpr (contracts_enabled)` around a
-// check whose condition itself costs something.
+// Checks `condition` when contracts are enabled; prefer MOVABLE_CONTRACT, which does not even
+// evaluate the condition in Release. Kept for code not yet converted.
 constexpr void contract(bool condition, const char* message) noexcept {
     if constexpr (contracts_enabled) {
         if (!condition) {
             contract_violation(message);
         }
+    }
+}
+
+// A check that stays on in every build, for misuse that costs one load on a cold path to detect
+// and would otherwise lose or corrupt stored data. Each use says why it is always on.
+constexpr void release_check(bool condition, const char* message) noexcept {
+    if (!condition) {
+        contract_violation(message);
     }
 }
 
