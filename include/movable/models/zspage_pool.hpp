@@ -187,8 +187,6 @@ private:
                               std::uint32_t object) const noexcept;
     void set_location(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
                       std::uint32_t object) const noexcept;
-    void prefetch_object(const class_state& cls, std::uint64_t location) const noexcept;
-    detail::zspage* create_zspage(class_state& cls) noexcept;
     void release_zspage(detail::zspage* zs) noexcept;
     void release_chain(detail::zspage* first) noexcept;
     void move_objects(class_state& cls, detail::zspage& src, detail::zspage& dst) noexcept;
@@ -344,82 +342,14 @@ void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
                                std::memory_order_release);
 }
 
-// Starts fetching what a free or a read of the object at `location` will touch (its frame
-// descriptor and the line holding its header), before the class lock is taken: the free's
-// header store would otherwise stall the next locked instruction. Harmless when the location
-// is stale or garbage: a prefetch never faults.
-template <zspage_arena Arena>
-void zspage_pool<Arena>::prefetch_object(const class_state& cls,
-                                         std::uint64_t location) const noexcept {
-    const std::size_t index = locations_.frame_index(location);
-    if (index >= arena_.frame_count()) {
-        return;
-    }
-    const std::uint64_t object = locations_.object(location);
-    frame& f = arena_.frame_at(index);
-    __builtin_prefetch(&f, 0);
-    if (!cls.info.huge) {
-        __builtin_prefetch(arena_.address_of(f) + object * cls.info.object_size % frame_size, 1);
-    }
-}
-
-// A new zspage for `cls`: frames from the arena, every object on the free list, every frame
-// movable. Called with no lock held; null when the arena is exhausted.
-template <zspage_arena Arena>
-detail::zspage* zspage_pool<Arena>::create_zspage(class_state& cls) noexcept {
-    auto* zs = new (std::nothrow) detail::zspage;
-    if (zs == nullptr) {
-        return nullptr;
-    }
-    zs->class_id = cls.id;
-    const std::size_t frames = cls.info.frames_per_zspage;
-    for (std::size_t position = 0; position < frames; ++position) {
-        frame* f = arena_.try_allocate(0, frame_kind::movable);
-        if (f == nullptr) {
-            for (std::size_t i = 0; i < position; ++i) {
-                arena_.deallocate(*zs->frames[i], 0);
-            }
-            delete zs;
-            return nullptr;
-        }
-        zs->frames[position] = f;
-    }
-    const auto objects = static_cast<std::uint32_t>(cls.info.objects_per_zspage);
-    for (std::uint32_t object = 0; object < objects; ++object) {
-        detail::zspage_write_header(arena_, cls, *zs, object,
-                                    detail::object_header::free_link(object + 1));
-    }
-    zs->free_head = 0;
-    // Everything the owner callbacks read is in place: let the core see the frames.
-    for (std::size_t position = 0; position < frames; ++position) {
-        frame& f = *zs->frames[position];
-        f.set_private_word(detail::zspage_link(zs, position).raw());
-        std::lock_guard guard(f);
-        set_movable(f, *this);
-    }
-    return zs;
-}
-
-// Gives an emptied zspage (marked freeing, on no list; its chain is frozen because migration
-// answers busy for it) back: each frame is locked (waiting is fine, no pool lock is held) and
-// released; a frame the core holds isolated is left for the core to free. Then the descriptor
-// goes: after clear_movable under each frame's lock, no callback can reach it.
+// Gives an emptied zspage back (detail::zspage_release); its frames that the core holds
+// isolated are the core's to free.
 template <zspage_arena Arena>
 void zspage_pool<Arena>::release_zspage(detail::zspage* zs) noexcept {
-    const std::size_t frames = class_table_[zs->class_id].frames_per_zspage;
-    for (std::size_t position = 0; position < frames; ++position) {
-        frame& f = *zs->frames[position];
-        f.lock();
-        const bool core_frees_it = clear_movable(f);
-        f.unlock();
-        if (core_frees_it) {
-            isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
-            frames_released_while_isolated_.fetch_add(1, std::memory_order_relaxed);
-        } else {
-            arena_.deallocate(f, 0);
-        }
-    }
-    delete zs;
+    const std::size_t left_to_core =
+        detail::zspage_release(arena_, zs, class_table_[zs->class_id].frames_per_zspage);
+    isolated_frames_.fetch_sub(left_to_core, std::memory_order_relaxed);
+    frames_released_while_isolated_.fetch_add(left_to_core, std::memory_order_relaxed);
 }
 
 template <zspage_arena Arena>
@@ -447,7 +377,10 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
     const std::uint32_t class_id = detail::slot_word::class_id(first_look);
     detail::contract(class_id < class_table_.size(), stale_message);
     class_state& cls = classes_[class_id];
-    prefetch_object(cls, detail::slot_word::location(first_look));
+    // Harmless when the first look is stale or garbage: a prefetch never faults.
+    const std::uint64_t guess = detail::slot_word::location(first_look);
+    detail::zspage_prefetch_object(arena_, cls, locations_.frame_index(guess),
+                                   locations_.object(guess));
     guard = std::unique_lock(cls.lock);
     // Under the class lock the word cannot change: every move and free of the object holds it.
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
@@ -489,7 +422,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     const bool fresh = zs == nullptr;
     if (fresh) {
         guard.unlock();
-        zs = create_zspage(cls);
+        zs = detail::zspage_create(arena_, cls, *this);
         if (zs == nullptr) {
             handles_->release(slot); // never marked allocated: its generation stays
             return {};
@@ -725,20 +658,10 @@ zspage_pool_stats zspage_pool<Arena>::stats() const {
     zspage_pool_stats result;
     result.frame_size = frame_size;
     result.classes.resize(class_table_.size());
+    // Each class is looked at under its lock, one after another: the totals are a sum of
+    // per-class snapshots, not one snapshot of the pool.
     for (std::size_t c = 0; c < class_table_.size(); ++c) {
-        class_state& cls = classes_[c];
-        zspage_class_stats& out = result.classes[c];
-        out.size_class = cls.info;
-        std::lock_guard guard(cls.lock);
-        out.zspages = cls.zspages;
-        out.frames = cls.zspages * cls.info.frames_per_zspage;
-        out.objects_allocated = cls.zspages * cls.info.objects_per_zspage;
-        out.objects_in_use = cls.objects_in_use;
-        out.bytes_in_use = cls.bytes_in_use;
-        for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
-            out.fullness[g] = cls.lists[g + 1].size;
-        }
-        out.frames_freeable = cls.frames_freeable();
+        const zspage_class_stats& out = result.classes[c] = detail::class_stats_of(classes_[c]);
         result.frames_in_use += out.frames;
         result.zspages += out.zspages;
         result.objects_in_use += out.objects_in_use;
@@ -817,34 +740,16 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     return migrate_status::success;
 }
 
-// `sync` migration of a frame of the pinned zspage `zs`, its class lock held by `guard`: waits,
-// bounded, for the pins to drop. Drops the class lock while it waits (a pin holder may need
-// it) and takes it again to look; src's frame lock, held throughout, keeps zs alive (freeing a
-// zspage locks each of its frames before the descriptor goes). True when, class lock held
-// again, the zspage is unpinned and not being freed.
+// `sync` migration of a frame of the pinned zspage `zs`, class lock held by `guard`: waits,
+// bounded (options().sync_pin_wait_attempts looks), for the pins to drop.
 template <zspage_arena Arena>
 bool zspage_pool<Arena>::wait_for_unpinned(
     detail::zspage& zs, std::unique_lock<detail::contended_mutex>& guard) noexcept {
-    std::size_t looks_left = options_.sync_pin_wait_attempts;
-    if (looks_left == 0) {
+    if (options_.sync_pin_wait_attempts == 0) {
         return false;
     }
     migrate_pin_waits_.fetch_add(1, std::memory_order_relaxed);
-    while (looks_left > 0) {
-        guard.unlock();
-        do {
-            std::this_thread::yield();
-            --looks_left;
-        } while (looks_left > 0 && zs.pins.load(std::memory_order_acquire) != 0);
-        guard.lock();
-        if (zs.freeing.load(std::memory_order_relaxed) != 0) {
-            return false;
-        }
-        if (zs.pins.load(std::memory_order_acquire) == 0) {
-            return true; // no new pin can start while the class lock is held
-        }
-    }
-    return false;
+    return detail::zspage_wait_for_unpinned(zs, guard, options_.sync_pin_wait_attempts);
 }
 
 template <zspage_arena Arena>

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -101,4 +102,24 @@ inline std::string zspage_pool_stats::table() const {
     return out;
 }
 
+namespace detail {
+
+// One class's statistics, read under its lock.
+inline zspage_class_stats class_stats_of(zspage_class& cls) {
+    zspage_class_stats out;
+    out.size_class = cls.info;
+    std::lock_guard guard(cls.lock);
+    out.zspages = cls.zspages;
+    out.frames = cls.zspages * cls.info.frames_per_zspage;
+    out.objects_allocated = cls.zspages * cls.info.objects_per_zspage;
+    out.objects_in_use = cls.objects_in_use;
+    out.bytes_in_use = cls.bytes_in_use;
+    for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
+        out.fullness[g] = cls.lists[g + 1].size;
+    }
+    out.frames_freeable = cls.frames_freeable();
+    return out;
+}
+
+} // namespace detail
 } // namespace movable

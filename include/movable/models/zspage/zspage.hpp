@@ -10,11 +10,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <new>
+#include <thread>
 #include <utility>
 
 #include <movable/detail/contract.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
+#include <movable/operations.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/tagged_ptr.hpp>
 
@@ -311,6 +315,110 @@ void zspage_push_free_object(Arena& arena, const zspage_class& cls, zspage& zs,
     zspage_write_header(arena, cls, zs, object, object_header::free_link(zs.free_head));
     zs.free_head = object;
     --zs.in_use;
+}
+
+// ---- a zspage's life ---------------------------------------------------------------------------
+
+// A new zspage for `cls`: frames from the arena, every object on the free list, every frame
+// movable with `owner` as its owner. Called with no lock held; null when the arena is exhausted.
+template <class Arena, class Owner>
+zspage* zspage_create(Arena& arena, const zspage_class& cls, Owner& owner) noexcept {
+    auto* zs = new (std::nothrow) zspage;
+    if (zs == nullptr) {
+        return nullptr;
+    }
+    zs->class_id = cls.id;
+    const std::size_t frames = cls.info.frames_per_zspage;
+    for (std::size_t position = 0; position < frames; ++position) {
+        frame* f = arena.try_allocate(0, frame_kind::movable);
+        if (f == nullptr) {
+            for (std::size_t i = 0; i < position; ++i) {
+                arena.deallocate(*zs->frames[i], 0);
+            }
+            delete zs;
+            return nullptr;
+        }
+        zs->frames[position] = f;
+    }
+    const auto objects = static_cast<std::uint32_t>(cls.info.objects_per_zspage);
+    for (std::uint32_t object = 0; object < objects; ++object) {
+        zspage_write_header(arena, cls, *zs, object, object_header::free_link(object + 1));
+    }
+    zs->free_head = 0;
+    // Everything the owner callbacks read is in place: let the core see the frames.
+    for (std::size_t position = 0; position < frames; ++position) {
+        frame& f = *zs->frames[position];
+        f.set_private_word(zspage_link(zs, position).raw());
+        std::lock_guard guard(f);
+        set_movable(f, owner);
+    }
+    return zs;
+}
+
+// Gives an emptied zspage (marked freeing, on no list; its chain is frozen because migration
+// answers busy for it) back: each frame is locked (waiting is fine, no pool lock is held) and
+// released; a frame the core holds isolated is left for the core to free. Then the descriptor
+// goes: after clear_movable under each frame's lock, no callback can reach it. Returns the
+// frames left to the core.
+template <class Arena>
+std::size_t zspage_release(Arena& arena, zspage* zs, std::size_t frames) noexcept {
+    std::size_t left_to_core = 0;
+    for (std::size_t position = 0; position < frames; ++position) {
+        frame& f = *zs->frames[position];
+        f.lock();
+        const bool core_frees_it = clear_movable(f);
+        f.unlock();
+        if (core_frees_it) {
+            ++left_to_core;
+        } else {
+            arena.deallocate(f, 0);
+        }
+    }
+    delete zs;
+    return left_to_core;
+}
+
+// `sync` migration of a frame of the pinned zspage `zs`, its class lock held by `guard`: waits,
+// bounded (`looks_left` looks, a yield before each), for
+// the pins to drop. Drops the class lock while it waits (a pin holder may need
+// it) and takes it again to look; src's frame lock, held throughout, keeps zs alive (freeing a
+// zspage locks each of its frames before the descriptor goes). True when, class lock held
+// again, the zspage is unpinned and not being freed.
+inline bool zspage_wait_for_unpinned(zspage& zs, std::unique_lock<contended_mutex>& guard,
+                                     std::size_t looks_left) noexcept {
+    while (looks_left > 0) {
+        guard.unlock();
+        do {
+            std::this_thread::yield();
+            --looks_left;
+        } while (looks_left > 0 && zs.pins.load(std::memory_order_acquire) != 0);
+        guard.lock();
+        if (zs.freeing.load(std::memory_order_relaxed) != 0) {
+            return false;
+        }
+        if (zs.pins.load(std::memory_order_acquire) == 0) {
+            return true; // no new pin can start while the class lock is held
+        }
+    }
+    return false;
+}
+
+// Starts fetching what a free or a read of the object in frame `frame_index` will touch (its frame
+// descriptor and the line holding its header), before the class lock is taken: the free's
+// header store would otherwise stall the next locked instruction. Harmless when the
+// location is stale or garbage: a prefetch never faults.
+template <class Arena>
+void zspage_prefetch_object(Arena& arena, const zspage_class& cls, std::size_t frame_index,
+                            std::uint64_t object) noexcept {
+    if (frame_index >= arena.frame_count()) {
+        return;
+    }
+    frame& f = arena.frame_at(frame_index);
+    __builtin_prefetch(&f, 0);
+    if (!cls.info.huge) {
+        __builtin_prefetch(arena.address_of(f) + object * cls.info.object_size % Arena::frame_size,
+                           1);
+    }
 }
 
 } // namespace detail
