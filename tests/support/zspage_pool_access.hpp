@@ -27,13 +27,12 @@ struct zspage_pool_test_access {
     }
     // The frame the object starts in (its handle's location). Single-threaded use only.
     static frame& start_frame(Pool& pool, zspage_handle h) {
-        const std::uint64_t location =
-            slot_word::location(pool.handles_->word(slot(h)).load(std::memory_order_acquire));
-        return pool.arena().frame_at(static_cast<std::size_t>(location >> pool.object_bits_));
+        return pool.frame_of(
+            slot_word::location(pool.handles_->word(slot(h)).load(std::memory_order_acquire)));
     }
     // The frames of the object's zspage, in chain order. Single-threaded use only.
     static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {
-        zspage* zs = zspage_link::from_raw(start_frame(pool, h).private_word()).pointer();
+        const zspage* zs = Pool::zspage_of(start_frame(pool, h));
         const std::size_t frames = pool.class_table_[zs->class_id].frames_per_zspage;
         return {zs->frames.begin(), zs->frames.begin() + static_cast<std::ptrdiff_t>(frames)};
     }

@@ -46,6 +46,7 @@
 
 #include <movable/frame_arena.hpp>
 #include <movable/detail/contract.hpp>
+#include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
 
@@ -191,36 +192,6 @@ public:
     void putback(frame& f) noexcept;
 
 private:
-    // A mutex whose try_lock is defined (and answers false) when the calling thread holds it:
-    // migrate runs on the inflating thread when the arena or the host compacts.
-    class host_lock {
-    public:
-        bool try_lock() noexcept {
-            std::uint32_t expected = unlocked;
-            return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire,
-                                                  std::memory_order_relaxed);
-        }
-        void lock() noexcept {
-            if (try_lock()) {
-                return;
-            }
-            while (state_.exchange(contended, std::memory_order_acquire) != unlocked) {
-                state_.wait(contended, std::memory_order_relaxed);
-            }
-        }
-        void unlock() noexcept {
-            if (state_.exchange(unlocked, std::memory_order_release) == contended) {
-                state_.notify_one();
-            }
-        }
-
-    private:
-        static constexpr std::uint32_t unlocked = 0;
-        static constexpr std::uint32_t locked = 1;
-        static constexpr std::uint32_t contended = 2; // locked, and someone may be waiting
-        std::atomic<std::uint32_t> state_{unlocked};
-    };
-
     struct counters {
         std::atomic<std::size_t> inflated{0};
         std::atomic<std::size_t> deflated{0};
@@ -243,7 +214,7 @@ private:
 
     Arena& arena_;
     Host& host_;
-    host_lock host_lock_;
+    detail::word_mutex host_lock_; // try_lock answers false to its holder (migrate)
     mutable std::mutex list_lock_;
     frame_list lent_;          // lent frames the balloon holds (not isolated, not in transit)
     std::size_t size_ = 0;     // list lock: frames the host holds

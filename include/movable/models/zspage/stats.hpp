@@ -1,0 +1,125 @@
+// zspage_pool's statistics: per class and per pool, and the printable table (the kernel's
+// /sys/kernel/debug/zsmalloc/<pool>/classes).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <movable/models/zspage/zspage.hpp>
+#include <movable/pool/size_classes.hpp>
+
+namespace movable {
+
+struct zspage_class_stats {
+    zspage_size_class size_class;
+    std::size_t objects_allocated = 0; // object slots in this class's zspages
+    std::size_t objects_in_use = 0;
+    std::size_t bytes_in_use = 0; // sum of the allocated objects' requested sizes
+    std::size_t zspages = 0;
+    std::size_t frames = 0;
+    std::array<std::size_t, zspage_fullness_groups> fullness{}; // zspages per in-use group
+    std::size_t frames_freeable = 0; // what compaction could free (the kernel's zs_can_compact)
+};
+
+struct zspage_pool_stats {
+    std::vector<zspage_class_stats> classes; // one per distinct class, smallest first
+    std::size_t frame_size = 0;
+    std::size_t frames_in_use = 0;
+    std::size_t zspages = 0;
+    std::size_t objects_in_use = 0;
+    std::size_t bytes_stored = 0;    // sum of the live objects' requested sizes
+    std::size_t frames_freeable = 0; // compactable_frames()
+    std::size_t compactions = 0;     // compact() calls that ran
+    std::size_t frames_freed_by_compaction = 0;
+    std::size_t objects_moved = 0;                  // by compaction
+    std::size_t frames_migrated = 0;                // frames moved through the core protocol
+    std::size_t frames_released_while_isolated = 0; // freed zspages' frames the core freed
+    std::size_t isolated_frames = 0;                // frames isolated by the core right now
+    std::size_t handle_slots_retired = 0; // slots whose 32-bit generation ran out: never reused
+    std::size_t migrate_pin_waits = 0;    // sync migrations that found their zspage pinned and
+                                          // waited for the pins to drop (whatever came of it)
+
+    // A table like the kernel's /sys/kernel/debug/zsmalloc/<pool>/classes: one row per class
+    // that has zspages, the fullness histogram, then totals.
+    [[nodiscard]] std::string table() const;
+};
+
+inline std::string zspage_pool_stats::table() const {
+    std::string out;
+    char line[512];
+    const auto append = [&](int written) {
+        if (written > 0) {
+            out.append(line, std::min(static_cast<std::size_t>(written), sizeof line - 1));
+        }
+    };
+    append(std::snprintf(line, sizeof line, "%5s %5s", "class", "size"));
+    static constexpr const char* group_names[zspage_fullness_groups] = {
+        "10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%"};
+    for (const char* name : group_names) {
+        append(std::snprintf(line, sizeof line, " %6s", name));
+    }
+    append(std::snprintf(line, sizeof line, " %13s %10s %11s %17s %8s\n", "obj_allocated",
+                         "obj_used", "frames_used", "frames_per_zspage", "freeable"));
+    std::array<std::size_t, zspage_fullness_groups> total_groups{};
+    std::size_t total_allocated = 0;
+    std::size_t total_used = 0;
+    std::size_t total_frames = 0;
+    std::size_t total_freeable = 0;
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        const zspage_class_stats& c = classes[i];
+        if (c.zspages == 0) {
+            continue;
+        }
+        append(std::snprintf(line, sizeof line, "%5zu %5zu", i, c.size_class.object_size));
+        for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
+            append(std::snprintf(line, sizeof line, " %6zu", c.fullness[g]));
+            total_groups[g] += c.fullness[g];
+        }
+        append(std::snprintf(line, sizeof line, " %13zu %10zu %11zu %17zu %8zu\n",
+                             c.objects_allocated, c.objects_in_use, c.frames,
+                             c.size_class.frames_per_zspage, c.frames_freeable));
+        total_allocated += c.objects_allocated;
+        total_used += c.objects_in_use;
+        total_frames += c.frames;
+        total_freeable += c.frames_freeable;
+    }
+    append(std::snprintf(line, sizeof line, "\n%5s %5s", "Total", ""));
+    for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
+        append(std::snprintf(line, sizeof line, " %6zu", total_groups[g]));
+    }
+    append(std::snprintf(line, sizeof line, " %13zu %10zu %11zu %17s %8zu\n", total_allocated,
+                         total_used, total_frames, "", total_freeable));
+    append(std::snprintf(line, sizeof line,
+                         "bytes stored %zu in %zu frames of %zu bytes; compacted %zu times: %zu "
+                         "frames freed, %zu objects moved; %zu frames migrated\n",
+                         bytes_stored, frames_in_use, frame_size, compactions,
+                         frames_freed_by_compaction, objects_moved, frames_migrated));
+    return out;
+}
+
+namespace detail {
+
+// One class's statistics, read under its lock.
+inline zspage_class_stats class_stats_of(zspage_class& cls) {
+    zspage_class_stats out;
+    out.size_class = cls.info;
+    std::lock_guard guard(cls.lock);
+    out.zspages = cls.zspages;
+    out.frames = cls.zspages * cls.info.frames_per_zspage;
+    out.objects_allocated = cls.zspages * cls.info.objects_per_zspage;
+    out.objects_in_use = cls.objects_in_use;
+    out.bytes_in_use = cls.bytes_in_use;
+    for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
+        out.fullness[g] = cls.lists[g + 1].size;
+    }
+    out.frames_freeable = cls.frames_freeable();
+    return out;
+}
+
+} // namespace detail
+} // namespace movable
