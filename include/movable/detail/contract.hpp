@@ -57,16 +57,6 @@ inline constexpr bool expensive_checks_enabled = false;
     std::abort();
 }
 
-// Checks `condition` when contracts are enabled; prefer MOVABLE_CONTRACT, which does not even
-// evaluate the condition in Release. Kept for code not yet converted.
-constexpr void contract(bool condition, const char* message) noexcept {
-    if constexpr (contracts_enabled) {
-        if (!condition) {
-            contract_violation(message);
-        }
-    }
-}
-
 // A check that stays on in every build, for misuse that costs one load on a cold path to detect
 // and would otherwise lose or corrupt stored data. Each use says why it is always on.
 constexpr void release_check(bool condition, const char* message) noexcept {

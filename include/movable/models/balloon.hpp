@@ -44,10 +44,10 @@
 #include <thread>
 #include <type_traits>
 
-#include <movable/frame_arena.hpp>
 #include <movable/detail/contract.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/operations.hpp>
 
 namespace movable {
@@ -334,7 +334,7 @@ balloon<Arena, Host>::~balloon() {
         }
     }
     std::lock_guard list_guard(list_lock_);
-    detail::contract(lent_.empty() && isolated_ == 0,
+    MOVABLE_CONTRACT(lent_.empty() && isolated_ == 0,
                      "balloon::~balloon: frames are still lent after giving everything back");
 }
 
@@ -392,7 +392,7 @@ std::size_t balloon<Arena, Host>::deflate_locked(std::size_t count) {
         f->lock();
         host_.reclaim(*f);
         const bool core_owns_it = clear_movable(*f);
-        detail::contract(!core_owns_it, "balloon::deflate: a frame off the list was isolated");
+        MOVABLE_CONTRACT(!core_owns_it, "balloon::deflate: a frame off the list was isolated");
         {
             std::lock_guard list_guard(list_lock_);
             --size_;
@@ -419,7 +419,7 @@ void balloon<Arena, Host>::release_isolated_locked() noexcept {
         }
         host_.reclaim(f);
         const bool core_owns_it = clear_movable(f);
-        detail::contract(core_owns_it, "balloon::~balloon: an isolated frame was not isolated");
+        MOVABLE_CONTRACT(core_owns_it, "balloon::~balloon: an isolated frame was not isolated");
         {
             std::lock_guard list_guard(list_lock_);
             --isolated_;
@@ -471,7 +471,7 @@ bool balloon<Arena, Host>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
 template <class Arena, class Host>
 void balloon<Arena, Host>::putback(frame& f) noexcept {
     std::lock_guard list_guard(list_lock_);
-    detail::contract(isolated_ > 0 && !lent_.contains(f),
+    MOVABLE_CONTRACT(isolated_ > 0 && !lent_.contains(f),
                      "balloon::putback: frame was not isolated from this balloon");
     lent_.push_back(f);
     --isolated_;
@@ -514,7 +514,7 @@ migrate_status balloon<Arena, Host>::migrate(frame& dst, frame& src,
         return migrate_status::busy;
     case balloon_replace_result::old_returned_new_refused: {
         const bool core_owns_it = clear_movable(src);
-        detail::contract(core_owns_it, "balloon::migrate: source frame is not isolated");
+        MOVABLE_CONTRACT(core_owns_it, "balloon::migrate: source frame is not isolated");
         std::lock_guard list_guard(list_lock_);
         --isolated_;
         --size_;
@@ -522,7 +522,7 @@ migrate_status balloon<Arena, Host>::migrate(frame& dst, frame& src,
         return migrate_status::retry;
     }
     }
-    detail::contract(false, "balloon::migrate: host answered an unknown balloon_replace_result");
+    MOVABLE_CONTRACT(false, "balloon::migrate: host answered an unknown balloon_replace_result");
     return migrate_status::busy;
 }
 

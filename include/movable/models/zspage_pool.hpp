@@ -65,7 +65,7 @@
 #include <utility>
 #include <vector>
 
-#include <movable/arena.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/detail/contract.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
@@ -283,7 +283,7 @@ zspage_pool<Arena>::~zspage_pool() {
         std::lock_guard guard(cls.lock);
         for (detail::zspage_list& list : cls.lists) {
             while (detail::zspage* zs = list.head) {
-                detail::contract(zs->pins.load(std::memory_order_acquire) == 0,
+                MOVABLE_CONTRACT(zs->pins.load(std::memory_order_acquire) == 0,
                                  "zspage_pool::~zspage_pool: an object is still mapped");
                 cls.unlink(*zs);
                 zs->freeing.store(1, std::memory_order_relaxed);
@@ -370,12 +370,12 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
     -> located {
     const std::uint32_t slot = detail::handle_value::slot(h.value());
     if constexpr (detail::contracts_enabled) {
-        detail::contract(handles_->contains(slot), stale_message);
+        MOVABLE_CONTRACT(handles_->contains(slot), stale_message);
     }
     detail::handle_slot& entry = handles_->slot(slot);
     const std::uint64_t first_look = entry.word.load(std::memory_order_acquire);
     const std::uint32_t class_id = detail::slot_word::class_id(first_look);
-    detail::contract(class_id < class_table_.size(), stale_message);
+    MOVABLE_CONTRACT(class_id < class_table_.size(), stale_message);
     class_state& cls = classes_[class_id];
     // Harmless when the first look is stale or garbage: a prefetch never faults.
     const std::uint64_t guess = detail::slot_word::location(first_look);
@@ -386,7 +386,7 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
     const std::uint32_t generation = detail::handle_value::generation(h.value());
     if constexpr (detail::contracts_enabled) {
-        detail::contract(detail::slot_word::allocated(w) &&
+        MOVABLE_CONTRACT(detail::slot_word::allocated(w) &&
                              entry.generation.load(std::memory_order_relaxed) == generation &&
                              detail::slot_word::class_id(w) == class_id,
                          stale_message);
@@ -484,7 +484,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
         retire = !handles_->end_generation(slot);
         at.entry->word.store(detail::slot_word::make(0, cls.id, false), std::memory_order_release);
         if (zs.in_use == 0) {
-            detail::contract(zs.pins.load(std::memory_order_acquire) == 0,
+            MOVABLE_CONTRACT(zs.pins.load(std::memory_order_acquire) == 0,
                              "zspage_pool::deallocate: freed an object that is still mapped");
             cls.unlink(zs);
             zs.freeing.store(1, std::memory_order_release);
@@ -716,7 +716,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
         (mode != migrate_mode::sync || !wait_for_unpinned(*zs, guard))) {
         return migrate_status::busy;
     }
-    detail::contract(zs->frames[position] == &src,
+    MOVABLE_CONTRACT(zs->frames[position] == &src,
                      "zspage_pool::migrate: frame is not where its zspage's chain says");
     std::memcpy(arena_.address_of(dst), arena_.address_of(src), frame_size);
     zs->frames[position] = &dst;

@@ -40,7 +40,7 @@ public:
     [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return bytes_; }
     // The object for writing; the mapping must have been made with zspage_access::write.
     [[nodiscard]] std::span<std::byte> writable_bytes() noexcept {
-        detail::contract(access_ == zspage_access::write,
+        MOVABLE_CONTRACT(access_ == zspage_access::write,
                          "zspage_pool::mapping::writable_bytes: mapped for reading only");
         return bytes_;
     }

@@ -82,7 +82,7 @@ public:
             return;
         }
         const std::uint64_t previous = zspage_->pins.fetch_sub(1, std::memory_order_release);
-        contract(previous != 0, "zspage_pool: unpinned a zspage that was not pinned");
+        MOVABLE_CONTRACT(previous != 0, "zspage_pool: unpinned a zspage that was not pinned");
         zspage_ = nullptr;
     }
 
@@ -297,8 +297,8 @@ void zspage_write_header(Arena& arena, const zspage_class& cls, zspage& zs, std:
 template <class Arena>
 std::uint32_t zspage_pop_free_object(Arena& arena, const zspage_class& cls, zspage& zs) noexcept {
     const std::uint32_t object = zs.free_head;
-    contract(object < cls.info.objects_per_zspage,
-             "zspage_pool: free list of a zspage is corrupted");
+    MOVABLE_CONTRACT(object < cls.info.objects_per_zspage,
+                     "zspage_pool: free list of a zspage is corrupted");
     zs.free_head = object_header::next(zspage_read_header(arena, cls, zs, object));
     ++zs.in_use;
     if (!cls.info.huge && zs.free_head < cls.info.objects_per_zspage) {
