@@ -30,6 +30,8 @@
 #include <vector>
 
 #include <movable/arena.hpp>
+#include <movable/detail/arena_queries.hpp>
+#include <movable/detail/compaction_deferral.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -80,7 +82,7 @@ class compactor {
 
 public:
     static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
-    static constexpr unsigned max_defer_shift = 6;  // up to 64 deferred requests
+    static constexpr unsigned max_defer_shift = detail::compaction_deferral::max_shift;
     // A pass with a budget of n frames looks at most at n * this many frames (and at least
     // 1024), counting both scanners.
     static constexpr std::size_t scan_frames_per_budget_frame = 8;
@@ -143,9 +145,9 @@ public:
 
     // Deferral state, for inspection.
     [[nodiscard]] bool is_deferred(int order) const noexcept {
-        return order >= order_failed_ && considered_ + 1 < (1u << defer_shift_);
+        return deferral_.is_deferred(order);
     }
-    [[nodiscard]] unsigned defer_shift() const noexcept { return defer_shift_; }
+    [[nodiscard]] unsigned defer_shift() const noexcept { return deferral_.shift(); }
     [[nodiscard]] bool skip_hint(std::size_t block) const noexcept { return skip_[block]; }
 
 private:
@@ -166,9 +168,6 @@ private:
 
     static constexpr std::size_t frames_per_block = std::size_t{1} << Arena::max_order;
 
-    bool compaction_deferred(int order) noexcept;
-    void defer(int order) noexcept;
-    void reset_deferral(int order) noexcept;
     bool finished() noexcept;
     frame* next_target() noexcept;
     frame* scan_for_free_frame() noexcept;
@@ -177,13 +176,7 @@ private:
     bool isolate_next(frame_list& batch);
     bool may_scan() noexcept { return scan_allowance_ > 0; }
     void scanned_one() noexcept { scan_allowance_ -= scan_allowance_ > 0 ? 1 : 0; }
-    std::size_t free_run_end(std::size_t index) const;
     void pair_batch(frame_list& batch, std::size_t limit);
-    std::size_t count_free_max_order_blocks() const;
-    // Generic arenas: every frame of [first, first + span) is free.
-    bool span_free(std::size_t first, std::size_t span) const;
-    int largest_free_order_hint() const;
-    int fragmentation_score_of_arena() const;
 
     Arena& arena_;
     std::vector<bool> skip_;
@@ -200,100 +193,10 @@ private:
     std::size_t scan_allowance_ = 0;   // frames the scanners may still look at this pass
     frame_list targets_;               // free frames taken, not used yet
     frame_list left_isolated_;         // async: frames migrate_frames could not put back
-    // deferral (the kernel's compact_considered / compact_defer_shift / compact_order_failed)
-    unsigned considered_ = 0;
-    unsigned defer_shift_ = 0;
-    int order_failed_ = std::numeric_limits<int>::max();
+    detail::compaction_deferral deferral_;
 };
 
 // ---- implementation ----------------------------------------------------------------------------
-
-template <class Arena>
-bool compactor<Arena>::compaction_deferred(int order) noexcept {
-    if (order < order_failed_) {
-        return false;
-    }
-    const unsigned limit = 1u << defer_shift_;
-    if (++considered_ >= limit) {
-        considered_ = limit;
-        return false;
-    }
-    return true;
-}
-
-template <class Arena>
-void compactor<Arena>::defer(int order) noexcept {
-    considered_ = 0;
-    defer_shift_ = std::min(defer_shift_ + 1, max_defer_shift);
-    order_failed_ = std::min(order_failed_, order);
-}
-
-template <class Arena>
-void compactor<Arena>::reset_deferral(int order) noexcept {
-    considered_ = 0;
-    defer_shift_ = 0;
-    if (order >= order_failed_) {
-        order_failed_ = order + 1;
-    }
-}
-
-template <class Arena>
-int compactor<Arena>::largest_free_order_hint() const {
-    if constexpr (compactable_arena_optional_members<Arena>::largest_free_order) {
-        return arena_.largest_free_order();
-    } else {
-        // Generic arenas: the largest aligned run of free frames.
-        int largest = -1;
-        for (int order = static_cast<int>(Arena::max_order); order >= 0 && largest < 0; --order) {
-            const std::size_t span = std::size_t{1} << order;
-            for (std::size_t first = 0; first + span <= arena_.frame_count(); first += span) {
-                if (span_free(first, span)) {
-                    largest = order;
-                    break;
-                }
-            }
-        }
-        return largest;
-    }
-}
-
-template <class Arena>
-int compactor<Arena>::fragmentation_score_of_arena() const {
-    if constexpr (compactable_arena_optional_members<Arena>::fragmentation_score) {
-        return static_cast<int>(arena_.fragmentation_score());
-    } else {
-        std::size_t free_frames = 0;
-        for (std::size_t i = 0; i < arena_.frame_count(); ++i) {
-            free_frames += arena_.is_free(i) ? 1 : 0;
-        }
-        const std::size_t in_blocks = count_free_max_order_blocks() * frames_per_block;
-        return static_cast<int>(movable::fragmentation_score(free_frames, in_blocks));
-    }
-}
-
-template <class Arena>
-std::size_t compactor<Arena>::count_free_max_order_blocks() const {
-    if constexpr (compactable_arena_optional_members<Arena>::free_block_count) {
-        return arena_.free_block_count(Arena::max_order);
-    } else {
-        std::size_t blocks = 0;
-        for (std::size_t first = 0; first + frames_per_block <= arena_.frame_count();
-             first += frames_per_block) {
-            blocks += span_free(first, frames_per_block) ? 1 : 0;
-        }
-        return blocks;
-    }
-}
-
-template <class Arena>
-bool compactor<Arena>::span_free(std::size_t first, std::size_t span) const {
-    for (std::size_t i = first; i < first + span; ++i) {
-        if (!arena_.is_free(i)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 template <class Arena>
 void compactor<Arena>::begin(const compact_request& request) {
@@ -318,14 +221,14 @@ void compactor<Arena>::begin(const compact_request& request) {
     round_migrated_ = 0;
     highest_returned_ = 0;
     stats_.rounds = 1;
-    free_blocks_before_ = count_free_max_order_blocks();
+    free_blocks_before_ = detail::free_max_order_blocks(arena_);
     if (full_) {
         std::fill(skip_.begin(), skip_.end(), false);
     }
     if (request.order >= 0) {
-        if (compaction_deferred(request.order)) {
+        if (deferral_.consider(request.order)) {
             stats_.outcome = compact_outcome::deferred;
-        } else if (defer_shift_ == max_defer_shift && request.order >= order_failed_) {
+        } else if (deferral_.restarting(request.order)) {
             // Restarting after the longest deferral: the hints may be stale (the kernel's
             // compaction_restarting), so look at every block again.
             std::fill(skip_.begin(), skip_.end(), false);
@@ -345,10 +248,11 @@ bool compactor<Arena>::finished() noexcept {
     if (scanners_met) {
         give_back_targets();
     }
-    if (targets_.empty() && request_.order >= 0 && largest_free_order_hint() >= request_.order) {
+    if (targets_.empty() && request_.order >= 0 &&
+        detail::largest_free_order(arena_) >= request_.order) {
         stats_.outcome = compact_outcome::order_available;
     } else if (targets_.empty() && request_.stop_at_score >= 0 &&
-               fragmentation_score_of_arena() <= request_.stop_at_score) {
+               static_cast<int>(detail::fragmentation_score(arena_)) <= request_.stop_at_score) {
         stats_.outcome = compact_outcome::score_reached;
     } else if (scanners_met && !start_another_round()) {
         stats_.outcome = compact_outcome::scanners_met;
@@ -428,7 +332,7 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
         scanned_one();
         if (arena_.is_free(index)) {
             // Nothing to isolate in a free run: jump to its end (never past the free scanner).
-            migrate_position_ = std::min(free_run_end(index), free_position_);
+            migrate_position_ = std::min(detail::free_run_end(arena_, index), free_position_);
         } else {
             ++migrate_position_;
         }
@@ -450,15 +354,6 @@ bool compactor<Arena>::isolate_next(frame_list& batch) {
         }
     }
     return false;
-}
-
-template <class Arena>
-std::size_t compactor<Arena>::free_run_end(std::size_t index) const {
-    if constexpr (compactable_arena_optional_members<Arena>::free_block_end) {
-        return std::max(arena_.free_block_end(index), index + 1);
-    } else {
-        return index + 1;
-    }
 }
 
 template <class Arena>
@@ -549,14 +444,14 @@ compact_stats compactor<Arena>::end() {
     const std::size_t left_isolated = left_isolated_.size();
     stats_.released += left_isolated - putback_movable_frames(left_isolated_, targets);
     running_ = false;
-    const std::size_t blocks_after = count_free_max_order_blocks();
+    const std::size_t blocks_after = detail::free_max_order_blocks(arena_);
     stats_.max_order_blocks_freed =
         blocks_after > free_blocks_before_ ? blocks_after - free_blocks_before_ : 0;
     if (request_.order >= 0 && stats_.outcome != compact_outcome::deferred) {
-        if (largest_free_order_hint() >= request_.order) {
-            reset_deferral(request_.order);
+        if (detail::largest_free_order(arena_) >= request_.order) {
+            deferral_.succeeded(request_.order);
         } else {
-            defer(request_.order);
+            deferral_.failed(request_.order);
         }
     }
     if (stats_.outcome == compact_outcome::running) {
