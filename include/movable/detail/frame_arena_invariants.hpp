@@ -1,4 +1,5 @@
-// frame_arena::check_invariants: the arena's invariants, checked by walking every frame. The
+// frame_arena::check_invariants: the arena's invariants, checked by walking every frame, and the
+// destructor's check that nothing is still allocated. The
 // expensive tier of its contracts: tests and the fuzzer call it, and with MOVABLE_EXPENSIVE_CHECKS
 // defined the arena checks itself after every allocation and free.
 //
@@ -15,10 +16,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <mutex>
 
 #include <movable/detail/buddy_word.hpp>
 #include <movable/detail/contract.hpp>
+#include <movable/operations.hpp>
 
 namespace movable::detail {
 
@@ -70,6 +73,30 @@ struct frame_arena_invariants {
                 unmovable_in_block = 0;
             }
         }
+    }
+
+    // The arena's destructor, in contract builds: every frame must be free. Aborts naming the
+    // arena and what is still allocated.
+    template <class Arena>
+    static void check_all_free_at_destruction(const Arena& arena) noexcept {
+        const std::size_t free = arena.free_frames();
+        if (free == arena.frame_count_) {
+            return;
+        }
+        std::size_t movable = 0;
+        std::size_t isolated = 0;
+        for (std::size_t i = 0; i < arena.frame_count_; ++i) {
+            movable += is_movable(arena.frames_[i]) ? 1 : 0;
+            isolated += arena.frames_[i].is_isolated() ? 1 : 0;
+        }
+        char message[320];
+        std::snprintf(message, sizeof message,
+                      "frame_arena::~frame_arena: the arena at %p (%zu frames of %zu bytes) is "
+                      "destroyed while %zu of its frames are still allocated (%zu movable, %zu "
+                      "isolated); destroy its pools, balloons, owners and compactors first",
+                      static_cast<void*>(arena.base_), arena.frame_count_, Arena::frame_size,
+                      arena.frame_count_ - free, movable, isolated);
+        contract_violation(message);
     }
 
 private:

@@ -1,0 +1,406 @@
+// frame_arena's member functions (the class and its documentation are in frame_arena.hpp, which
+// includes this file at its end): construction, the buddy allocator with its fallback between
+// kinds, freeing with buddy merging, statistics and release of free memory to the OS.
+#pragma once
+
+#include <movable/frame_arena.hpp>
+
+namespace movable {
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::checked_frame_count(std::size_t bytes) {
+    if (bytes < block_bytes) {
+        throw std::invalid_argument("frame_arena: size " + std::to_string(bytes) +
+                                    " is smaller than one max-order block (" +
+                                    std::to_string(block_bytes) + " bytes)");
+    }
+    return bytes / block_bytes * block_frames;
+}
+
+// Reserves one extra frame when frames are larger than system pages, so the region can be
+// aligned to FrameSize. Every member that allocates comes after region_, so if one throws the
+// reservation is unmapped (and the descriptors freed) on the way out.
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes)
+    : frame_count_(checked_frame_count(bytes)),
+      page_size_(static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))),
+      region_(frame_count_ * FrameSize + (FrameSize > page_size_ ? FrameSize : 0)),
+      base_(region_.start() +
+            (FrameSize - reinterpret_cast<std::uintptr_t>(region_.start()) % FrameSize) %
+                FrameSize),
+      frames_(std::make_unique<frame[]>(frame_count_)), blocks_(block_count()) {
+    // From the top down, so the lowest block is first on the list: a new arena fills from its
+    // low end.
+    for (std::size_t head = frame_count_; head != 0; head -= block_frames) {
+        push_free_block(head - block_frames, MaxOrder);
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame_arena<FrameSize, MaxOrder>::~frame_arena() {
+    if constexpr (detail::contracts_enabled) {
+        detail::frame_arena_invariants::check_all_free_at_destruction(*this);
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::set_head(std::size_t index, buddy::head_state state,
+                                                unsigned order, frame_kind kind) noexcept {
+    frame& f = frames_[index];
+    f.set_allocator_word(buddy::head(f.allocator_word(), state, order, kind));
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::clear_head(std::size_t index) noexcept {
+    frame& f = frames_[index];
+    f.set_allocator_word(buddy::not_a_head(f.allocator_word()));
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::push_free_block(std::size_t head, unsigned order) noexcept {
+    blocks_.push(block_of(head), frames_[head], order);
+    set_head(head, buddy::free_head, order, frame_kind::movable);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::remove_free_block(std::size_t head,
+                                                         unsigned order) noexcept {
+    blocks_.remove(block_of(head), frames_[head], order);
+    clear_head(head);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::mark_allocated(std::size_t head, unsigned order,
+                                                      frame_kind kind) noexcept {
+    const std::size_t count = std::size_t{1} << order;
+    for (std::size_t i = head; i < head + count; ++i) {
+        frames_[i].set_allocator_word(0); // in use: no longer released
+        if (order > 0) {
+            frames_[i].set_multi_frame(true);
+        }
+    }
+    set_head(head, buddy::allocated_head, order, kind);
+    if (kind == frame_kind::unmovable) {
+        blocks_.add_unmovable(block_of(head), count);
+    }
+    frames_[head].acquire_first_reference();
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+bool frame_arena<FrameSize, MaxOrder>::find_free_block(std::size_t index, std::size_t& head,
+                                                       unsigned& order) const noexcept {
+    for (unsigned k = 0; k <= MaxOrder; ++k) {
+        const std::size_t candidate = index & ~((std::size_t{1} << k) - 1);
+        const std::uint32_t word = frames_[candidate].allocator_word();
+        const buddy::head_state state = buddy::state(word);
+        if (state != buddy::not_head && buddy::order(word) >= k) {
+            // The innermost head covering `index` decides.
+            if (state == buddy::free_head) {
+                head = candidate;
+                order = buddy::order(word);
+                return true;
+            }
+            return false;
+        }
+    }
+    return false;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+bool frame_arena<FrameSize, MaxOrder>::is_free(std::size_t index) const noexcept {
+    std::size_t head = 0;
+    unsigned order = 0;
+    return index < frame_count_ && find_free_block(index, head, order);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::free_block_end(std::size_t index) const noexcept {
+    std::size_t head = 0;
+    unsigned order = 0;
+    if (index >= frame_count_ || !find_free_block(index, head, order)) {
+        return index;
+    }
+    return std::min(head + (std::size_t{1} << order), frame_count_);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame_kind frame_arena<FrameSize, MaxOrder>::allocation_kind(std::size_t index) const noexcept {
+    for (unsigned k = 0; k <= MaxOrder; ++k) {
+        const std::size_t candidate = index & ~((std::size_t{1} << k) - 1);
+        const std::uint32_t word = frames_[candidate].allocator_word();
+        if (buddy::state(word) != buddy::not_head && buddy::order(word) >= k) {
+            return buddy::kind(word);
+        }
+    }
+    return frame_kind::movable;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::take_block_locked(std::size_t head, unsigned order,
+                                                           unsigned wanted,
+                                                           frame_kind kind) noexcept {
+    remove_free_block(head, order);
+    // Split: give back the upper halves (to their block's kind) until the block has the
+    // requested order.
+    for (unsigned split = order; split > wanted; --split) {
+        push_free_block(head + (std::size_t{1} << (split - 1)), split - 1);
+    }
+    mark_allocated(head, wanted, kind);
+    return &frames_[head];
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
+    const auto take_first = [&](std::uint32_t block, unsigned k) {
+        return take_block_locked(index_of(*blocks_.free_block(block, k)), k, order, kind);
+    };
+    // Our own kind's blocks, smallest free block first.
+    for (unsigned k = order; k <= MaxOrder; ++k) {
+        if (const std::uint32_t block = blocks_.first(kind, k); block != blocks_.none) {
+            return take_first(block, k);
+        }
+    }
+    // Claim: the block of the other kind's largest free block, if the kernel's rule lets us;
+    // then allocate from it smallest piece first.
+    const frame_kind other = other_kind(kind);
+    for (int k = MaxOrder; k >= static_cast<int>(order); --k) {
+        const std::uint32_t block = blocks_.first(other, static_cast<unsigned>(k));
+        if (block != blocks_.none && blocks_.may_claim(block, kind)) {
+            blocks_.claim(block, kind);
+            ++blocks_claimed_;
+            return take_first(block,
+                              static_cast<unsigned>(blocks_.smallest_free_order(block, order)));
+        }
+    }
+    // Steal: the other kind's smallest free block that fits; its block keeps its kind.
+    for (unsigned k = order; k <= MaxOrder; ++k) {
+        if (const std::uint32_t block = blocks_.first(other, k); block != blocks_.none) {
+            frames_stolen_ += std::size_t{1} << order;
+            return take_first(block, k);
+        }
+    }
+    return nullptr;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::try_allocate(unsigned order, frame_kind kind) noexcept {
+    if (order > MaxOrder) {
+        return nullptr;
+    }
+    std::lock_guard guard(mutex_);
+    frame* f = allocate_locked(order, kind);
+    if constexpr (detail::expensive_checks_enabled) {
+        blocks_.check_invariants();
+    }
+    return f;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame& frame_arena<FrameSize, MaxOrder>::allocate(unsigned order, frame_kind kind) {
+    if (order > MaxOrder) {
+        throw std::invalid_argument("frame_arena::allocate: order " + std::to_string(order) +
+                                    " is above max_order " + std::to_string(MaxOrder));
+    }
+    frame* f = try_allocate(order, kind);
+    if (f == nullptr) {
+        throw std::bad_alloc();
+    }
+    return *f;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) noexcept {
+    MOVABLE_CONTRACT(owns(first), "frame_arena::deallocate: frame is not in this arena");
+    MOVABLE_CONTRACT(order <= MaxOrder, "frame_arena::deallocate: order above max_order");
+    MOVABLE_CONTRACT(movable_ops(first) == nullptr,
+                     "frame_arena::deallocate: frame is still owned (call clear_movable first)");
+    std::size_t head = index_of(first);
+    {
+        const std::uint32_t word = first.allocator_word();
+        MOVABLE_CONTRACT(buddy::state(word) == buddy::allocated_head,
+                         "frame_arena::deallocate: frame is not an allocated block (double "
+                         "free?)");
+        MOVABLE_CONTRACT(buddy::order(word) == order,
+                         "frame_arena::deallocate: order differs from the allocation's");
+    }
+    const bool unmovable = buddy::kind(first.allocator_word()) == frame_kind::unmovable;
+    first.release_last_reference(); // waits out transient references; resets the frame
+    if (order > 0) {
+        for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
+            frames_[i].set_multi_frame(false);
+        }
+    }
+    std::lock_guard guard(mutex_);
+    if (unmovable) {
+        blocks_.remove_unmovable(block_of(head), std::size_t{1} << order);
+    }
+    clear_head(head);
+    // Merge with free buddies of the same order.
+    while (order < MaxOrder) {
+        const std::size_t buddy = head ^ (std::size_t{1} << order);
+        const std::uint32_t word = frames_[buddy].allocator_word();
+        if (buddy::state(word) != buddy::free_head || buddy::order(word) != order) {
+            break;
+        }
+        remove_free_block(buddy, order);
+        head = head < buddy ? head : buddy;
+        ++order;
+    }
+    push_free_block(head, order);
+    if constexpr (detail::expensive_checks_enabled) {
+        blocks_.check_invariants();
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::try_take_free_frame(std::size_t index) noexcept {
+    if (index >= frame_count_) {
+        return nullptr;
+    }
+    std::lock_guard guard(mutex_);
+    std::size_t head = 0;
+    unsigned order = 0;
+    if (!find_free_block(index, head, order) || kind_of_block_locked(head) != frame_kind::movable) {
+        return nullptr;
+    }
+    remove_free_block(head, order);
+    // Split towards `index`, giving back the halves that do not contain it.
+    while (order > 0) {
+        --order;
+        const std::size_t half = std::size_t{1} << order;
+        if (index >= head + half) {
+            push_free_block(head, order);
+            head += half;
+        } else {
+            push_free_block(head + half, order);
+        }
+    }
+    mark_allocated(head, 0, frame_kind::movable);
+    return &frames_[head];
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::free_frames() const noexcept {
+    std::lock_guard guard(mutex_);
+    return blocks_.free_frames();
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+int frame_arena<FrameSize, MaxOrder>::largest_free_order() const noexcept {
+    std::lock_guard guard(mutex_);
+    return blocks_.largest_free_order();
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
+    std::lock_guard guard(mutex_);
+    stats_type result;
+    result.total_frames = frame_count_;
+    result.free_frames = blocks_.free_frames();
+    result.largest_free_order = blocks_.largest_free_order();
+    result.blocks_claimed = blocks_claimed_;
+    result.frames_stolen = frames_stolen_;
+    result.discard_failures = discard_failures_;
+    result.free_blocks = blocks_.free_block_counts();
+    blocks_.for_each_free_block(0, [&](const frame& f, unsigned order) {
+        const std::size_t head = index_of(f);
+        for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
+            result.released_frames += buddy::released(frames_[i].allocator_word()) ? 1 : 0;
+        }
+    });
+    for (std::size_t block = 0; block < block_count(); ++block) {
+        ++result.max_order_blocks_by_kind[static_cast<unsigned>(blocks_.kind(block))];
+    }
+    return result;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* caller) const
+    -> free_space {
+    if (order > MaxOrder) {
+        throw std::invalid_argument(std::string(caller) + ": order above max_order");
+    }
+    std::lock_guard guard(mutex_);
+    free_space summary;
+    for (const auto& by_kind : blocks_.free_block_counts()) {
+        for (unsigned k = 0; k <= MaxOrder; ++k) {
+            const std::size_t blocks = by_kind[k];
+            summary.blocks += blocks;
+            summary.frames += blocks << k;
+            if (k >= order) {
+                summary.suitable_blocks += blocks;
+                summary.suitable_frames += blocks << k;
+            }
+        }
+    }
+    return summary;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
+    return movable::fragmentation_index(free_summary(order, "frame_arena::fragmentation_index"),
+                                        order);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) const {
+    return movable::unusable_free_index(free_summary(order, "frame_arena::unusable_free_index"));
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const {
+    const free_space free = free_summary(MaxOrder, "frame_arena::fragmentation_score");
+    return movable::fragmentation_score(free.frames, free.suitable_frames);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
+                                                             std::size_t end) noexcept {
+    // Only whole system pages: discarding a page that a frame outside the run shares would
+    // zero memory in use.
+    const auto start = reinterpret_cast<std::uintptr_t>(base_ + first * FrameSize);
+    const auto stop = reinterpret_cast<std::uintptr_t>(base_ + end * FrameSize);
+    const std::uintptr_t page_start = (start + page_size_ - 1) / page_size_ * page_size_;
+    const std::uintptr_t page_stop = stop / page_size_ * page_size_;
+    if (page_start >= page_stop) {
+        return 0;
+    }
+    if (discard_(reinterpret_cast<void*>(page_start), page_stop - page_start) != 0) {
+        ++discard_failures_;
+        return 0;
+    }
+    // The frames wholly inside the discarded pages are released.
+    const std::size_t first_released =
+        (page_start - reinterpret_cast<std::uintptr_t>(base_) + FrameSize - 1) / FrameSize;
+    const std::size_t end_released =
+        (page_stop - reinterpret_cast<std::uintptr_t>(base_)) / FrameSize;
+    for (std::size_t i = first_released; i < end_released; ++i) {
+        frames_[i].set_allocator_word(frames_[i].allocator_word() | buddy::released_bit);
+    }
+    return (end_released - first_released) * FrameSize;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_order) {
+    if (min_order > MaxOrder) {
+        throw std::invalid_argument("frame_arena::release_free_memory: order above max_order");
+    }
+    // Under the arena lock: a free block cannot be allocated (and written) while we discard it.
+    std::lock_guard guard(mutex_);
+    std::size_t released = 0;
+    blocks_.for_each_free_block(min_order, [&](const frame& f, unsigned order) {
+        const std::size_t head = index_of(f);
+        const std::size_t end = head + (std::size_t{1} << order);
+        std::size_t run = head; // start of the current run of frames not yet released
+        for (std::size_t i = head; i < end; ++i) {
+            if (buddy::released(frames_[i].allocator_word())) {
+                released += discard_locked(run, i);
+                run = i + 1;
+            }
+        }
+        released += discard_locked(run, end);
+    });
+    return released;
+}
+
+} // namespace movable
