@@ -420,3 +420,30 @@ TEST_CASE("protocol violations by an owner or a caller are contract violations")
         (void)putback_movable_frame(*list.front());
     }));
 }
+
+TEST_CASE("putback_or_free_movable_frame: async leaves a busy frame isolated; a released frame "
+          "is freed") {
+    fixture fx(2);
+    frame* held = fx.owner.frame_of(0);
+    frame* released = fx.owner.frame_of(1);
+    frame_list list = isolate_pages(fx.owner, 2, migrate_mode::async);
+    list.remove(*held);
+    list.remove(*released);
+    {
+        std::unique_lock<frame> elsewhere(*held);
+        CHECK_FALSE(putback_or_free_movable_frame(*held, fx.pool, migrate_mode::async));
+        CHECK(held->is_isolated());
+    }
+    CHECK(putback_or_free_movable_frame(*held, fx.pool, migrate_mode::async) ==
+          putback_result::returned_to_owner);
+    CHECK_FALSE(held->is_isolated());
+    CHECK(fx.owner.putback_calls == 1);
+
+    CHECK(fx.owner.release_page(1));
+    const std::size_t free_before = fx.pool.free_count();
+    CHECK(putback_or_free_movable_frame(*released, fx.pool, migrate_mode::sync) ==
+          putback_result::released);
+    CHECK(fx.pool.free_count() == free_before + 1);
+    CHECK(fx.owner.putback_calls == 1);
+    CHECK(fx.owner.page_intact(0));
+}

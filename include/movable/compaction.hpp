@@ -384,7 +384,7 @@ compact_progress compactor<Arena>::pass() {
     while (frame* f = left_isolated_.pop_front()) {
         free_scanner_targets targets{*this};
         const std::optional<putback_result> result =
-            detail::give_back(*f, targets, request_.mode != migrate_mode::async);
+            putback_or_free_movable_frame(*f, targets, request_.mode);
         if (!result) {
             still_busy.push_back(*f);
         } else if (*result == putback_result::released) {

@@ -102,6 +102,15 @@ enum class putback_result : std::uint8_t {
 // ISOLATED, calls the owner's putback and drops the isolation reference.
 [[nodiscard]] putback_result putback_movable_frame(frame& f) noexcept;
 
+// Puts back an isolated frame (on no list), or frees it through targets.release when its owner
+// released it. In `async` mode it only try-locks the frame and answers nothing (std::nullopt)
+// when the lock is busy: the frame stays isolated, for a later call. Other modes wait for the
+// lock. migrate_frames and the compactor end every isolation they give up on with this.
+template <class Targets>
+requires migration_targets<Targets> std::optional<putback_result>
+putback_or_free_movable_frame(frame& f, Targets& targets, migrate_mode mode)
+noexcept;
+
 // Puts back every frame of `frames`; frames whose owner released them go to targets.release.
 // Returns the number of frames returned to their owners.
 template <class Targets>
@@ -195,23 +204,6 @@ inline putback_result putback_locked(frame& f) noexcept {
     return putback_result::returned_to_owner;
 }
 
-// Gives back an isolated frame on no list: waits for its lock when `may_wait`, else only
-// try-locks it. A frame its owner released goes to targets.release. Empty when the lock was
-// busy: the frame stays isolated.
-template <class Targets>
-std::optional<putback_result> give_back(frame& f, Targets& targets, bool may_wait) noexcept {
-    if (may_wait) {
-        f.lock();
-    } else if (!f.try_lock()) {
-        return std::nullopt;
-    }
-    const putback_result result = putback_locked(f);
-    if (result == putback_result::released) {
-        targets.release(f);
-    }
-    return result;
-}
-
 } // namespace detail
 
 inline bool isolate_movable_frame(frame& f, migrate_mode mode) noexcept {
@@ -238,6 +230,26 @@ inline putback_result putback_movable_frame(frame& f) noexcept {
                      "putback_movable_frame: frame is still on a list; remove it first");
     f.lock();
     return detail::putback_locked(f);
+}
+
+template <class Targets>
+requires migration_targets<Targets> std::optional<putback_result>
+putback_or_free_movable_frame(frame& f, Targets& targets, migrate_mode mode)
+noexcept {
+    MOVABLE_CONTRACT(f.hook.list == nullptr,
+                     "putback_or_free_movable_frame: frame is still on a list; remove it first");
+    if (mode == migrate_mode::async) {
+        if (!f.try_lock()) {
+            return std::nullopt;
+        }
+    } else {
+        f.lock();
+    }
+    const putback_result result = detail::putback_locked(f);
+    if (result == putback_result::released) {
+        targets.release(f);
+    }
+    return result;
 }
 
 template <class Targets>
@@ -302,10 +314,10 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
     // is freed and counts as released, never also as failed.
     frame_list cut_off;
     (stats.target_exhausted ? cut_off : given_up).splice_back(from);
-    const bool may_wait = mode != migrate_mode::async;
-    auto give_back = [&](frame_list& frames, bool counts_as_failed) {
+    auto end_isolation = [&](frame_list& frames, bool counts_as_failed) {
         while (frame* f = frames.pop_front()) {
-            const std::optional<putback_result> result = detail::give_back(*f, targets, may_wait);
+            const std::optional<putback_result> result =
+                putback_or_free_movable_frame(*f, targets, mode);
             if (!result) {
                 from.push_back(*f); // async: left isolated for the caller
                 ++stats.left_isolated;
@@ -318,8 +330,8 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
             }
         }
     };
-    give_back(given_up, true);
-    give_back(cut_off, false);
+    end_isolation(given_up, true);
+    end_isolation(cut_off, false);
     return stats;
 }
 
