@@ -178,7 +178,8 @@ public:
             }
         }
     }
-    ~churn() {
+    // A throwing deallocate (a broken handle) ends the benchmark, as it should.
+    ~churn() { // NOLINT(bugprone-exception-escape)
         for (std::size_t i = 0; i < objects_.size(); ++i) {
             if (objects_[i]) {
                 allocator_.deallocate(objects_[i], sizes_[i]);

@@ -36,6 +36,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -216,7 +217,7 @@ public:
     [[nodiscard]] double unusable_free_index(unsigned order) const;
     // 0..100: the unusable free index for max-order blocks as a percentage; what proactive
     // compaction keeps low (the kernel's fragmentation score).
-    [[nodiscard]] unsigned fragmentation_score() const;
+    [[nodiscard]] unsigned fragmentation_score() const noexcept;
 
     // ---- memory back to the OS -----------------------------------------------------------------
     // madvise(MADV_DONTNEED) every free frame in free blocks of at least 2^min_order frames that
@@ -324,7 +325,11 @@ private:
         std::size_t suitable_blocks = 0;
         std::size_t suitable_frames = 0;
     };
-    free_space free_summary(unsigned order, const char* caller) const;
+    free_space free_summary(unsigned order) const noexcept; // order <= MaxOrder
+    // Throws std::invalid_argument, naming `caller`, for an order above MaxOrder.
+    static void check_order(unsigned order, const char* caller);
+    // Fraction of the free frames in `free` that are outside suitable blocks; 0 with none free.
+    static double unusable_fraction(const free_space& free) noexcept;
 
     static std::size_t checked_frame_count(std::size_t bytes);
     static int discard_pages(void* start, std::size_t bytes) noexcept {
@@ -806,11 +811,14 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* caller) const
-    -> free_space {
+void frame_arena<FrameSize, MaxOrder>::check_order(unsigned order, const char* caller) {
     if (order > MaxOrder) {
         throw std::invalid_argument(std::string(caller) + ": order above max_order");
     }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order) const noexcept -> free_space {
     std::lock_guard guard(mutex_);
     free_space summary;
     for (const auto& by_kind : free_block_count_) {
@@ -829,7 +837,8 @@ auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* 
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
-    const free_space free = free_summary(order, "frame_arena::fragmentation_index");
+    check_order(order, "frame_arena::fragmentation_index");
+    const free_space free = free_summary(order);
     if (free.blocks == 0) {
         return 0.0;
     }
@@ -844,7 +853,12 @@ double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) con
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) const {
-    const free_space free = free_summary(order, "frame_arena::unusable_free_index");
+    check_order(order, "frame_arena::unusable_free_index");
+    return unusable_fraction(free_summary(order));
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+double frame_arena<FrameSize, MaxOrder>::unusable_fraction(const free_space& free) noexcept {
     if (free.frames == 0) {
         return 0.0;
     }
@@ -853,8 +867,8 @@ double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) con
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const {
-    return static_cast<unsigned>(unusable_free_index(MaxOrder) * 100.0 + 0.5);
+unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const noexcept {
+    return static_cast<unsigned>(std::lround(unusable_fraction(free_summary(MaxOrder)) * 100.0));
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -869,7 +883,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
     if (page_start >= page_stop) {
         return 0;
     }
-    if (discard_(reinterpret_cast<void*>(page_start), page_stop - page_start) != 0) {
+    // The page-aligned start as an offset from base_, so the pointer keeps base_'s provenance.
+    std::byte* const discard_start = base_ + (page_start - reinterpret_cast<std::uintptr_t>(base_));
+    if (discard_(discard_start, page_stop - page_start) != 0) {
         ++discard_failures_;
         return 0;
     }
