@@ -30,7 +30,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -44,6 +43,7 @@
 #endif
 
 #include "baseline.hpp"
+#include "examples/support/resident.hpp"
 
 namespace {
 
@@ -309,13 +309,7 @@ BENCHMARK(pairs_zspage_pool);
 
 // ---- 2. footprint after the same churn -------------------------------------------------------
 
-std::size_t resident_bytes() {
-    std::ifstream statm("/proc/self/statm");
-    std::size_t size_pages = 0;
-    std::size_t resident_pages = 0;
-    statm >> size_pages >> resident_pages;
-    return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
+using movable::support::resident_bytes;
 
 // In the child: RSS growth / live bytes of an allocator after the churn (fill, one pass of
 // replacements writing every object, then freeing a random half).
