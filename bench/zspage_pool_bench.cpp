@@ -30,7 +30,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -44,6 +43,7 @@
 #endif
 
 #include "baseline.hpp"
+#include "examples/support/resident.hpp"
 
 namespace {
 
@@ -178,7 +178,8 @@ public:
             }
         }
     }
-    ~churn() {
+    // A throwing deallocate (a broken handle) ends the benchmark, as it should.
+    ~churn() { // NOLINT(bugprone-exception-escape)
         for (std::size_t i = 0; i < objects_.size(); ++i) {
             if (objects_[i]) {
                 allocator_.deallocate(objects_[i], sizes_[i]);
@@ -308,13 +309,7 @@ BENCHMARK(pairs_zspage_pool);
 
 // ---- 2. footprint after the same churn -------------------------------------------------------
 
-std::size_t resident_bytes() {
-    std::ifstream statm("/proc/self/statm");
-    std::size_t size_pages = 0;
-    std::size_t resident_pages = 0;
-    statm >> size_pages >> resident_pages;
-    return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
+using movable::support::resident_bytes;
 
 // In the child: RSS growth / live bytes of an allocator after the churn (fill, one pass of
 // replacements writing every object, then freeing a random half).
@@ -365,16 +360,16 @@ constexpr const char* footprint_child_flag = "--zspage-footprint-child=";
 
 int footprint_child(const std::string& which, int fd) {
     std::vector<double> values;
-    if (which == "zspage_pool") {
+    if (which == pool_allocator::name) {
         values = pool_footprint_here();
-    } else if (which == "glibc") {
+    } else if (which == glibc_allocator::name) {
         values = allocator_footprint_here<glibc_allocator>();
 #if MOVABLE_BENCH_HAVE_JEMALLOC
-    } else if (which == "jemalloc") {
+    } else if (which == jemalloc_allocator::name) {
         values = allocator_footprint_here<jemalloc_allocator>();
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
-    } else if (which == "mimalloc") {
+    } else if (which == mimalloc_allocator::name) {
         values = allocator_footprint_here<mimalloc_allocator>();
 #endif
     } else {
@@ -423,7 +418,7 @@ std::vector<double> footprint_in_fresh_process(const std::string& which, std::si
 void footprint(benchmark::State& state) {
     std::vector<double> pool_figures;
     for (auto _ : state) {
-        pool_figures = footprint_in_fresh_process("zspage_pool", 5);
+        pool_figures = footprint_in_fresh_process(pool_allocator::name, 5);
     }
     if (pool_figures.empty()) {
         state.SkipWithError("the pool's footprint process failed");
@@ -438,12 +433,12 @@ void footprint(benchmark::State& state) {
         const std::vector<double> figures = footprint_in_fresh_process(which, 1);
         return figures.empty() ? -1.0 : figures[0];
     };
-    state.counters["glibc_rss"] = rss("glibc");
+    state.counters["glibc_rss"] = rss(glibc_allocator::name);
 #if MOVABLE_BENCH_HAVE_JEMALLOC
-    state.counters["jemalloc_rss"] = rss("jemalloc");
+    state.counters["jemalloc_rss"] = rss(jemalloc_allocator::name);
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
-    state.counters["mimalloc_rss"] = rss("mimalloc");
+    state.counters["mimalloc_rss"] = rss(mimalloc_allocator::name);
 #endif
 }
 BENCHMARK(footprint)->Iterations(1)->Unit(benchmark::kMillisecond);

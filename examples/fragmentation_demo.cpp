@@ -13,9 +13,9 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
+#include "examples/support/resident.hpp"
 #include "page_store.hpp"
 
 namespace {
@@ -25,13 +25,7 @@ constexpr std::size_t block = arena_type::block_frames;
 
 enum class cell : char { free_frame, released, movable, unmovable };
 
-std::size_t resident_bytes() {
-    std::ifstream statm("/proc/self/statm");
-    std::size_t size = 0;
-    std::size_t resident = 0;
-    statm >> size >> resident;
-    return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
+using movable::support::resident_bytes;
 
 double mib(std::size_t bytes) {
     return static_cast<double>(bytes) / (1 << 20);

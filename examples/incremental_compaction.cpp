@@ -24,8 +24,9 @@ int main() {
     compaction.begin({.max_bytes_per_pass = 1 << 20});      // incremental: bounded pauses
     while (compaction.pass() == movable::compact_progress::incomplete) { /* run the program */ }
     movable::compact_stats stats = compaction.end();
-    if (compaction.should_compact(20))                      // vm.compaction_proactiveness = 20
+    if (compaction.should_compact(20)) {                    // vm.compaction_proactiveness = 20
         compaction.compact(compaction.proactive_request(20));
+    }
     compaction.compact();                                   // full
     // clang-format on
 

@@ -44,7 +44,10 @@ void* allocate_or_fail(std::size_t size, std::size_t alignment) {
     return p;
 }
 
-void release(void* p) noexcept {
+// Out of line on purpose: inlined into a replacement operator delete that is itself inlined into
+// library code, its std::free would meet a pointer GCC saw come from operator new and trip
+// -Wmismatched-new-delete, which cannot know that these operators are the replacements.
+[[gnu::noinline]] void release(void* p) noexcept {
     if (p != nullptr) {
         live_blocks.fetch_sub(1, std::memory_order_relaxed);
         std::free(p);

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "examples/support/resident.hpp"
 #include "support/death_test.hpp"
-#include "support/resident.hpp"
 
 using namespace movable;
 
@@ -469,9 +469,9 @@ TEST_CASE("released free memory leaves the resident set and reads as zero when r
     for (frame* f : blocks) {
         arena.deallocate(*f, big_arena::max_order);
     }
-    const std::size_t before = test::resident_bytes();
+    const std::size_t before = support::resident_bytes();
     const std::size_t released = arena.release_free_memory(0);
-    const std::size_t after = test::resident_bytes();
+    const std::size_t after = support::resident_bytes();
     CHECK(released == bytes);
     MESSAGE("resident before " << before << " after " << after << " released " << released);
     CHECK(before - after >= released * 9 / 10); // the OS took (nearly) all of it back

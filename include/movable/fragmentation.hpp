@@ -53,10 +53,9 @@ fragmentation_score(std::size_t free_frames, std::size_t frames_in_max_order_blo
     if (free_frames == 0) {
         return 0;
     }
-    return static_cast<unsigned>(
-        (static_cast<double>(free_frames - frames_in_max_order_blocks) * 100.0) /
-            static_cast<double>(free_frames) +
-        0.5);
+    // round(100 * unusable / free), half up, in integers: (200 * unusable + free) / (2 * free).
+    const std::size_t unusable = free_frames - frames_in_max_order_blocks;
+    return static_cast<unsigned>((200 * unusable + free_frames) / (2 * free_frames));
 }
 
 } // namespace movable

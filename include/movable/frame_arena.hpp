@@ -191,7 +191,7 @@ public:
     [[nodiscard]] double unusable_free_index(unsigned order) const;
     // 0..100: the unusable free index for max-order blocks as a percentage; what proactive
     // compaction keeps low (the kernel's fragmentation score).
-    [[nodiscard]] unsigned fragmentation_score() const;
+    [[nodiscard]] unsigned fragmentation_score() const noexcept;
 
     // ---- memory back to the OS -----------------------------------------------------------------
     // madvise(MADV_DONTNEED) every free frame in free blocks of at least 2^min_order frames that
@@ -241,7 +241,9 @@ private:
     // frames it discarded released and returns their bytes.
     std::size_t discard_locked(std::size_t first, std::size_t end) noexcept;
     // Free blocks and frames in all, and in blocks of at least 2^order frames.
-    free_space free_summary(unsigned order, const char* caller) const;
+    free_space free_summary(unsigned order) const noexcept; // order <= MaxOrder
+    // Throws std::invalid_argument, naming `caller`, for an order above MaxOrder.
+    static void check_order(unsigned order, const char* caller);
 
     static std::size_t checked_frame_count(std::size_t bytes);
     static int discard_pages(void* start, std::size_t bytes) noexcept {

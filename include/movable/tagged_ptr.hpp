@@ -59,6 +59,8 @@ public:
         return result;
     }
 
+    // The packed word holds the only copy of the address, so the pointer comes back from an
+    // integer: what a tagged pointer is. NOLINTNEXTLINE(performance-no-int-to-ptr)
     [[nodiscard]] T* pointer() const noexcept { return reinterpret_cast<T*>(word_ & ~tag_mask); }
     [[nodiscard]] constexpr tag_type tag() const noexcept { return word_ & tag_mask; }
     [[nodiscard]] constexpr bool has_pointer() const noexcept { return (word_ & ~tag_mask) != 0; }

@@ -7,4 +7,6 @@ struct throwing_owner {
     }
     void putback(movable::frame&) noexcept {}
 };
-void make_movable(movable::frame& f, throwing_owner& owner) { movable::set_movable(f, owner); }
+void make_movable(movable::frame& f, throwing_owner& owner) {
+    movable::set_movable(f, owner);
+}

@@ -5,4 +5,6 @@ struct owner_returning_bool {
     bool migrate(movable::frame&, movable::frame&, movable::migrate_mode) noexcept { return true; }
     void putback(movable::frame&) noexcept {}
 };
-void make_movable(movable::frame& f, owner_returning_bool& owner) { movable::set_movable(f, owner); }
+void make_movable(movable::frame& f, owner_returning_bool& owner) {
+    movable::set_movable(f, owner);
+}

@@ -9,4 +9,6 @@ struct movable::owner_traits<sealed_type> {
     }
     static void putback(sealed_type&, frame&) {}
 };
-void make_movable(movable::frame& f, sealed_type& owner) { movable::set_movable(f, owner); }
+void make_movable(movable::frame& f, sealed_type& owner) {
+    movable::set_movable(f, owner);
+}

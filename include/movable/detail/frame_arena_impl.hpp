@@ -315,11 +315,14 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* caller) const
-    -> free_space {
+void frame_arena<FrameSize, MaxOrder>::check_order(unsigned order, const char* caller) {
     if (order > MaxOrder) {
         throw std::invalid_argument(std::string(caller) + ": order above max_order");
     }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order) const noexcept -> free_space {
     std::lock_guard guard(mutex_);
     free_space summary;
     for (const auto& by_kind : blocks_.free_block_counts()) {
@@ -338,18 +341,19 @@ auto frame_arena<FrameSize, MaxOrder>::free_summary(unsigned order, const char* 
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::fragmentation_index(unsigned order) const {
-    return movable::fragmentation_index(free_summary(order, "frame_arena::fragmentation_index"),
-                                        order);
+    check_order(order, "frame_arena::fragmentation_index");
+    return movable::fragmentation_index(free_summary(order), order);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 double frame_arena<FrameSize, MaxOrder>::unusable_free_index(unsigned order) const {
-    return movable::unusable_free_index(free_summary(order, "frame_arena::unusable_free_index"));
+    check_order(order, "frame_arena::unusable_free_index");
+    return movable::unusable_free_index(free_summary(order));
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const {
-    const free_space free = free_summary(MaxOrder, "frame_arena::fragmentation_score");
+unsigned frame_arena<FrameSize, MaxOrder>::fragmentation_score() const noexcept {
+    const free_space free = free_summary(MaxOrder);
     return movable::fragmentation_score(free.frames, free.suitable_frames);
 }
 
@@ -365,7 +369,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
     if (page_start >= page_stop) {
         return 0;
     }
-    if (discard_(reinterpret_cast<void*>(page_start), page_stop - page_start) != 0) {
+    // The page-aligned start as an offset from base_, so the pointer keeps base_'s provenance.
+    std::byte* const discard_start = base_ + (page_start - reinterpret_cast<std::uintptr_t>(base_));
+    if (discard_(discard_start, page_stop - page_start) != 0) {
         ++discard_failures_;
         return 0;
     }
