@@ -33,7 +33,7 @@ struct zspage_pool_test_access {
     // The frames of the object's zspage, in chain order. Single-threaded use only.
     static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {
         const zspage* zs = Pool::zspage_of(start_frame(pool, h));
-        const std::size_t frames = pool.class_table_[zs->class_id].frames_per_zspage;
+        const std::size_t frames = pool.classes_[zs->class_id].info.frames_per_zspage;
         return {zs->frames.begin(), zs->frames.begin() + static_cast<std::ptrdiff_t>(frames)};
     }
 };
