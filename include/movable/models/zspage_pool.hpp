@@ -54,16 +54,13 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
-#include <vector>
 
 #include <movable/detail/contract.hpp>
 #include <movable/detail/small_locks.hpp>
@@ -193,7 +190,6 @@ private:
     }
     void set_location(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
                       std::uint32_t object) const noexcept;
-    void release_zspage(detail::zspage* zs) noexcept;
     void release_chain(detail::zspage* first) noexcept;
     std::size_t compact_class(class_state& cls);
 
@@ -296,21 +292,16 @@ void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
                                std::memory_order_release);
 }
 
-// Gives an emptied zspage back (detail::zspage_release); its frames that the core holds
-// isolated are the core's to free.
-template <zspage_arena Arena>
-void zspage_pool<Arena>::release_zspage(detail::zspage* zs) noexcept {
-    const std::size_t left_to_core =
-        detail::zspage_release(arena_, zs, classes_[zs->class_id].info.frames_per_zspage);
-    counters_.isolated_frames.fetch_sub(left_to_core, std::memory_order_relaxed);
-    counters_.frames_released_while_isolated.fetch_add(left_to_core, std::memory_order_relaxed);
-}
-
+// Gives emptied zspages (linked through next) back (detail::zspage_release); their frames
+// that the core holds isolated are the core's to free.
 template <zspage_arena Arena>
 void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
-        release_zspage(first);
+        const std::size_t left_to_core =
+            detail::zspage_release(arena_, first, classes_[first->class_id].info.frames_per_zspage);
+        counters_.isolated_frames.fetch_sub(left_to_core, std::memory_order_relaxed);
+        counters_.frames_released_while_isolated.fetch_add(left_to_core, std::memory_order_relaxed);
         first = next;
     }
 }
@@ -467,9 +458,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
     } else {
         handles_->release(slot);
     }
-    if (emptied != nullptr) {
-        release_zspage(emptied);
-    }
+    release_chain(emptied); // none, or one zspage: unlinked, so its next is null
 }
 
 template <zspage_arena Arena>
