@@ -11,11 +11,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <random>
+#include <semaphore>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/zspage_pool_access.hpp"
@@ -328,82 +329,112 @@ TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the c
     CHECK(arena.free_frames() == arena.frame_count());
 }
 
-// The two orders of "migration waits for the class lock" and "the zspage goes away" (freed by
-// its last deallocate, or by the pool's destructor): migration first moves the frame and the
-// zspage is then freed from its new frame; the free first makes migration answer busy, and
-// the frame, released while isolated, is freed by the core. Either way nothing leaks.
-struct race_outcomes {
-    std::size_t migrated = 0;
-    std::size_t released = 0;
-    std::size_t put_back = 0;
+// The two orders of a migration of a zspage's frame and the zspage going away (freed by its
+// last deallocate, or by the pool's destructor), each forced by holding the migrating thread
+// inside migrate_frames (held_targets):
+//   migration first: held after the pool's migrate answered success (the zspage now lives in
+//     the new frame); the zspage is freed meanwhile, from its new frame.
+//   free first: held before the pool's migrate is called, with the frame locked; the free
+//     marks the zspage freeing under the class lock and waits for the frame's lock to release
+//     it; then the migration goes on and the pool answers busy. The frame, given back, is
+//     freed by the core (released while isolated) or by the pool (put back first): which of
+//     the two takes the frame's lock first is left to the scheduler; both free it once.
+// Either way nothing leaks.
+enum class race_order { migration_first, free_first };
+
+// Migration targets from the arena that hold the migrating thread at one point until the test
+// lets it on: in allocate (source locked, the owner's migrate not yet called) or in release of
+// the migrated source (the owner's migrate answered success; both frames unlocked).
+struct held_targets {
+    arena_type& arena;
+    const frame* source;
+    bool hold_before_migrate = false;
+    bool hold_after_migrate = false;
+    std::binary_semaphore held{0};   // the migrating thread reached the hold
+    std::binary_semaphore let_go{0}; // the test lets it on
+
+    frame* allocate(const frame& /*source*/) noexcept {
+        if (std::exchange(hold_before_migrate, false)) {
+            hold();
+        }
+        return arena.try_allocate(0, frame_kind::movable);
+    }
+    void release(frame& f) noexcept {
+        if (&f == source && std::exchange(hold_after_migrate, false)) {
+            hold();
+        }
+        arena.release_frame(f);
+    }
+    void hold() noexcept {
+        held.release();
+        let_go.acquire();
+    }
 };
 
-// `free_first`: the free starts waiting for the class lock before the migration does (the
-// lock usually, not always, serves them in that order).
 template <class Free>
-void migration_racing_a_free(Free&& free_the_zspage, bool free_first, race_outcomes& outcomes) {
+void migration_racing_a_free(Free&& free_the_zspage, race_order order) {
     arena_type arena(4 * arena_type::block_bytes);
     auto pool = std::make_unique<pool_type>(arena);
     const zspage_handle h = pool->allocate(1100); // one 8-frame zspage
     frame& f = access::start_frame(*pool, h);
     REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
 
-    auto& class_lock = access::class_lock(*pool, 1100);
-    class_lock.lock();
+    held_targets targets{arena, &f};
+    (order == race_order::migration_first ? targets.hold_after_migrate
+                                          : targets.hold_before_migrate) = true;
     migrate_stats stats;
-    auto migrate = [&] {
+    std::thread migrator([&] {
         frame_list list;
         list.push_back(f);
-        arena_targets<arena_type> targets{arena};
         stats = migrate_frames(list, targets, migrate_mode::sync);
         putback_movable_frames(list, targets);
-    };
-    auto free = [&] { free_the_zspage(pool, h); };
-    std::thread first(free_first ? std::function<void()>(free) : std::function<void()>(migrate));
-    while (class_lock.waiters() < 1) {
-        std::this_thread::yield();
+    });
+    targets.held.acquire();
+    if (order == race_order::migration_first) {
+        CHECK(&access::start_frame(*pool, h) != &f); // moved: f is no longer in the chain
+        free_the_zspage(pool, h);
+        targets.let_go.release();
+        migrator.join();
+        CHECK(stats.succeeded == 1);
+    } else {
+        std::thread freeing([&] { free_the_zspage(pool, h); });
+        // The migrator holds f's lock, so the free, once it has marked the zspage, waits for it.
+        while (!access::zspage_being_freed(f)) {
+            std::this_thread::yield();
+        }
+        targets.let_go.release();
+        migrator.join();
+        freeing.join();
+        CHECK(stats.succeeded == 0);
+        CHECK(stats.released + stats.put_back == 1);
     }
-    std::thread second(free_first ? std::function<void()>(migrate) : std::function<void()>(free));
-    while (class_lock.waiters() < 2) { // both wait inside the pool
-        std::this_thread::yield();
-    }
-    class_lock.unlock();
-    first.join();
-    second.join();
 
     CHECK(stats.succeeded + stats.released + stats.put_back == 1);
     pool.reset();
     CHECK(arena.free_frames() == arena.frame_count());
-    outcomes.migrated += stats.succeeded;
-    outcomes.released += stats.released;
-    outcomes.put_back += stats.put_back;
 }
 
-constexpr int race_rounds = 16;
-
-TEST_CASE("a zspage freed while its frame waits inside migrate neither crashes nor leaks") {
-    race_outcomes outcomes;
-    for (int round = 0; round < race_rounds; ++round) {
-        migration_racing_a_free(
-            [](std::unique_ptr<pool_type>& pool, zspage_handle h) {
-                pool->deallocate(h);
-                CHECK(pool->stats().frames_in_use == 0);
-            },
-            round % 2 == 1, outcomes);
+TEST_CASE("a zspage freed while its frame is being migrated, before or after the frame moves, "
+          "neither crashes nor leaks") {
+    const auto free_last_object = [](std::unique_ptr<pool_type>& pool, zspage_handle h) {
+        pool->deallocate(h);
+        CHECK(pool->stats().frames_in_use == 0);
+    };
+    SUBCASE("migration first: the zspage is freed from its new frame") {
+        migration_racing_a_free(free_last_object, race_order::migration_first);
     }
-    MESSAGE("migrated first " << outcomes.migrated << "; freed first: frame released while "
-                              << "isolated " << outcomes.released << ", put back then freed "
-                              << outcomes.put_back);
+    SUBCASE("free first: migration answers busy and the frame is freed once") {
+        migration_racing_a_free(free_last_object, race_order::free_first);
+    }
 }
 
-TEST_CASE("destroying a pool while a migration waits inside it neither crashes nor leaks") {
-    race_outcomes outcomes;
-    for (int round = 0; round < race_rounds; ++round) {
-        migration_racing_a_free(
-            [](std::unique_ptr<pool_type>& pool, zspage_handle) { pool.reset(); }, round % 2 == 1,
-            outcomes);
+TEST_CASE("destroying a pool while one of its frames is being migrated, before or after the "
+          "frame moves, neither crashes nor leaks") {
+    const auto destroy_pool = [](std::unique_ptr<pool_type>& pool, zspage_handle) { pool.reset(); };
+    SUBCASE("migration first: the destructor frees the zspage from its new frame") {
+        migration_racing_a_free(destroy_pool, race_order::migration_first);
     }
-    MESSAGE("migrated first " << outcomes.migrated << "; destroyed first: frame released while "
-                              << "isolated " << outcomes.released << ", put back then freed "
-                              << outcomes.put_back);
+    SUBCASE("destruction first: migration answers busy and the frame is freed once") {
+        migration_racing_a_free(destroy_pool, race_order::free_first);
+    }
 }

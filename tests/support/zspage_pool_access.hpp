@@ -1,6 +1,7 @@
 // Lets the zspage_pool tests reach inside a pool: hold a class lock or the compaction lock (to
 // force the `retry` and "compaction already running" paths), find the frames an object lives
-// in, and move a free handle slot's generation near its end (instead of 4 billion reuses).
+// in, see whether a frame's zspage is being freed, and move a free handle slot's generation
+// near its end (instead of 4 billion reuses).
 #pragma once
 
 #include <cstddef>
@@ -30,10 +31,15 @@ struct zspage_pool_test_access {
         return pool.frame_of(
             slot_word::location(pool.handles_->word(slot(h)).load(std::memory_order_acquire)));
     }
+    // Whether the zspage of `f` is marked freeing (its last object freed, or the pool being
+    // destroyed). Someone must hold f's lock, so that the zspage cannot be released meanwhile.
+    static bool zspage_being_freed(const frame& f) {
+        return Pool::zspage_of(f)->freeing.load(std::memory_order_acquire) != 0;
+    }
     // The frames of the object's zspage, in chain order. Single-threaded use only.
     static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {
         const zspage* zs = Pool::zspage_of(start_frame(pool, h));
-        const std::size_t frames = pool.class_table_[zs->class_id].frames_per_zspage;
+        const std::size_t frames = pool.classes_[zs->class_id].info.frames_per_zspage;
         return {zs->frames.begin(), zs->frames.begin() + static_cast<std::ptrdiff_t>(frames)};
     }
 };

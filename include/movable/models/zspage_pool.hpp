@@ -54,24 +54,22 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
-#include <vector>
 
-#include <movable/frame_arena.hpp>
 #include <movable/detail/contract.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
+#include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/zspage/handle.hpp>
 #include <movable/models/zspage/mapping.hpp>
+#include <movable/models/zspage/relocation.hpp>
 #include <movable/models/zspage/stats.hpp>
 #include <movable/models/zspage/zspage.hpp>
 #include <movable/operations.hpp>
@@ -148,7 +146,7 @@ public:
 
     // ---- introspection --------------------------------------------------------------------------
     [[nodiscard]] std::span<const zspage_size_class> size_classes() const noexcept {
-        return class_table_;
+        return class_map_.classes();
     }
     // The class that allocate(size) uses. Throws std::invalid_argument as allocate does.
     [[nodiscard]] const zspage_size_class& size_class_for(std::size_t size) const;
@@ -176,20 +174,23 @@ private:
     struct located;
     struct resolved;
 
-    class_state& class_of_payload(std::size_t size) const noexcept;
+    class_state& class_of_payload(std::size_t size) const noexcept {
+        return classes_[class_map_.class_for_payload(size)];
+    }
     located lock_and_locate(handle h, const char* stale_message,
                             std::unique_lock<detail::contended_mutex>& guard) const;
-    resolved resolve_and_pin(handle h, const char* stale_message) const;
+    resolved resolve_and_pin(handle h, const char* call, const char* stale_message) const;
+    static void check_span(const char* call, std::size_t bytes, std::size_t object_size);
     // The frame an object's location names, and its zspage.
-    frame& frame_of(std::uint64_t location) const noexcept;
-    static detail::zspage* zspage_of(const frame& f) noexcept;
-    std::uint64_t location_of(detail::zspage& zs, const class_state& cls,
-                              std::uint32_t object) const noexcept;
+    frame& frame_of(std::uint64_t location) const noexcept {
+        return arena_.frame_at(locations_.frame_index(location));
+    }
+    static detail::zspage* zspage_of(const frame& f) noexcept {
+        return detail::zspage_link::from_raw(f.private_word()).pointer();
+    }
     void set_location(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
                       std::uint32_t object) const noexcept;
-    void release_zspage(detail::zspage* zs) noexcept;
     void release_chain(detail::zspage* first) noexcept;
-    void move_objects(class_state& cls, detail::zspage& src, detail::zspage& dst) noexcept;
     std::size_t compact_class(class_state& cls);
 
     bool wait_for_unpinned(detail::zspage& zs,
@@ -198,20 +199,12 @@ private:
     Arena& arena_;
     zspage_pool_options options_;
     std::size_t max_chain_;
-    std::vector<zspage_size_class> class_table_;
-    std::vector<std::uint16_t> class_of_index_; // candidate size index -> distinct class
-    std::unique_ptr<class_state[]> classes_;
-    detail::location_format locations_; // frame index << object bits | object index
+    detail::size_class_map class_map_;
+    std::unique_ptr<class_state[]> classes_; // one per class of class_map_, in its order
+    detail::location_format locations_;      // frame index << object bits | object index
     std::unique_ptr<detail::handle_table> handles_;
     std::mutex compaction_lock_;
-    // Pool counters: atomics in words of their own (changed by different paths).
-    std::atomic<std::size_t> compactions_{0};
-    std::atomic<std::size_t> frames_freed_by_compaction_{0};
-    std::atomic<std::size_t> objects_moved_{0};
-    std::atomic<std::size_t> frames_migrated_{0};
-    std::atomic<std::size_t> frames_released_while_isolated_{0};
-    std::atomic<std::size_t> isolated_frames_{0};
-    std::atomic<std::size_t> migrate_pin_waits_{0};
+    detail::zspage_pool_counters counters_;
 };
 
 // ---- implementation ---------------------------------------------------------------------------
@@ -222,7 +215,6 @@ struct zspage_pool<Arena>::located {
     class_state* cls;
     detail::handle_slot* entry;
     std::uint32_t slot;
-    std::uint32_t generation; // the handle's (checked against the slot's when contracts are on)
     detail::zspage* zspage;
     std::uint32_t object;
 };
@@ -244,29 +236,22 @@ struct zspage_pool<Arena>::resolved {
 
 template <zspage_arena Arena>
 zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
-    : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage) {
+    : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage),
+      class_map_(frame_size, max_chain_) {
     static_assert(detail::size_class_count(frame_size) <= detail::slot_word::class_count,
                   "zspage_pool: every size class id must fit the slot word's class bits");
     static_assert(frame_size <= 0xffffffff,
                   "zspage_pool: an object's size (at most a frame) must fit a handle slot's 32 "
                   "bits");
-    detail::build_class_table(frame_size, max_chain_, class_table_, class_of_index_);
-    std::size_t max_objects = 1;
-    for (const zspage_size_class& cls : class_table_) {
-        max_objects = std::max(max_objects, cls.objects_per_zspage);
-    }
     // An object index must be able to say "none" (objects_per_zspage) too.
-    locations_ = detail::location_format(max_objects);
+    locations_ = detail::location_format(class_map_.max_objects_per_zspage());
     if (!locations_.fits(arena.frame_count())) {
         throw std::invalid_argument("zspage_pool: arena has too many frames for the handle "
                                     "location encoding");
     }
-    classes_ = std::make_unique<class_state[]>(class_table_.size());
-    for (std::size_t i = 0; i < class_table_.size(); ++i) {
-        classes_[i].info = class_table_[i];
-        classes_[i].id = static_cast<std::uint32_t>(i);
-        classes_[i].header_bytes =
-            class_table_[i].huge ? 0 : static_cast<std::uint32_t>(zspage_object_header_bytes);
+    classes_ = std::make_unique<class_state[]>(class_map_.size());
+    for (std::size_t i = 0; i < class_map_.size(); ++i) {
+        classes_[i].init(class_map_.classes()[i], static_cast<std::uint32_t>(i));
     }
     // Every live object needs a slot: at most one per smallest object in the arena.
     const std::size_t max_slots =
@@ -278,34 +263,14 @@ zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
 template <zspage_arena Arena>
 zspage_pool<Arena>::~zspage_pool() {
     detail::zspage* chain = nullptr;
-    for (std::size_t c = 0; c < class_table_.size(); ++c) {
-        class_state& cls = classes_[c];
-        std::lock_guard guard(cls.lock);
-        for (detail::zspage_list& list : cls.lists) {
-            while (detail::zspage* zs = list.head) {
-                MOVABLE_CONTRACT(zs->pins.load(std::memory_order_acquire) == 0,
-                                 "zspage_pool::~zspage_pool: an object is still mapped");
-                cls.unlink(*zs);
-                zs->freeing.store(1, std::memory_order_relaxed);
-                zs->next = chain;
-                chain = zs;
-            }
-        }
-        cls.zspages = 0;
-        cls.objects_in_use = 0;
-        cls.bytes_in_use = 0;
+    for (std::size_t c = 0; c < class_map_.size(); ++c) {
+        std::lock_guard guard(classes_[c].lock);
+        chain = classes_[c].take_all(chain);
     }
     release_chain(chain);
 }
 
 // ---- helpers -------------------------------------------------------------------------------
-
-template <zspage_arena Arena>
-auto zspage_pool<Arena>::class_of_payload(std::size_t size) const noexcept -> class_state& {
-    const std::size_t index =
-        detail::size_class_index(size + zspage_object_header_bytes, frame_size);
-    return classes_[class_of_index_[index]];
-}
 
 template <zspage_arena Arena>
 const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) const {
@@ -316,47 +281,27 @@ const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) co
     return class_of_payload(size).info;
 }
 
-template <zspage_arena Arena>
-frame& zspage_pool<Arena>::frame_of(std::uint64_t location) const noexcept {
-    return arena_.frame_at(locations_.frame_index(location));
-}
-
-template <zspage_arena Arena>
-detail::zspage* zspage_pool<Arena>::zspage_of(const frame& f) noexcept {
-    return detail::zspage_link::from_raw(f.private_word()).pointer();
-}
-
-// The location of an object: the frame it starts in and its index in the zspage.
-template <zspage_arena Arena>
-std::uint64_t zspage_pool<Arena>::location_of(detail::zspage& zs, const class_state& cls,
-                                              std::uint32_t object) const noexcept {
-    const std::size_t position = std::size_t{object} * cls.info.object_size / frame_size;
-    return locations_.make(arena_.index_of(*zs.frames[position]), object);
-}
-
-// Publishes where the allocated object of `slot` lives now. Class locked.
+// Publishes where the allocated object of `slot` lives now: the frame it starts in and its
+// index in the zspage. Class locked.
 template <zspage_arena Arena>
 void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
                                       const class_state& cls, std::uint32_t object) const noexcept {
-    handles_->word(slot).store(detail::slot_word::make(location_of(zs, cls, object), cls.id, true),
+    const std::size_t position = std::size_t{object} * cls.info.object_size / frame_size;
+    const std::uint64_t location = locations_.make(arena_.index_of(*zs.frames[position]), object);
+    handles_->word(slot).store(detail::slot_word::make(location, cls.id, true),
                                std::memory_order_release);
 }
 
-// Gives an emptied zspage back (detail::zspage_release); its frames that the core holds
-// isolated are the core's to free.
-template <zspage_arena Arena>
-void zspage_pool<Arena>::release_zspage(detail::zspage* zs) noexcept {
-    const std::size_t left_to_core =
-        detail::zspage_release(arena_, zs, class_table_[zs->class_id].frames_per_zspage);
-    isolated_frames_.fetch_sub(left_to_core, std::memory_order_relaxed);
-    frames_released_while_isolated_.fetch_add(left_to_core, std::memory_order_relaxed);
-}
-
+// Gives emptied zspages (linked through next) back (detail::zspage_release); their frames
+// that the core holds isolated are the core's to free.
 template <zspage_arena Arena>
 void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
-        release_zspage(first);
+        const std::size_t left_to_core =
+            detail::zspage_release(arena_, first, classes_[first->class_id].info.frames_per_zspage);
+        counters_.isolated_frames.fetch_sub(left_to_core, std::memory_order_relaxed);
+        counters_.frames_released_while_isolated.fetch_add(left_to_core, std::memory_order_relaxed);
         first = next;
     }
 }
@@ -375,7 +320,7 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
     detail::handle_slot& entry = handles_->slot(slot);
     const std::uint64_t first_look = entry.word.load(std::memory_order_acquire);
     const std::uint32_t class_id = detail::slot_word::class_id(first_look);
-    MOVABLE_CONTRACT(class_id < class_table_.size(), stale_message);
+    MOVABLE_CONTRACT(class_id < class_map_.size(), stale_message);
     class_state& cls = classes_[class_id];
     // Harmless when the first look is stale or garbage: a prefetch never faults.
     const std::uint64_t guess = detail::slot_word::location(first_look);
@@ -384,25 +329,39 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
     guard = std::unique_lock(cls.lock);
     // Under the class lock the word cannot change: every move and free of the object holds it.
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    const std::uint32_t generation = detail::handle_value::generation(h.value());
     if constexpr (detail::contracts_enabled) {
+        const std::uint32_t generation = detail::handle_value::generation(h.value());
         MOVABLE_CONTRACT(detail::slot_word::allocated(w) &&
                              entry.generation.load(std::memory_order_relaxed) == generation &&
                              detail::slot_word::class_id(w) == class_id,
                          stale_message);
     }
     const std::uint64_t location = detail::slot_word::location(w);
-    return {
-        &cls, &entry, slot, generation, zspage_of(frame_of(location)), locations_.object(location)};
+    return {&cls, &entry, slot, zspage_of(frame_of(location)), locations_.object(location)};
 }
 
-// Resolves a handle and pins its zspage, so the object stays put until the pin ends.
+// Resolves a handle and pins its zspage, so the object stays put until the pin ends. Throws
+// std::invalid_argument naming `call` for the empty handle.
 template <zspage_arena Arena>
-auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* stale_message) const -> resolved {
+auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
+                                         const char* stale_message) const -> resolved {
+    if (!h) {
+        throw std::invalid_argument(std::string(call) + ": empty handle");
+    }
     std::unique_lock<detail::contended_mutex> guard;
     const located at = lock_and_locate(h, stale_message, guard);
     return {detail::zspage_pin(*at.zspage), at.cls, at.object,
             static_cast<std::size_t>(at.entry->size.load(std::memory_order_relaxed))};
+}
+
+// Throws std::out_of_range naming `call` when a span of `bytes` is larger than the object.
+template <zspage_arena Arena>
+void zspage_pool<Arena>::check_span(const char* call, std::size_t bytes, std::size_t object_size) {
+    if (bytes > object_size) {
+        throw std::out_of_range(std::string(call) + ": span of " + std::to_string(bytes) +
+                                " bytes is larger than the object (" + std::to_string(object_size) +
+                                " bytes)");
+    }
 }
 
 // ---- objects ---------------------------------------------------------------------------------
@@ -499,131 +458,59 @@ void zspage_pool<Arena>::deallocate(handle h) {
     } else {
         handles_->release(slot);
     }
-    if (emptied != nullptr) {
-        release_zspage(emptied);
-    }
+    release_chain(emptied); // none, or one zspage: unlinked, so its next is null
 }
 
 template <zspage_arena Arena>
 std::size_t zspage_pool<Arena>::size(handle h) const {
-    if (!h) {
-        throw std::invalid_argument("zspage_pool::size: empty handle");
-    }
-    return resolve_and_pin(h, "zspage_pool::size: handle is stale (object freed)").size;
+    return resolve_and_pin(h, "zspage_pool::size",
+                           "zspage_pool::size: handle is stale (object freed)")
+        .size;
 }
 
 template <zspage_arena Arena>
 void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
-    if (!h) {
-        throw std::invalid_argument("zspage_pool::read: empty handle");
-    }
-    const resolved r = resolve_and_pin(h, "zspage_pool::read: handle is stale (object freed)");
-    if (out.size() > r.size) {
-        throw std::out_of_range("zspage_pool::read: span of " + std::to_string(out.size()) +
-                                " bytes is larger than the object (" + std::to_string(r.size) +
-                                " bytes)");
-    }
+    const resolved r = resolve_and_pin(h, "zspage_pool::read",
+                                       "zspage_pool::read: handle is stale (object freed)");
+    check_span("zspage_pool::read", out.size(), r.size);
     detail::zspage_copy_out(arena_, r.zspage(), r.payload_offset(), out.data(), out.size());
 }
 
 template <zspage_arena Arena>
 void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
-    if (!h) {
-        throw std::invalid_argument("zspage_pool::write: empty handle");
-    }
-    const resolved r = resolve_and_pin(h, "zspage_pool::write: handle is stale (object freed)");
-    if (data.size() > r.size) {
-        throw std::out_of_range("zspage_pool::write: span of " + std::to_string(data.size()) +
-                                " bytes is larger than the object (" + std::to_string(r.size) +
-                                " bytes)");
-    }
+    const resolved r = resolve_and_pin(h, "zspage_pool::write",
+                                       "zspage_pool::write: handle is stale (object freed)");
+    check_span("zspage_pool::write", data.size(), r.size);
     detail::zspage_copy_in(arena_, r.zspage(), r.payload_offset(), data.data(), data.size());
 }
 
 template <zspage_arena Arena>
 auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
-    if (!h) {
-        throw std::invalid_argument("zspage_pool::map: empty handle");
-    }
-    resolved r = resolve_and_pin(h, "zspage_pool::map: handle is stale (object freed)");
+    resolved r =
+        resolve_and_pin(h, "zspage_pool::map", "zspage_pool::map: handle is stale (object freed)");
     const std::size_t offset = r.payload_offset();
     return mapping(*this, std::move(r.pin), offset, r.size, access);
 }
 
 // ---- compaction ------------------------------------------------------------------------------
 
-// Moves allocated objects from src into dst until src is empty or dst is full. Class locked,
-// both zspages unpinned and off the lists.
-template <zspage_arena Arena>
-void zspage_pool<Arena>::move_objects(class_state& cls, detail::zspage& src,
-                                      detail::zspage& dst) noexcept {
-    const auto objects = static_cast<std::uint32_t>(cls.info.objects_per_zspage);
-    std::size_t moved = 0;
-    for (std::uint32_t from = 0; from < objects && src.in_use > 0 && dst.in_use < objects; ++from) {
-        const std::uint64_t header = detail::zspage_read_header(arena_, cls, src, from);
-        if (!detail::object_header::is_allocated(header)) {
-            continue;
-        }
-        const std::uint32_t to = detail::zspage_pop_free_object(arena_, cls, dst);
-        const std::uint32_t slot = detail::object_header::slot(header);
-        detail::zspage_copy(arena_, dst, std::size_t{to} * cls.info.object_size + cls.header_bytes,
-                            src, std::size_t{from} * cls.info.object_size + cls.header_bytes,
-                            handles_->slot(slot).size.load(std::memory_order_relaxed));
-        detail::zspage_write_header(arena_, cls, dst, to, header);
-        set_location(slot, dst, cls, to);
-        detail::zspage_push_free_object(arena_, cls, src, from);
-        ++moved;
-    }
-    objects_moved_.fetch_add(moved, std::memory_order_relaxed);
-}
-
+// Compacts one class (detail::zspage_compact_class), rewriting the handles of the objects moved.
 template <zspage_arena Arena>
 std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
-    std::size_t freed = 0;
-    detail::zspage* emptied = nullptr; // released once the class lock is dropped
-    std::unique_lock guard(cls.lock);
-    detail::zspage* dst = nullptr;
-    while (cls.frames_freeable() > 0) {
-        if (dst == nullptr && (dst = cls.take_densest_unpinned()) == nullptr) {
-            break;
-        }
-        detail::zspage* src = cls.take_sparsest_unpinned();
-        if (src == nullptr) {
-            break;
-        }
-        // Always from the emptier to the fuller: every move raises the sum of squared in-use
-        // counts, so the loop ends even when pins make the picks out of order.
-        if (src->in_use > dst->in_use) {
-            std::swap(src, dst);
-        }
-        move_objects(cls, *src, *dst);
-        if (src->in_use == 0) {
-            src->freeing.store(1, std::memory_order_release);
-            --cls.zspages;
-            src->next = emptied;
-            emptied = src;
-            freed += cls.info.frames_per_zspage;
-        } else {
-            cls.link(*src);
-        }
-        const bool others_wait = cls.lock.contended();
-        if (dst->in_use == cls.info.objects_per_zspage || others_wait) {
-            cls.link(*dst);
-            dst = nullptr;
-        }
-        if (others_wait) {
-            guard.unlock();
-            release_chain(std::exchange(emptied, nullptr));
-            std::this_thread::yield();
-            guard.lock();
-        }
-    }
-    if (dst != nullptr) {
-        cls.link(*dst);
-    }
-    guard.unlock();
-    release_chain(emptied);
-    return freed;
+    const auto size_of = [&](std::uint32_t slot) -> std::size_t {
+        return handles_->slot(slot).size.load(std::memory_order_relaxed);
+    };
+    const auto relocated = [&](std::uint32_t slot, detail::zspage& zs, std::uint32_t object) {
+        set_location(slot, zs, cls, object);
+    };
+    return detail::zspage_compact_class(
+        cls,
+        [&](detail::zspage& src, detail::zspage& dst) {
+            const std::size_t moved =
+                detail::zspage_move_objects(arena_, cls, src, dst, size_of, relocated);
+            counters_.objects_moved.fetch_add(moved, std::memory_order_relaxed);
+        },
+        [&](detail::zspage* emptied) { release_chain(emptied); });
 }
 
 template <zspage_arena Arena>
@@ -633,20 +520,20 @@ std::size_t zspage_pool<Arena>::compact() {
         return 0;
     }
     std::size_t freed = 0;
-    for (std::size_t c = class_table_.size(); c-- > 0;) {
-        if (!class_table_[c].huge) {
+    for (std::size_t c = class_map_.size(); c-- > 0;) {
+        if (!classes_[c].info.huge) {
             freed += compact_class(classes_[c]);
         }
     }
-    compactions_.fetch_add(1, std::memory_order_relaxed);
-    frames_freed_by_compaction_.fetch_add(freed, std::memory_order_relaxed);
+    counters_.compactions.fetch_add(1, std::memory_order_relaxed);
+    counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
     return freed;
 }
 
 template <zspage_arena Arena>
 std::size_t zspage_pool<Arena>::compactable_frames() const {
     std::size_t frames = 0;
-    for (std::size_t c = 0; c < class_table_.size(); ++c) {
+    for (std::size_t c = 0; c < class_map_.size(); ++c) {
         std::lock_guard guard(classes_[c].lock);
         frames += classes_[c].frames_freeable();
     }
@@ -655,29 +542,8 @@ std::size_t zspage_pool<Arena>::compactable_frames() const {
 
 template <zspage_arena Arena>
 zspage_pool_stats zspage_pool<Arena>::stats() const {
-    zspage_pool_stats result;
-    result.frame_size = frame_size;
-    result.classes.resize(class_table_.size());
-    // Each class is looked at under its lock, one after another: the totals are a sum of
-    // per-class snapshots, not one snapshot of the pool.
-    for (std::size_t c = 0; c < class_table_.size(); ++c) {
-        const zspage_class_stats& out = result.classes[c] = detail::class_stats_of(classes_[c]);
-        result.frames_in_use += out.frames;
-        result.zspages += out.zspages;
-        result.objects_in_use += out.objects_in_use;
-        result.bytes_stored += out.bytes_in_use;
-        result.frames_freeable += out.frames_freeable;
-    }
-    result.compactions = compactions_.load(std::memory_order_relaxed);
-    result.frames_freed_by_compaction = frames_freed_by_compaction_.load(std::memory_order_relaxed);
-    result.objects_moved = objects_moved_.load(std::memory_order_relaxed);
-    result.frames_migrated = frames_migrated_.load(std::memory_order_relaxed);
-    result.frames_released_while_isolated =
-        frames_released_while_isolated_.load(std::memory_order_relaxed);
-    result.isolated_frames = isolated_frames_.load(std::memory_order_relaxed);
-    result.handle_slots_retired = handles_->retired();
-    result.migrate_pin_waits = migrate_pin_waits_.load(std::memory_order_relaxed);
-    return result;
+    return detail::pool_stats_of(std::span(classes_.get(), class_map_.size()), frame_size,
+                                 counters_, handles_->retired());
 }
 
 // ---- owner protocol ----------------------------------------------------------------------------
@@ -691,7 +557,7 @@ bool zspage_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
         zs->pins.load(std::memory_order_acquire) != 0) {
         return false;
     }
-    isolated_frames_.fetch_add(1, std::memory_order_relaxed);
+    counters_.isolated_frames.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
 
@@ -718,25 +584,15 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     }
     MOVABLE_CONTRACT(zs->frames[position] == &src,
                      "zspage_pool::migrate: frame is not where its zspage's chain says");
-    std::memcpy(arena_.address_of(dst), arena_.address_of(src), frame_size);
-    zs->frames[position] = &dst;
-    // Every allocated object that starts in this frame now starts in dst.
-    const std::size_t size = cls.info.object_size;
-    const std::size_t first = (position * frame_size + size - 1) / size;
-    const std::size_t end =
-        std::min(cls.info.objects_per_zspage, ((position + 1) * frame_size + size - 1) / size);
-    for (std::size_t object = first; object < end; ++object) {
-        const auto index = static_cast<std::uint32_t>(object);
-        const std::uint64_t header = detail::zspage_read_header(arena_, cls, *zs, index);
-        if (detail::object_header::is_allocated(header)) {
-            set_location(detail::object_header::slot(header), *zs, cls, index);
-        }
-    }
+    detail::zspage_move_frame(arena_, cls, *zs, position, dst,
+                              [&](std::uint32_t slot, detail::zspage& moved, std::uint32_t object) {
+                                  set_location(slot, moved, cls, object);
+                              });
     dst.set_private_word(link.raw());
     set_movable(dst, *this);
     guard.unlock();
-    isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
-    frames_migrated_.fetch_add(1, std::memory_order_relaxed);
+    counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
+    counters_.frames_migrated.fetch_add(1, std::memory_order_relaxed);
     return migrate_status::success;
 }
 
@@ -748,13 +604,13 @@ bool zspage_pool<Arena>::wait_for_unpinned(
     if (options_.sync_pin_wait_attempts == 0) {
         return false;
     }
-    migrate_pin_waits_.fetch_add(1, std::memory_order_relaxed);
+    counters_.migrate_pin_waits.fetch_add(1, std::memory_order_relaxed);
     return detail::zspage_wait_for_unpinned(zs, guard, options_.sync_pin_wait_attempts);
 }
 
 template <zspage_arena Arena>
 void zspage_pool<Arena>::putback(frame& /*f*/) noexcept {
-    isolated_frames_.fetch_sub(1, std::memory_order_relaxed);
+    counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
 }
 
 } // namespace movable

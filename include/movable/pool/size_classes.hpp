@@ -1,6 +1,7 @@
 // zspage_pool's size classes: the options that shape them, the class table (zsmalloc's classes
 // spaced by frame_size/256, chains of 1..N frames for least tail waste, merged classes, a huge
-// class) and the map from an object size to its class. Knows nothing of arenas or frames.
+// class) and the map from an object size to its class (detail::size_class_map). Knows nothing
+// of arenas or frames.
 #pragma once
 
 #include <algorithm>
@@ -126,6 +127,39 @@ inline void build_class_table(std::size_t frame_size, std::size_t max_frames,
             static_cast<std::uint16_t>(largest_first.size() - 1 - index_to_largest_first[i]);
     }
 }
+
+// A pool's distinct classes and the map from an allocate() size to the one that serves it:
+// the class table and, per candidate size index, its distinct class. Read-only once built.
+class size_class_map {
+public:
+    // Throws std::invalid_argument as zspage_class_table does.
+    size_class_map(std::size_t frame_size, std::size_t max_frames) : frame_size_(frame_size) {
+        build_class_table(frame_size, max_frames, classes_, class_of_index_);
+    }
+
+    // The distinct classes, smallest first.
+    [[nodiscard]] const std::vector<zspage_size_class>& classes() const noexcept {
+        return classes_;
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return classes_.size(); }
+    // The most objects a zspage of any class holds (at least 1).
+    [[nodiscard]] std::size_t max_objects_per_zspage() const noexcept {
+        std::size_t most = 1;
+        for (const zspage_size_class& cls : classes_) {
+            most = std::max(most, cls.objects_per_zspage);
+        }
+        return most;
+    }
+    // The index in classes() of the class serving allocate(payload), 1 <= payload <= frame size.
+    [[nodiscard]] std::size_t class_for_payload(std::size_t payload) const noexcept {
+        return class_of_index_[size_class_index(payload + zspage_object_header_bytes, frame_size_)];
+    }
+
+private:
+    std::size_t frame_size_;
+    std::vector<zspage_size_class> classes_;
+    std::vector<std::uint16_t> class_of_index_; // candidate size index -> distinct class
+};
 
 } // namespace detail
 

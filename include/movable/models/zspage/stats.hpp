@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,45 @@ inline zspage_class_stats class_stats_of(zspage_class& cls) {
     }
     out.frames_freeable = cls.frames_freeable();
     return out;
+}
+
+// A pool's event counters: atomics in words of their own (different paths change them).
+struct zspage_pool_counters {
+    std::atomic<std::size_t> compactions{0};
+    std::atomic<std::size_t> frames_freed_by_compaction{0};
+    std::atomic<std::size_t> objects_moved{0};
+    std::atomic<std::size_t> frames_migrated{0};
+    std::atomic<std::size_t> frames_released_while_isolated{0};
+    std::atomic<std::size_t> isolated_frames{0};
+    std::atomic<std::size_t> migrate_pin_waits{0};
+};
+
+// A pool's statistics. Each class is looked at under its lock, one after another: the totals
+// are a sum of per-class snapshots, not one snapshot of the pool.
+inline zspage_pool_stats pool_stats_of(std::span<zspage_class> classes, std::size_t frame_size,
+                                       const zspage_pool_counters& counters,
+                                       std::size_t handle_slots_retired) {
+    zspage_pool_stats result;
+    result.frame_size = frame_size;
+    result.classes.resize(classes.size());
+    for (std::size_t c = 0; c < classes.size(); ++c) {
+        const zspage_class_stats& out = result.classes[c] = class_stats_of(classes[c]);
+        result.frames_in_use += out.frames;
+        result.zspages += out.zspages;
+        result.objects_in_use += out.objects_in_use;
+        result.bytes_stored += out.bytes_in_use;
+        result.frames_freeable += out.frames_freeable;
+    }
+    constexpr auto relaxed = std::memory_order_relaxed;
+    result.compactions = counters.compactions.load(relaxed);
+    result.frames_freed_by_compaction = counters.frames_freed_by_compaction.load(relaxed);
+    result.objects_moved = counters.objects_moved.load(relaxed);
+    result.frames_migrated = counters.frames_migrated.load(relaxed);
+    result.frames_released_while_isolated = counters.frames_released_while_isolated.load(relaxed);
+    result.isolated_frames = counters.isolated_frames.load(relaxed);
+    result.handle_slots_retired = handle_slots_retired;
+    result.migrate_pin_waits = counters.migrate_pin_waits.load(relaxed);
+    return result;
 }
 
 } // namespace detail

@@ -158,6 +158,13 @@ struct alignas(64) zspage_class {
     std::size_t objects_in_use = 0;
     std::size_t bytes_in_use = 0;
 
+    // Sets what the class is; once, before the pool is shared.
+    void init(const zspage_size_class& size_class, std::uint32_t class_id) noexcept {
+        info = size_class;
+        id = class_id;
+        header_bytes = size_class.huge ? 0 : static_cast<std::uint32_t>(zspage_object_header_bytes);
+    }
+
     // Frames compaction could free now (the kernel's zs_can_compact).
     [[nodiscard]] std::size_t frames_freeable() const noexcept {
         const std::size_t allocated = zspages * info.objects_per_zspage;
@@ -185,6 +192,24 @@ struct alignas(64) zspage_class {
             zs.group = static_cast<std::uint8_t>(group);
             lists[group].push_front(zs);
         }
+    }
+    // Takes every zspage off the lists, marked freeing, onto the front of `chain` (linked
+    // through next) and returns it; the class is then empty. The pool's destructor.
+    zspage* take_all(zspage* chain) noexcept {
+        for (zspage_list& list : lists) {
+            while (zspage* zs = list.head) {
+                MOVABLE_CONTRACT(zs->pins.load(std::memory_order_acquire) == 0,
+                                 "zspage_pool::~zspage_pool: an object is still mapped");
+                unlink(*zs);
+                zs->freeing.store(1, std::memory_order_relaxed);
+                zs->next = chain;
+                chain = zs;
+            }
+        }
+        zspages = 0;
+        objects_in_use = 0;
+        bytes_in_use = 0;
+        return chain;
     }
     // The fullest zspage that is not full, or null.
     zspage* fullest_not_full() noexcept {
