@@ -698,6 +698,79 @@ TEST_CASE("random churn stays intact through compaction, arena compaction and fr
     CHECK(s.arena.free_frames() == s.arena.frame_count());
 }
 
+// ---- invariants --------------------------------------------------------------------------------
+
+TEST_CASE("the pool's invariants hold after every allocate, free, write, compaction and "
+          "migration") {
+    shadowed s(8);
+    std::mt19937 rng(77);
+    std::vector<zspage_handle> live;
+    const auto check = [&] {
+        s.pool->check_invariants();
+        s.arena.check_invariants();
+    };
+    for (int step = 0; step < 3000; ++step) {
+        CAPTURE(step);
+        const unsigned choice = rng() % 100;
+        if (live.empty() || choice < 45) {
+            const std::size_t size = rng() % 8 == 0 ? 1 + rng() % frame_size : 1 + rng() % 1500;
+            if (const zspage_handle h = s.try_add(size)) {
+                live.push_back(h);
+            }
+        } else if (choice < 85) {
+            const std::size_t i = rng() % live.size();
+            s.remove(live[i]);
+            live[i] = live.back();
+            live.pop_back();
+        } else if (choice < 93) {
+            const zspage_handle h = live[rng() % live.size()];
+            std::vector<std::byte> bytes = pattern(s.objects[h.value()].size(), s.next_seed++);
+            s.pool->write(h, bytes);
+            s.objects[h.value()] = std::move(bytes);
+        } else if (choice < 96) {
+            s.pool->compact();
+        } else if (choice < 98) {
+            const std::size_t index = rng() % s.arena.frame_count();
+            if (!s.arena.is_free(index)) {
+                isolate_and_migrate(s.arena, s.arena.frame_at(index),
+                                    rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+            }
+        } else {
+            compactor<arena_type>(s.arena).compact();
+        }
+        check();
+    }
+    REQUIRE(s.intact());
+}
+
+TEST_CASE("check_invariants names a zspage whose in-use count disagrees with its free list") {
+    shadowed s(2);
+    const zspage_handle h = s.add(100);
+    (void)s.add(100);
+    CHECK(test::dies_with("zspage_pool::check_invariants: a zspage's free list is longer than "
+                          "its free count",
+                          [&] {
+                              ++access::zspage_of(*s.pool, h).in_use;
+                              s.pool->check_invariants();
+                          }));
+}
+
+TEST_CASE("check_invariants names a handle slot whose location names another object") {
+    shadowed s(2);
+    const zspage_handle a = s.add(100);
+    const zspage_handle b = s.add(100);
+    CHECK(test::dies_with("zspage_pool::check_invariants: an allocated handle slot's object "
+                          "header does not name that slot",
+                          [&] {
+                              std::atomic<std::uint64_t>& word_a = access::slot_word(*s.pool, a);
+                              std::atomic<std::uint64_t>& word_b = access::slot_word(*s.pool, b);
+                              const std::uint64_t w = word_a.load();
+                              word_a.store(word_b.load());
+                              word_b.store(w);
+                              s.pool->check_invariants();
+                          }));
+}
+
 // ---- statistics ------------------------------------------------------------------------------
 
 TEST_CASE("stats count objects, bytes, zspages, frames and fullness per class") {

@@ -1,10 +1,13 @@
 // Lets the zspage_pool tests reach inside a pool: hold a class lock or the compaction lock (to
 // force the `retry` and "compaction already running" paths), find the frames an object lives
 // in, see whether a frame's zspage is being freed, and move a free handle slot's generation
-// near its end (instead of 4 billion reuses).
+// near its end (instead of 4 billion reuses), and corrupt a zspage or a slot word for the death
+// tests of check_invariants.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -35,6 +38,14 @@ struct zspage_pool_test_access {
     // destroyed). Someone must hold f's lock, so that the zspage cannot be released meanwhile.
     static bool zspage_being_freed(const frame& f) {
         return Pool::zspage_of(f)->freeing.load(std::memory_order_acquire) != 0;
+    }
+    // The object's zspage and its handle's slot word, for corrupting them in death tests of
+    // check_invariants. Single-threaded use only.
+    static zspage& zspage_of(Pool& pool, zspage_handle h) {
+        return *Pool::zspage_of(start_frame(pool, h));
+    }
+    static std::atomic<std::uint64_t>& slot_word(Pool& pool, zspage_handle h) {
+        return pool.handles_->word(slot(h));
     }
     // The frames of the object's zspage, in chain order. Single-threaded use only.
     static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {

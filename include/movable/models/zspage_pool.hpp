@@ -68,6 +68,7 @@
 #include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/zspage/handle.hpp>
+#include <movable/models/zspage/invariants.hpp>
 #include <movable/models/zspage/mapping.hpp>
 #include <movable/models/zspage/relocation.hpp>
 #include <movable/models/zspage/stats.hpp>
@@ -156,6 +157,15 @@ public:
     [[nodiscard]] zspage_pool_stats stats() const;
     [[nodiscard]] Arena& arena() const noexcept { return arena_; }
 
+    // ---- invariants -----------------------------------------------------------------------------
+    // Walks every class's zspages and every handle slot and checks the pool's invariants
+    // (models/zspage/invariants.hpp); aborts naming the first that does not hold, in every
+    // build. O(objects + handle slots). Call it when the pool is quiescent: no call on it and no
+    // migration of its frames in flight (it reads frame words and handle slots without their
+    // locks). With MOVABLE_EXPENSIVE_CHECKS defined, every allocation and free checks the touched
+    // class's lists and counts and the touched zspage's free list as it finishes.
+    void check_invariants() const { detail::zspage_pool_invariants::check(*this); }
+
     // ---- owner protocol (called by the core with the frame locked; not for users) -------------
     // Refuses a frame whose zspage is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
@@ -170,6 +180,7 @@ public:
 private:
     template <class>
     friend struct detail::zspage_pool_test_access;
+    friend struct detail::zspage_pool_invariants;
     using class_state = detail::zspage_class;
     struct located;
     struct resolved;
@@ -402,6 +413,9 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     } else {
         cls.refile(*zs);
     }
+    if constexpr (detail::expensive_checks_enabled) {
+        detail::zspage_pool_invariants::check_class(arena_, cls, zs);
+    }
     return zspage_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -451,6 +465,9 @@ void zspage_pool<Arena>::deallocate(handle h) {
             emptied = &zs;
         } else {
             cls.refile(zs);
+        }
+        if constexpr (detail::expensive_checks_enabled) {
+            detail::zspage_pool_invariants::check_class(arena_, cls, &zs);
         }
     }
     if (retire) {

@@ -229,6 +229,25 @@ public:
         return published_.load(std::memory_order_acquire);
     }
     [[nodiscard]] bool contains(std::uint32_t slot) const noexcept { return slot < published(); }
+    // Calls visit(slot) for each slot on the free stack, top first, until it returns false.
+    // False when the stack leaves the published slots or does not end within published() + 1
+    // of them (corrupted links). For invariant checks of a quiescent table only: acquire and
+    // release change the stack under it.
+    template <class Visit>
+    [[nodiscard]] bool walk_free_stack(Visit&& visit) const {
+        std::uint64_t link = handle_free_stack::link(free_head_.load(std::memory_order_acquire));
+        for (std::size_t visited = 0; link != 0; ++visited) {
+            if (link > published() || visited > published()) {
+                return false;
+            }
+            const auto index = static_cast<std::uint32_t>(link - 1);
+            if (!visit(index)) {
+                return true;
+            }
+            link = slot_word::location(word(index).load(std::memory_order_acquire));
+        }
+        return true;
+    }
     [[nodiscard]] handle_slot& slot(std::uint32_t index) const noexcept {
         return directory_[index / chunk_slots].load(std::memory_order_acquire)[index % chunk_slots];
     }

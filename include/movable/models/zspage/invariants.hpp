@@ -1,0 +1,224 @@
+// zspage_pool::check_invariants: the pool's invariants, checked by walking every class's zspages
+// and every handle slot, and the class-local subset the expensive tier
+// (MOVABLE_EXPENSIVE_CHECKS) checks at the end of each allocation and free. zspage_pool's
+// internals: users call zspage_pool::check_invariants().
+//
+// For each class c (under its lock), with objects = c.info.objects_per_zspage:
+//   lists[0] is empty (an emptied zspage is freed, never listed)
+//   lists[g].size == |zspages walked on lists[g]|, their previous/next links agree
+//   for every zspage z on lists[g]:
+//     z.group == g == fullness_group(z.in_use, objects)       (on exactly the list its count says)
+//     z.class_id == c.id, !z.freeing
+//     |free list of z| == objects - z.in_use, its entries distinct, < objects, with free headers
+//   c.zspages == sum over g of lists[g].size
+//   c.objects_in_use == sum over its zspages of z.in_use
+// Full walk only (frames and handles):
+//   z.frames[p] is an arena frame for p < frames_per_zspage, null after; movable_ops == the
+//     pool's, owner == the pool, private word == zspage_link(z, p)
+//   isolated_frames (counter) == |frames of listed zspages that are ISOLATED|
+//   for every allocated slot s: its class is a class of the pool; its location names frame F and
+//     object o with zspage_of(F) a listed zspage z of that class, o < objects,
+//     F == z.frames[o * object_size / frame_size], header(z, o) == allocated(s),
+//     1 <= size(s) <= c.info.max_payload
+//   |allocated slots of c| == c.objects_in_use, sum of their sizes == c.bytes_in_use
+//     (headers name one slot each, so slots -> objects is one-to-one; with equal counts it is
+//     onto every allocated object)
+//   handle table: |allocated| + |free stack| + retired == published; the free stack's entries
+//     are distinct, published and marked free
+// stats() reports c.zspages, c.objects_in_use, c.bytes_in_use and the counters, so these make
+// the walk agree with stats().
+//
+// Locks: one class lock at a time (for each class in order; then, per allocated slot, the lock
+// of the slot's class), no frame lock. It reads frame words and the handle table without their
+// locks, so the pool must be quiescent: no call on it, and no isolation or migration of its frames
+// in flight (frames the core holds isolated between calls are fine; objects may be mapped).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <movable/detail/contract.hpp>
+#include <movable/frame.hpp>
+#include <movable/models/zspage/zspage.hpp>
+#include <movable/operations.hpp>
+#include <movable/pool/handle_table.hpp>
+
+namespace movable::detail {
+
+struct zspage_pool_invariants {
+    // The whole pool. Quiescent pool only (see above).
+    template <class Pool>
+    static void check(const Pool& pool) {
+        constexpr std::size_t frame_size = Pool::frame_size;
+        std::unordered_map<const zspage*, std::uint32_t> listed; // zspage -> class id
+        std::vector<std::size_t> slots_of_class(pool.class_map_.size(), 0);
+        std::vector<std::size_t> bytes_of_class(pool.class_map_.size(), 0);
+        std::size_t isolated = 0;
+        for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
+            zspage_class& cls = pool.classes_[c];
+            std::lock_guard guard(cls.lock);
+            check_class(pool.arena_, cls, nullptr);
+            for (const zspage_list& list : cls.lists) {
+                for (const zspage* zs = list.head; zs != nullptr; zs = zs->next) {
+                    listed.emplace(zs, cls.id);
+                    for (std::size_t p = 0; p < zs->frames.size(); ++p) {
+                        const frame* f = zs->frames[p];
+                        if (p >= cls.info.frames_per_zspage) {
+                            invariant(f == nullptr, "a zspage has a frame past its chain's length");
+                            continue;
+                        }
+                        invariant(f != nullptr &&
+                                      pool.arena_.index_of(*f) < pool.arena_.frame_count(),
+                                  "a zspage's chain has a frame that is not the arena's");
+                        invariant(movable_ops(*f) == &operations_for<Pool> &&
+                                      f->owner() == static_cast<const void*>(&pool),
+                                  "a zspage's frame is not movable with the pool as its owner");
+                        invariant(f->private_word() ==
+                                      zspage_link(const_cast<zspage*>(zs), p).raw(),
+                                  "a zspage's frame does not link back to its zspage and "
+                                  "position");
+                        isolated += f->is_isolated() ? 1 : 0;
+                    }
+                }
+            }
+        }
+        invariant(isolated == pool.counters_.isolated_frames.load(std::memory_order_relaxed),
+                  "the isolated-frame count differs from the pool's frames that are isolated");
+
+        const handle_table& handles = *pool.handles_;
+        const std::size_t published = handles.published();
+        std::size_t allocated = 0;
+        for (std::size_t index = 0; index < published; ++index) {
+            const auto slot = static_cast<std::uint32_t>(index);
+            const handle_slot& entry = handles.slot(slot);
+            const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+            if (!slot_word::allocated(word)) {
+                continue;
+            }
+            ++allocated;
+            const std::uint32_t class_id = slot_word::class_id(word);
+            invariant(class_id < pool.class_map_.size(),
+                      "an allocated handle slot names a class the pool does not have");
+            zspage_class& cls = pool.classes_[class_id];
+            std::lock_guard guard(cls.lock);
+            const std::uint64_t location = slot_word::location(word);
+            const std::size_t frame_index = pool.locations_.frame_index(location);
+            const std::uint32_t object = pool.locations_.object(location);
+            invariant(frame_index < pool.arena_.frame_count(),
+                      "an allocated handle slot's location names no frame of the arena");
+            const frame& f = pool.arena_.frame_at(frame_index);
+            const zspage* zs = zspage_link::from_raw(f.private_word()).pointer();
+            const auto found = listed.find(zs);
+            invariant(found != listed.end() && found->second == class_id,
+                      "an allocated handle slot's location is not in a zspage of its class");
+            invariant(object < cls.info.objects_per_zspage &&
+                          zs->frames[std::size_t{object} * cls.info.object_size / frame_size] == &f,
+                      "an allocated handle slot's location names an object index out of range "
+                      "or a frame the object does not start in");
+            const std::uint64_t header =
+                zspage_read_header(pool.arena_, cls, const_cast<zspage&>(*zs), object);
+            invariant(header == object_header::allocated(slot),
+                      "an allocated handle slot's object header does not name that slot");
+            const std::size_t size = entry.size.load(std::memory_order_relaxed);
+            invariant(size >= 1 && size <= cls.info.max_payload,
+                      "an allocated handle slot's size does not fit its class");
+            ++slots_of_class[class_id];
+            bytes_of_class[class_id] += size;
+        }
+        for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
+            zspage_class& cls = pool.classes_[c];
+            std::lock_guard guard(cls.lock);
+            invariant(slots_of_class[c] == cls.objects_in_use,
+                      "a class's allocated handle slots differ from its objects in use");
+            invariant(bytes_of_class[c] == cls.bytes_in_use,
+                      "a class's bytes in use differ from the sum of its objects' sizes");
+        }
+
+        std::size_t on_stack = 0;
+        std::vector<bool> seen(published, false);
+        const bool stack_ends = handles.walk_free_stack([&](std::uint32_t slot) {
+            invariant(!seen[slot], "the handle table's free stack has a slot twice");
+            seen[slot] = true;
+            ++on_stack;
+            invariant(!slot_word::allocated(handles.word(slot).load(std::memory_order_relaxed)),
+                      "the handle table's free stack has an allocated slot");
+            return true;
+        });
+        invariant(stack_ends,
+                  "the handle table's free stack leaves the published slots or does not end");
+        invariant(allocated + on_stack + handles.retired() == published,
+                  "allocated + free + retired handle slots != published slots");
+    }
+
+    // One class's lists and counts, and the free lists of its zspages (all of them when
+    // `touched` is null, else only that one's, which may be off the lists). Class locked.
+    template <class Arena>
+    static void check_class(Arena& arena, zspage_class& cls, zspage* touched) {
+        const std::size_t objects = cls.info.objects_per_zspage;
+        invariant(cls.lists[0].head == nullptr && cls.lists[0].size == 0,
+                  "an empty zspage is on a fullness list");
+        std::size_t zspages = 0;
+        std::size_t in_use = 0;
+        for (unsigned g = 0; g < zspage_class::fullness_lists; ++g) {
+            std::size_t length = 0;
+            const zspage* previous = nullptr;
+            for (zspage* zs = cls.lists[g].head; zs != nullptr; zs = zs->next) {
+                invariant(++length <= cls.lists[g].size && zs->previous == previous,
+                          "a fullness list's links or size are inconsistent");
+                invariant(zs->group == g && fullness_group(zs->in_use, objects) == g,
+                          "a zspage is not on the fullness list its in-use count says");
+                invariant(zs->class_id == cls.id &&
+                              zs->freeing.load(std::memory_order_relaxed) == 0,
+                          "a listed zspage belongs to another class or is being freed");
+                if (touched == nullptr) {
+                    check_free_list(arena, cls, *zs);
+                }
+                in_use += zs->in_use;
+                previous = zs;
+            }
+            invariant(length == cls.lists[g].size,
+                      "a fullness list's links or size are inconsistent");
+            zspages += length;
+        }
+        if (touched != nullptr) {
+            check_free_list(arena, cls, *touched);
+        }
+        invariant(zspages == cls.zspages, "a class's zspage count differs from its lists");
+        invariant(in_use == cls.objects_in_use,
+                  "a class's objects in use differ from the sum over its zspages");
+    }
+
+private:
+    // in use + |free list| == objects per zspage; the free list's entries are distinct, in range
+    // and have free headers.
+    template <class Arena>
+    static void check_free_list(Arena& arena, const zspage_class& cls, zspage& zs) {
+        const std::size_t objects = cls.info.objects_per_zspage;
+        invariant(zs.in_use <= objects, "a zspage has more objects in use than it holds");
+        std::vector<bool> seen(objects, false);
+        std::size_t free = 0;
+        for (std::uint32_t object = zs.free_head; object != objects;) {
+            invariant(object < objects && !seen[object] && ++free <= objects - zs.in_use,
+                      "a zspage's free list is longer than its free count, repeats an object or "
+                      "leaves the zspage");
+            seen[object] = true;
+            const std::uint64_t header = zspage_read_header(arena, cls, zs, object);
+            invariant(!object_header::is_allocated(header),
+                      "an object on a zspage's free list has an allocated header");
+            object = object_header::next(header);
+        }
+        invariant(free + zs.in_use == objects,
+                  "a zspage's in-use and free objects do not add up to its objects");
+    }
+
+    static void invariant(bool holds, const char* what) noexcept {
+        if (!holds) {
+            contract_violation("zspage_pool::check_invariants", what);
+        }
+    }
+};
+
+} // namespace movable::detail
