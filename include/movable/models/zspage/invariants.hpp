@@ -15,6 +15,7 @@
 // Full walk only (frames and handles):
 //   z.frames[p] is an arena frame for p < frames_per_zspage, null after; movable_ops == the
 //     pool's, owner == the pool, private word == zspage_link(z, p)
+//   |arena frames whose owner is the pool| == |frames of listed zspages|
 //   isolated_frames (counter) == |frames of listed zspages that are ISOLATED|
 //   for every allocated slot s: its class is a class of the pool; its location names frame F and
 //     object o with zspage_of(F) a listed zspage z of that class, o < objects,
@@ -57,6 +58,7 @@ struct zspage_pool_invariants {
         std::vector<std::size_t> slots_of_class(pool.class_map_.size(), 0);
         std::vector<std::size_t> bytes_of_class(pool.class_map_.size(), 0);
         std::size_t isolated = 0;
+        std::size_t frames = 0; // of listed zspages
         for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
             zspage_class& cls = pool.classes_[c];
             std::lock_guard guard(cls.lock);
@@ -81,10 +83,16 @@ struct zspage_pool_invariants {
                                   "a zspage's frame does not link back to its zspage and "
                                   "position");
                         isolated += f->is_isolated() ? 1 : 0;
+                        ++frames;
                     }
                 }
             }
         }
+        std::size_t owned = 0;
+        for (std::size_t index = 0; index < pool.arena_.frame_count(); ++index) {
+            owned += pool.arena_.frame_at(index).owner() == static_cast<const void*>(&pool) ? 1 : 0;
+        }
+        invariant(owned == frames, "the arena has frames owned by the pool outside its zspages");
         invariant(isolated == pool.counters_.isolated_frames.load(std::memory_order_relaxed),
                   "the isolated-frame count differs from the pool's frames that are isolated");
 
