@@ -48,10 +48,12 @@ TEST_CASE("lock blocks until the holder unlocks, then the waiter owns the frame"
         stage = 2;
         f.unlock();
     });
-    while (stage.load() != 1) {
+    // The waiter announces itself on the lock word before it sleeps: once it has, it is inside
+    // lock(), whatever the scheduling.
+    while (!f.has_lock_waiters()) {
         std::this_thread::yield();
     }
-    // Whatever the scheduling, the waiter cannot get past lock() while we hold it.
+    // It cannot get past lock() while we hold it.
     for (int i = 0; i < 1000; ++i) {
         CHECK(stage.load() == 1);
         std::this_thread::yield();
@@ -60,6 +62,7 @@ TEST_CASE("lock blocks until the holder unlocks, then the waiter owns the frame"
     waiter.join();
     CHECK(stage.load() == 2);
     CHECK_FALSE(f.is_locked());
+    CHECK_FALSE(f.has_lock_waiters());
 }
 
 TEST_CASE("the frame lock gives mutual exclusion and works with std::unique_lock") {

@@ -73,8 +73,9 @@ void run_scenario(migrate_mode mode) {
         migrators.emplace_back([&] { migrate_until(stop, owner, pool, pages, mode, counts); });
     }
 
-    // Let the migrators get going, so releases race with migrations in flight.
-    while (counts.rounds.load() < 2) {
+    // Let the migrators get going, so releases race with migrations in flight, and let one
+    // migration succeed first: once releases start, a slow migrator might find nothing left.
+    while (counts.rounds.load() < 2 || counts.succeeded.load() == 0) {
         std::this_thread::yield();
     }
     std::vector<std::size_t> order(pages);

@@ -60,6 +60,12 @@ public:
     [[nodiscard]] bool is_locked() const noexcept {
         return (flags_.load(std::memory_order_relaxed) & locked_flag) != 0;
     }
+    // True while a thread sleeps in lock() (or is about to): it spun, found the lock still
+    // held and announced itself; the holder's unlock() clears it and wakes it. A snapshot, for
+    // tests and diagnostics that must know a thread is blocked on this frame.
+    [[nodiscard]] bool has_lock_waiters() const noexcept {
+        return (flags_.load(std::memory_order_relaxed) & lock_waiters_flag) != 0;
+    }
     [[nodiscard]] bool is_isolated() const noexcept {
         return (flags_.load(std::memory_order_acquire) & isolated_flag) != 0;
     }

@@ -155,32 +155,49 @@ concept movable_owner =
     detail::owner_putback_returns_void<Owner> && detail::owner_putback_is_noexcept<Owner>;
 
 namespace detail {
-// Says which piece of the protocol a type is missing, one static_assert per piece.
+// Says which piece of the protocol a type is missing, one static_assert per piece, and only
+// the pieces that are missing: a check that cannot be asked (the members of a const type) is
+// not.
+//
+// Every fact is settled before the first static_assert can fail. Once an instantiation has
+// failed one, GCC (12) instantiates nothing more inside it, not even the deferred noexcept of
+// an owner_traits forwarder, and a noexcept check asked afterwards reads false: an owner whose
+// migrate threw was also told "Owner::putback must be noexcept".
 template <class Owner>
 consteval bool check_movable_owner() {
-    static_assert(std::is_object_v<Owner> && !std::is_const_v<Owner>,
-                  "movable_owner: Owner must be a non-const object type");
-    static_assert(owner_has_isolate<Owner>,
+    constexpr bool object_type = std::is_object_v<Owner> && !std::is_const_v<Owner>;
+    constexpr bool has_isolate = owner_has_isolate<Owner>;
+    constexpr bool isolate_returns_bool = owner_isolate_returns_bool<Owner>;
+    constexpr bool isolate_is_noexcept = owner_isolate_is_noexcept<Owner>;
+    constexpr bool has_migrate = owner_has_migrate<Owner>;
+    constexpr bool migrate_returns_status = owner_migrate_returns_status<Owner>;
+    constexpr bool migrate_is_noexcept = owner_migrate_is_noexcept<Owner>;
+    constexpr bool has_putback = owner_has_putback<Owner>;
+    constexpr bool putback_returns_void = owner_putback_returns_void<Owner>;
+    constexpr bool putback_is_noexcept = owner_putback_is_noexcept<Owner>;
+
+    static_assert(object_type, "movable_owner: Owner must be a non-const object type");
+    static_assert(!object_type || has_isolate,
                   "movable_owner: Owner has no member `bool isolate(movable::frame&, "
                   "movable::migrate_mode) noexcept` (nor owner_traits<Owner>::isolate)");
-    static_assert(!owner_has_isolate<Owner> || owner_isolate_returns_bool<Owner>,
+    static_assert(!has_isolate || isolate_returns_bool,
                   "movable_owner: Owner::isolate must return bool");
-    static_assert(!owner_has_isolate<Owner> || owner_isolate_is_noexcept<Owner>,
+    static_assert(!has_isolate || isolate_is_noexcept,
                   "movable_owner: Owner::isolate must be noexcept");
-    static_assert(owner_has_migrate<Owner>,
+    static_assert(!object_type || has_migrate,
                   "movable_owner: Owner has no member `movable::migrate_status "
                   "migrate(movable::frame& dst, movable::frame& src, movable::migrate_mode) "
                   "noexcept` (nor owner_traits<Owner>::migrate)");
-    static_assert(!owner_has_migrate<Owner> || owner_migrate_returns_status<Owner>,
+    static_assert(!has_migrate || migrate_returns_status,
                   "movable_owner: Owner::migrate must return movable::migrate_status");
-    static_assert(!owner_has_migrate<Owner> || owner_migrate_is_noexcept<Owner>,
+    static_assert(!has_migrate || migrate_is_noexcept,
                   "movable_owner: Owner::migrate must be noexcept");
-    static_assert(owner_has_putback<Owner>,
+    static_assert(!object_type || has_putback,
                   "movable_owner: Owner has no member `void putback(movable::frame&) noexcept` "
                   "(nor owner_traits<Owner>::putback)");
-    static_assert(!owner_has_putback<Owner> || owner_putback_returns_void<Owner>,
+    static_assert(!has_putback || putback_returns_void,
                   "movable_owner: Owner::putback must return void");
-    static_assert(!owner_has_putback<Owner> || owner_putback_is_noexcept<Owner>,
+    static_assert(!has_putback || putback_is_noexcept,
                   "movable_owner: Owner::putback must be noexcept");
     return movable_owner<Owner>;
 }

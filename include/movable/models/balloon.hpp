@@ -268,40 +268,54 @@ template <class Arena>
 concept arena_has_deallocate = requires(Arena& arena, frame& f) { arena.deallocate(f, 0u); };
 // clang-format on
 
-// Says which piece of balloon_host a type is missing, one static_assert per piece.
+// Says which piece of balloon_host a type is missing, one static_assert per piece. Every fact
+// is settled before the first static_assert can fail, as in check_movable_owner (GCC reads a
+// deferred noexcept, e.g. of a class template's member, as false once one has failed).
 template <class Host>
 consteval bool check_balloon_host() {
-    static_assert(std::is_object_v<Host> && !std::is_const_v<Host>,
-                  "balloon_host: Host must be a non-const object type");
-    static_assert(host_has_lend<Host>,
+    constexpr bool object_type = std::is_object_v<Host> && !std::is_const_v<Host>;
+    constexpr bool has_lend = host_has_lend<Host>;
+    constexpr bool lend_returns_bool = host_lend_returns_bool<Host>;
+    constexpr bool lend_is_noexcept = host_lend_is_noexcept<Host>;
+    constexpr bool has_reclaim = host_has_reclaim<Host>;
+    constexpr bool reclaim_returns_void = host_reclaim_returns_void<Host>;
+    constexpr bool reclaim_is_noexcept = host_reclaim_is_noexcept<Host>;
+    constexpr bool has_replace = host_has_replace<Host>;
+    constexpr bool replace_returns_result = host_replace_returns_result<Host>;
+    constexpr bool replace_is_noexcept = host_replace_is_noexcept<Host>;
+
+    static_assert(object_type, "balloon_host: Host must be a non-const object type");
+    static_assert(!object_type || has_lend,
                   "balloon_host: Host has no member `bool lend(movable::frame&) noexcept`");
-    static_assert(!host_has_lend<Host> || host_lend_returns_bool<Host>,
-                  "balloon_host: Host::lend must return bool");
-    static_assert(!host_has_lend<Host> || host_lend_is_noexcept<Host>,
-                  "balloon_host: Host::lend must be noexcept");
-    static_assert(host_has_reclaim<Host>,
+    static_assert(!has_lend || lend_returns_bool, "balloon_host: Host::lend must return bool");
+    static_assert(!has_lend || lend_is_noexcept, "balloon_host: Host::lend must be noexcept");
+    static_assert(!object_type || has_reclaim,
                   "balloon_host: Host has no member `void reclaim(movable::frame&) noexcept`");
-    static_assert(!host_has_reclaim<Host> || host_reclaim_returns_void<Host>,
+    static_assert(!has_reclaim || reclaim_returns_void,
                   "balloon_host: Host::reclaim must return void");
-    static_assert(!host_has_reclaim<Host> || host_reclaim_is_noexcept<Host>,
+    static_assert(!has_reclaim || reclaim_is_noexcept,
                   "balloon_host: Host::reclaim must be noexcept");
-    static_assert(!host_has_replace<Host> || host_replace_returns_result<Host>,
+    static_assert(!has_replace || replace_returns_result,
                   "balloon_host: Host::replace must return movable::balloon_replace_result");
-    static_assert(!host_has_replace<Host> || host_replace_is_noexcept<Host>,
+    static_assert(!has_replace || replace_is_noexcept,
                   "balloon_host: Host::replace must be noexcept");
     return balloon_host<Host>;
 }
 
-// Says which piece of balloon_arena a type is missing.
+// Says which piece of balloon_arena a type is missing (facts first, as above).
 template <class Arena>
 consteval bool check_balloon_arena() {
-    static_assert(compactable_arena<Arena>,
+    constexpr bool compactable = compactable_arena<Arena>;
+    constexpr bool has_try_allocate = arena_has_try_allocate<Arena>;
+    constexpr bool has_deallocate = arena_has_deallocate<Arena>;
+
+    static_assert(compactable,
                   "balloon_arena: Arena must model movable::compactable_arena (balloon frames "
                   "must stay movable, or lending them would pin the arena)");
-    static_assert(arena_has_try_allocate<Arena>,
+    static_assert(has_try_allocate,
                   "balloon_arena: Arena has no member `movable::frame* try_allocate(unsigned "
                   "order, movable::frame_kind kind)`");
-    static_assert(arena_has_deallocate<Arena>,
+    static_assert(has_deallocate,
                   "balloon_arena: Arena has no member `void deallocate(movable::frame&, "
                   "unsigned order)`");
     return balloon_arena<Arena>;
