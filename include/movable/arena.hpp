@@ -11,6 +11,9 @@
 
 namespace movable {
 
+// Mobility of an allocation and of a max-order block.
+enum class frame_kind : std::uint8_t { movable = 0, unmovable = 1 };
+
 // Required members (the compactor calls them from one thread at a time, never holding a frame
 // lock, and several compactors and the arena's other users may run at once):
 //   frame_size, max_order       bytes per frame; 2^max_order frames make the largest block
@@ -62,7 +65,49 @@ struct compactable_arena_optional_members {
         largest_free_order && free_block_count && fragmentation_score && free_block_end;
 };
 
-// Mobility of an allocation and of a max-order block.
-enum class frame_kind : std::uint8_t { movable = 0, unmovable = 1 };
+namespace detail {
+// The atomic requirements frame_allocating_arena and zspage_arena are built from; the check_*
+// functions below say which one a type misses.
+template <class Arena>
+concept arena_has_try_allocate = requires(Arena& arena) {
+    { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
+};
+template <class Arena>
+concept arena_has_deallocate = requires(Arena& arena, frame& f) {
+    arena.deallocate(f, 0u);
+};
+template <class Arena>
+concept arena_has_address_of = requires(const Arena& arena, const frame& f) {
+    { arena.address_of(f) } -> std::same_as<std::byte*>;
+};
+} // namespace detail
+
+// What the pools need from an arena (balloon_arena, zspage_arena): a compactable arena (frames
+// lent to a pool must stay movable, or they would pin it) that also allocates and frees frames.
+//   frame* try_allocate(unsigned order, frame_kind kind)   count 1, or null; never throws
+//   void deallocate(frame& f, unsigned order)              f: count 1, not movable
+template <class Arena>
+concept frame_allocating_arena = compactable_arena<Arena> &&
+    detail::arena_has_try_allocate<Arena> && detail::arena_has_deallocate<Arena>;
+
+namespace detail {
+// Says which piece of frame_allocating_arena a type misses, one static_assert per piece (every
+// fact settled before the first static_assert, as check_movable_owner explains).
+template <class Arena>
+consteval bool check_frame_allocating_arena() {
+    constexpr bool compactable = compactable_arena<Arena>;
+    constexpr bool has_try_allocate = arena_has_try_allocate<Arena>;
+    constexpr bool has_deallocate = arena_has_deallocate<Arena>;
+    static_assert(compactable,
+                  "frame_allocating_arena: Arena must model movable::compactable_arena (a pool's "
+                  "frames must stay movable, or lending them would pin the arena)");
+    static_assert(has_try_allocate, "frame_allocating_arena: Arena has no member "
+                                    "`movable::frame* try_allocate(unsigned order, "
+                                    "movable::frame_kind kind)`");
+    static_assert(has_deallocate, "frame_allocating_arena: Arena has no member `void "
+                                  "deallocate(movable::frame&, unsigned order)`");
+    return compactable && has_try_allocate && has_deallocate;
+}
+} // namespace detail
 
 } // namespace movable

@@ -74,29 +74,51 @@ enum class balloon_replace_result : std::uint8_t {
 //       migration: lend new_frame first, then return old_frame, and say what happened.
 //       Without it the balloon calls lend(new_frame) and, when that answers true,
 //       reclaim(old_frame): `replaced`, or `refused` when lend answered false.
-// (formatted by hand: clang-format 14 mangles compound requirements)
+namespace detail {
+// The atomic requirements balloon_host is built from; check_balloon_host says which one a type
+// misses. (formatted by hand: clang-format 14 mangles compound requirements)
 // clang-format off
 template <class Host>
-concept balloon_host =
-    requires(Host& host, frame& f) {
-        { host.lend(f) } noexcept -> std::same_as<bool>;
-        { host.reclaim(f) } noexcept -> std::same_as<void>;
-    } &&
-    (!requires(Host& host, frame& f) { host.replace(f, f); } ||
-     requires(Host& host, frame& f) {
-         { host.replace(f, f) } noexcept -> std::same_as<balloon_replace_result>;
-     });
-// clang-format on
-
-// What a balloon needs from its arena: what the compactor needs (it must be compactable, or
-// lending it frames would pin it), plus allocation and freeing of single movable frames.
-//   frame* try_allocate(unsigned order, frame_kind kind)   a frame with count 1, or null
-//   void deallocate(frame& f, unsigned order)              f: count 1, not movable
-template <class Arena>
-concept balloon_arena = compactable_arena<Arena> && requires(Arena& arena, frame& f) {
-    { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
-    arena.deallocate(f, 0u);
+concept host_has_lend = requires(Host& host, frame& f) { host.lend(f); };
+template <class Host>
+concept host_lend_returns_bool = requires(Host& host, frame& f) {
+    { host.lend(f) } -> std::same_as<bool>;
 };
+template <class Host>
+concept host_lend_is_noexcept = requires(Host& host, frame& f) { { host.lend(f) } noexcept; };
+template <class Host>
+concept host_has_reclaim = requires(Host& host, frame& f) { host.reclaim(f); };
+template <class Host>
+concept host_reclaim_returns_void = requires(Host& host, frame& f) {
+    { host.reclaim(f) } -> std::same_as<void>;
+};
+template <class Host>
+concept host_reclaim_is_noexcept = requires(Host& host, frame& f) {
+    { host.reclaim(f) } noexcept;
+};
+template <class Host>
+concept host_has_replace = requires(Host& host, frame& f) { host.replace(f, f); };
+template <class Host>
+concept host_replace_returns_result = requires(Host& host, frame& f) {
+    { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
+};
+template <class Host>
+concept host_replace_is_noexcept = requires(Host& host, frame& f) {
+    { host.replace(f, f) } noexcept;
+};
+// clang-format on
+} // namespace detail
+
+template <class Host>
+concept balloon_host = detail::host_has_lend<Host> && detail::host_lend_returns_bool<Host> &&
+    detail::host_lend_is_noexcept<Host> && detail::host_has_reclaim<Host> &&
+    detail::host_reclaim_returns_void<Host> && detail::host_reclaim_is_noexcept<Host> &&
+    (!detail::host_has_replace<Host> ||
+     (detail::host_replace_returns_result<Host> && detail::host_replace_is_noexcept<Host>));
+
+// What a balloon needs from its arena: frame_allocating_arena (arena.hpp).
+template <class Arena>
+concept balloon_arena = frame_allocating_arena<Arena>;
 
 // Why inflate stopped.
 enum class balloon_inflate_stop : std::uint8_t {
@@ -230,44 +252,6 @@ balloon(Arena&, Host&) -> balloon<Arena, Host>;
 
 namespace detail {
 
-// (formatted by hand: clang-format 14 mangles compound requirements)
-// clang-format off
-template <class Host>
-concept host_has_lend = requires(Host& host, frame& f) { host.lend(f); };
-template <class Host>
-concept host_lend_returns_bool = requires(Host& host, frame& f) {
-    { host.lend(f) } -> std::same_as<bool>;
-};
-template <class Host>
-concept host_lend_is_noexcept = requires(Host& host, frame& f) { { host.lend(f) } noexcept; };
-template <class Host>
-concept host_has_reclaim = requires(Host& host, frame& f) { host.reclaim(f); };
-template <class Host>
-concept host_reclaim_returns_void = requires(Host& host, frame& f) {
-    { host.reclaim(f) } -> std::same_as<void>;
-};
-template <class Host>
-concept host_reclaim_is_noexcept = requires(Host& host, frame& f) {
-    { host.reclaim(f) } noexcept;
-};
-template <class Host>
-concept host_has_replace = requires(Host& host, frame& f) { host.replace(f, f); };
-template <class Host>
-concept host_replace_returns_result = requires(Host& host, frame& f) {
-    { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
-};
-template <class Host>
-concept host_replace_is_noexcept = requires(Host& host, frame& f) {
-    { host.replace(f, f) } noexcept;
-};
-template <class Arena>
-concept arena_has_try_allocate = requires(Arena& arena) {
-    { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
-};
-template <class Arena>
-concept arena_has_deallocate = requires(Arena& arena, frame& f) { arena.deallocate(f, 0u); };
-// clang-format on
-
 // Says which piece of balloon_host a type is missing, one static_assert per piece. Every fact
 // is settled before the first static_assert can fail, as in check_movable_owner (GCC reads a
 // deferred noexcept, e.g. of a class template's member, as false once one has failed).
@@ -302,23 +286,10 @@ consteval bool check_balloon_host() {
     return balloon_host<Host>;
 }
 
-// Says which piece of balloon_arena a type is missing (facts first, as above).
+// balloon_arena is frame_allocating_arena: its check says which piece is missing.
 template <class Arena>
 consteval bool check_balloon_arena() {
-    constexpr bool compactable = compactable_arena<Arena>;
-    constexpr bool has_try_allocate = arena_has_try_allocate<Arena>;
-    constexpr bool has_deallocate = arena_has_deallocate<Arena>;
-
-    static_assert(compactable,
-                  "balloon_arena: Arena must model movable::compactable_arena (balloon frames "
-                  "must stay movable, or lending them would pin the arena)");
-    static_assert(has_try_allocate,
-                  "balloon_arena: Arena has no member `movable::frame* try_allocate(unsigned "
-                  "order, movable::frame_kind kind)`");
-    static_assert(has_deallocate,
-                  "balloon_arena: Arena has no member `void deallocate(movable::frame&, "
-                  "unsigned order)`");
-    return balloon_arena<Arena>;
+    return check_frame_allocating_arena<Arena>();
 }
 
 } // namespace detail

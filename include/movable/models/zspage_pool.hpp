@@ -81,21 +81,31 @@ namespace movable {
 
 // ---- the pool ---------------------------------------------------------------------------------
 
-// What zspage_pool needs from an arena: frame_arena models it.
+// What zspage_pool needs from an arena: frame_allocating_arena (arena.hpp) and the memory of a
+// frame, `std::byte* address_of(const frame&) const`. frame_arena models it.
 template <class Arena>
-concept zspage_arena = compactable_arena<Arena> && requires(Arena& arena, frame& f) {
-    { arena.try_allocate(0u, frame_kind::movable) } -> std::same_as<frame*>;
-    arena.deallocate(f, 0u);
-    { arena.address_of(f) } -> std::same_as<std::byte*>;
-};
+concept zspage_arena = frame_allocating_arena<Arena> && detail::arena_has_address_of<Arena>;
 
 namespace detail {
 template <class Pool>
 struct zspage_pool_test_access; // tests only: reach inside a pool
+
+// Says which piece of zspage_arena a type misses (after frame_allocating_arena's own check).
+template <class Arena>
+consteval bool check_zspage_arena() {
+    constexpr bool allocates = check_frame_allocating_arena<Arena>();
+    constexpr bool has_address_of = arena_has_address_of<Arena>;
+    static_assert(!allocates || has_address_of,
+                  "zspage_arena: Arena has no member `std::byte* address_of(const movable::frame&) "
+                  "const`");
+    return allocates && has_address_of;
+}
 } // namespace detail
 
-template <zspage_arena Arena>
+template <class Arena>
 class zspage_pool {
+    static_assert(detail::check_zspage_arena<Arena>());
+
 public:
     using handle = zspage_handle;
     static constexpr std::size_t frame_size = Arena::frame_size;
@@ -221,7 +231,7 @@ private:
 // ---- implementation ---------------------------------------------------------------------------
 
 // An object found through its handle, its class lock held by the caller.
-template <zspage_arena Arena>
+template <class Arena>
 struct zspage_pool<Arena>::located {
     class_state* cls;
     detail::handle_slot* entry;
@@ -231,7 +241,7 @@ struct zspage_pool<Arena>::located {
 };
 
 // A pinned object: its zspage's pin, class, index and requested size.
-template <zspage_arena Arena>
+template <class Arena>
 struct zspage_pool<Arena>::resolved {
     detail::zspage_pin pin;
     class_state* cls;
@@ -245,7 +255,7 @@ struct zspage_pool<Arena>::resolved {
 
 // ---- construction and destruction ------------------------------------------------------------
 
-template <zspage_arena Arena>
+template <class Arena>
 zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
     : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage),
       class_map_(frame_size, max_chain_) {
@@ -271,7 +281,7 @@ zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
     handles_ = std::make_unique<detail::handle_table>(max_slots);
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 zspage_pool<Arena>::~zspage_pool() {
     detail::zspage* chain = nullptr;
     for (std::size_t c = 0; c < class_map_.size(); ++c) {
@@ -283,7 +293,7 @@ zspage_pool<Arena>::~zspage_pool() {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-template <zspage_arena Arena>
+template <class Arena>
 const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) const {
     if (size == 0 || size > max_object_size()) {
         throw std::invalid_argument("zspage_pool::size_class_for: size " + std::to_string(size) +
@@ -294,7 +304,7 @@ const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) co
 
 // Publishes where the allocated object of `slot` lives now: the frame it starts in and its
 // index in the zspage. Class locked.
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
                                       const class_state& cls, std::uint32_t object) const noexcept {
     const std::size_t position = std::size_t{object} * cls.info.object_size / frame_size;
@@ -305,7 +315,7 @@ void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
 
 // Gives emptied zspages (linked through next) back (detail::zspage_release); their frames
 // that the core holds isolated are the core's to free.
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
@@ -320,7 +330,7 @@ void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
 // Finds the object a handle names and takes its class lock into `guard`: the one locked lookup
 // of the handle's slot that resolve_and_pin and deallocate share. A stale handle (or one the
 // pool never gave out) is a contract violation, reported with `stale_message`.
-template <zspage_arena Arena>
+template <class Arena>
 auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
                                          std::unique_lock<detail::contended_mutex>& guard) const
     -> located {
@@ -353,7 +363,7 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
 
 // Resolves a handle and pins its zspage, so the object stays put until the pin ends. Throws
 // std::invalid_argument naming `call` for the empty handle.
-template <zspage_arena Arena>
+template <class Arena>
 auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
                                          const char* stale_message) const -> resolved {
     if (!h) {
@@ -366,7 +376,7 @@ auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
 }
 
 // Throws std::out_of_range naming `call` when a span of `bytes` is larger than the object.
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::check_span(const char* call, std::size_t bytes, std::size_t object_size) {
     if (bytes > object_size) {
         throw std::out_of_range(std::string(call) + ": span of " + std::to_string(bytes) +
@@ -377,7 +387,7 @@ void zspage_pool<Arena>::check_span(const char* call, std::size_t bytes, std::si
 
 // ---- objects ---------------------------------------------------------------------------------
 
-template <zspage_arena Arena>
+template <class Arena>
 zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     if (size == 0 || size > max_object_size()) {
         return {};
@@ -419,7 +429,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     return zspage_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
     if (size == 0 || size > max_object_size()) {
         throw std::invalid_argument("zspage_pool::allocate: size " + std::to_string(size) +
@@ -432,7 +442,7 @@ zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
     return h;
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::deallocate(handle h) {
     if (!h) {
         throw std::invalid_argument("zspage_pool::deallocate: empty handle");
@@ -478,14 +488,14 @@ void zspage_pool<Arena>::deallocate(handle h) {
     release_chain(emptied); // none, or one zspage: unlinked, so its next is null
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 std::size_t zspage_pool<Arena>::size(handle h) const {
     return resolve_and_pin(h, "zspage_pool::size",
                            "zspage_pool::size: handle is stale (object freed)")
         .size;
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
     const resolved r = resolve_and_pin(h, "zspage_pool::read",
                                        "zspage_pool::read: handle is stale (object freed)");
@@ -493,7 +503,7 @@ void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
     detail::zspage_copy_out(arena_, r.zspage(), r.payload_offset(), out.data(), out.size());
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
     const resolved r = resolve_and_pin(h, "zspage_pool::write",
                                        "zspage_pool::write: handle is stale (object freed)");
@@ -501,7 +511,7 @@ void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
     detail::zspage_copy_in(arena_, r.zspage(), r.payload_offset(), data.data(), data.size());
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
     resolved r =
         resolve_and_pin(h, "zspage_pool::map", "zspage_pool::map: handle is stale (object freed)");
@@ -512,7 +522,7 @@ auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
 // ---- compaction ------------------------------------------------------------------------------
 
 // Compacts one class (detail::zspage_compact_class), rewriting the handles of the objects moved.
-template <zspage_arena Arena>
+template <class Arena>
 std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
     const auto size_of = [&](std::uint32_t slot) -> std::size_t {
         return handles_->slot(slot).size.load(std::memory_order_relaxed);
@@ -530,7 +540,7 @@ std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
         [&](detail::zspage* emptied) { release_chain(emptied); });
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 std::size_t zspage_pool<Arena>::compact() {
     std::unique_lock only_one(compaction_lock_, std::try_to_lock);
     if (!only_one.owns_lock()) {
@@ -547,7 +557,7 @@ std::size_t zspage_pool<Arena>::compact() {
     return freed;
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 std::size_t zspage_pool<Arena>::compactable_frames() const {
     std::size_t frames = 0;
     for (std::size_t c = 0; c < class_map_.size(); ++c) {
@@ -557,7 +567,7 @@ std::size_t zspage_pool<Arena>::compactable_frames() const {
     return frames;
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 zspage_pool_stats zspage_pool<Arena>::stats() const {
     return detail::pool_stats_of(std::span(classes_.get(), class_map_.size()), frame_size,
                                  counters_, handles_->retired());
@@ -565,7 +575,7 @@ zspage_pool_stats zspage_pool<Arena>::stats() const {
 
 // ---- owner protocol ----------------------------------------------------------------------------
 
-template <zspage_arena Arena>
+template <class Arena>
 bool zspage_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
     const detail::zspage* zs = zspage_of(f);
     // Hints only (migrate re-checks under the class lock): a pinned zspage would answer busy,
@@ -578,7 +588,7 @@ bool zspage_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
     return true;
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
     const detail::zspage_link link = detail::zspage_link::from_raw(src.private_word());
     detail::zspage* zs = link.pointer();
@@ -615,7 +625,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
 
 // `sync` migration of a frame of the pinned zspage `zs`, class lock held by `guard`: waits,
 // bounded (options().sync_pin_wait_attempts looks), for the pins to drop.
-template <zspage_arena Arena>
+template <class Arena>
 bool zspage_pool<Arena>::wait_for_unpinned(
     detail::zspage& zs, std::unique_lock<detail::contended_mutex>& guard) noexcept {
     if (options_.sync_pin_wait_attempts == 0) {
@@ -625,7 +635,7 @@ bool zspage_pool<Arena>::wait_for_unpinned(
     return detail::zspage_wait_for_unpinned(zs, guard, options_.sync_pin_wait_attempts);
 }
 
-template <zspage_arena Arena>
+template <class Arena>
 void zspage_pool<Arena>::putback(frame& /*f*/) noexcept {
     counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
 }
