@@ -49,7 +49,7 @@ struct ping_pong {
         f->acquire_first_reference();
         return f;
     }
-    void release(frame& f) {
+    void free(frame& f) {
         f.release_last_reference();
         free_frame = &f;
     }

@@ -351,7 +351,7 @@ std::vector<double> pool_footprint_here() {
     pool.compact();
     const double frames_after = frames_bytes() / live;
     movable::compactor<arena_type>(arena).compact();
-    arena.release_free_memory();
+    arena.discard_free_memory();
     const double rss_after = static_cast<double>(resident_bytes() - before) / live;
     return {frames_before, frames_after, rss_before, rss_after, live};
 }

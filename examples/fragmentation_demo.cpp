@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
     const auto after = snapshot(arena, unmovable);
     print_state("after compaction:", arena, after);
 
-    const std::size_t released = arena.release_free_memory(0);
+    const std::size_t released = arena.discard_free_memory(0);
     auto after_release = after;
     for (auto& c : after_release) {
         c = c == cell::free_frame ? cell::released : c;

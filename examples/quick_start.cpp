@@ -77,7 +77,7 @@ int main() {
                     (arena.frame_size << arena.largest_free_order()) / 1024,
                     arena.fragmentation_score(), stats.migrated, stats.max_order_blocks_freed);
     }
-    std::printf("released %zu MiB to the OS\n", arena.release_free_memory() >> 20);
+    std::printf("released %zu MiB to the OS\n", arena.discard_free_memory() >> 20);
 
     // Every blob kept its bytes.
     for (std::size_t i = 1; i < store.blobs.size(); i += 2) {

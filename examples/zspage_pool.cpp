@@ -26,7 +26,7 @@ int main() {
 
     // Arena compaction gathers the pool's frames; whole free blocks go back to the OS.
     movable::compactor<movable::frame_arena<>>(arena).compact();
-    std::printf("released %zu MiB to the OS\n", arena.release_free_memory() >> 20);
+    std::printf("released %zu MiB to the OS\n", arena.discard_free_memory() >> 20);
 
     { // Pinned access: the object cannot move while the mapping lives.
         const auto mapping = pool.map(pages[1], movable::zspage_access::read);

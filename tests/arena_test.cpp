@@ -62,7 +62,7 @@ TEST_CASE("bad sizes and orders are rejected with clear errors") {
     CHECK(arena.try_allocate(small_arena::max_order + 1) == nullptr);
     CHECK_THROWS_AS((void)arena.fragmentation_index(small_arena::max_order + 1),
                     std::invalid_argument);
-    CHECK_THROWS_AS((void)arena.release_free_memory(small_arena::max_order + 1),
+    CHECK_THROWS_AS((void)arena.discard_free_memory(small_arena::max_order + 1),
                     std::invalid_argument);
     int outside = 0;
     CHECK_THROWS_AS((void)arena.frame_of(&outside), std::out_of_range);
@@ -183,7 +183,7 @@ TEST_CASE("taking a free frame by index returns exactly that frame and splits ar
     for (std::size_t i = 0; i < block; ++i) {
         CHECK(arena.is_free(i) == (i != 11));
     }
-    arena.release_frame(*f);
+    arena.free_frame(*f);
     CHECK(arena.largest_free_order() == static_cast<int>(small_arena::max_order));
 }
 
@@ -470,31 +470,31 @@ TEST_CASE("released free memory leaves the resident set and reads as zero when r
         arena.deallocate(*f, big_arena::max_order);
     }
     const std::size_t before = support::resident_bytes();
-    const std::size_t released = arena.release_free_memory(0);
+    const std::size_t released = arena.discard_free_memory(0);
     const std::size_t after = support::resident_bytes();
     CHECK(released == bytes);
     MESSAGE("resident before " << before << " after " << after << " released " << released);
     CHECK(before - after >= released * 9 / 10); // the OS took (nearly) all of it back
-    CHECK(arena.stats().released_frames == arena.frame_count());
-    CHECK(arena.release_free_memory(0) == 0); // nothing left to release
+    CHECK(arena.stats().discarded_frames == arena.frame_count());
+    CHECK(arena.discard_free_memory(0) == 0); // nothing left to release
 
     frame& reused = arena.allocate(0);
     const std::byte* memory = arena.address_of(reused);
     CHECK(std::all_of(memory, memory + big_arena::frame_size,
                       [](std::byte b) { return b == std::byte{0}; }));
     std::memset(arena.address_of(reused), 1, big_arena::frame_size); // and it works
-    CHECK(arena.stats().released_frames == arena.frame_count() - 1);
+    CHECK(arena.stats().discarded_frames == arena.frame_count() - 1);
     arena.deallocate(reused);
     // Only the frame that was used needs releasing again.
-    CHECK(arena.release_free_memory(0) == big_arena::frame_size);
+    CHECK(arena.discard_free_memory(0) == big_arena::frame_size);
 }
 
-TEST_CASE("release_free_memory leaves blocks below min_order alone") {
+TEST_CASE("discard_free_memory leaves blocks below min_order alone") {
     small_arena arena(2 * small_arena::block_bytes);
     frame& f = arena.allocate(0); // splits block 0 into orders 0..3
-    const std::size_t released = arena.release_free_memory(small_arena::max_order);
+    const std::size_t released = arena.discard_free_memory(small_arena::max_order);
     CHECK(released == small_arena::block_bytes); // only the untouched block 1
-    CHECK(arena.release_free_memory(3) == 8 * small_arena::frame_size); // the order-3 buddy
+    CHECK(arena.discard_free_memory(3) == 8 * small_arena::frame_size); // the order-3 buddy
     arena.deallocate(f);
 }
 
@@ -532,14 +532,14 @@ TEST_CASE("memory whose madvise fails is neither reported nor marked released") 
     small_arena arena(2 * small_arena::block_bytes);
     discard_calls.clear();
     detail::frame_arena_test_access::set_discard(arena, &discard_fails);
-    CHECK(arena.release_free_memory(0) == 0);
+    CHECK(arena.discard_free_memory(0) == 0);
     CHECK(discard_calls.size() == 2); // one range per free block, both refused
-    CHECK(arena.stats().released_frames == 0);
+    CHECK(arena.stats().discarded_frames == 0);
     CHECK(arena.stats().discard_failures == 2);
     // Once madvise works again, the same memory is released (it was not marked).
     detail::frame_arena_test_access::set_discard(arena, &discard_succeeds);
-    CHECK(arena.release_free_memory(0) == 2 * small_arena::block_bytes);
-    CHECK(arena.stats().released_frames == arena.frame_count());
+    CHECK(arena.discard_free_memory(0) == 2 * small_arena::block_bytes);
+    CHECK(arena.stats().discarded_frames == arena.frame_count());
 }
 
 TEST_CASE("with system pages larger than a frame only whole free pages are released") {
@@ -555,7 +555,7 @@ TEST_CASE("with system pages larger than a frame only whole free pages are relea
             arena.deallocate(*frames[i]);
         }
     }
-    const std::size_t released = arena.release_free_memory(0);
+    const std::size_t released = arena.discard_free_memory(0);
     std::size_t discarded = 0;
     const auto first_block_end =
         reinterpret_cast<std::uintptr_t>(arena.data()) + small_arena::block_bytes;
@@ -566,7 +566,7 @@ TEST_CASE("with system pages larger than a frame only whole free pages are relea
         discarded += call.bytes;
     }
     CHECK(released == discarded);
-    CHECK(arena.stats().released_frames * small_arena::frame_size == released);
+    CHECK(arena.stats().discarded_frames * small_arena::frame_size == released);
     // Each free 64 KiB block holds at least 3 whole 16 KiB pages, wherever the arena starts.
     CHECK(released >= 9 * page);
     CHECK(released <= 3 * small_arena::block_bytes);

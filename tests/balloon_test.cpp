@@ -516,7 +516,7 @@ TEST_CASE("destroying a balloon while a compaction holds its frame isolated rele
     CHECK(movable_ops(*isolated) == nullptr); // released: nobody will call the dead balloon
     // The compaction finds it released and frees it.
     CHECK(putback_movable_frame(*isolated) == putback_result::released);
-    arena.release_frame(*isolated);
+    arena.free_frame(*isolated);
     CHECK(arena.free_frames() == arena.frame_count());
 }
 

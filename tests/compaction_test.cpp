@@ -558,7 +558,7 @@ public:
         descriptors_[index].acquire_first_reference();
         return &descriptors_[index];
     }
-    void release_frame(frame& f) {
+    void free_frame(frame& f) {
         f.release_last_reference();
         std::lock_guard guard(mutex_);
         used_[index_of(f)] = false;
@@ -572,7 +572,7 @@ public:
         }
         return nullptr;
     }
-    void release(frame& f) { release_frame(f); }
+    void free(frame& f) { free_frame(f); }
     std::byte* address_of(const frame& f) { return memory_ + index_of(f) * frame_size; }
 
 private:

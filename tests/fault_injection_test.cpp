@@ -106,7 +106,7 @@ struct faulty_arena {
     frame* try_take_free_frame(std::size_t i) {
         return plan.hit(fault_kind::scanner_target_fails) ? nullptr : inner.try_take_free_frame(i);
     }
-    void release_frame(frame& f) { inner.release_frame(f); }
+    void free_frame(frame& f) { inner.free_frame(f); }
 };
 static_assert(compactable_arena<faulty_arena>);
 
@@ -117,7 +117,7 @@ struct faulty_targets {
     frame* allocate(const frame& source) {
         return plan.hit(fault_kind::engine_target_fails) ? nullptr : inner.allocate(source);
     }
-    void release(frame& f) { inner.release(f); }
+    void free(frame& f) { inner.free(f); }
 };
 
 // Pages of a test owner and frames of a balloon in a fragmented arena, and what they must hold.

@@ -243,7 +243,7 @@ TEST_CASE("a frame that is not movable is not isolated") {
     frame* f = pool.allocate_frame();
     CHECK_FALSE(isolate_movable_frame(*f, migrate_mode::sync));
     CHECK(f->reference_count() == 1);
-    pool.release(*f);
+    pool.free(*f);
 }
 
 TEST_CASE("target allocation failure stops the call and puts every unmigrated frame back") {
@@ -324,7 +324,7 @@ TEST_CASE("putting back a frame its owner released hands it to the caller to fre
     CHECK(f.reference_count() == 1);
     CHECK_FALSE(f.is_isolated());
     CHECK_FALSE(is_movable(f));
-    fx.pool.release(f);
+    fx.pool.free(f);
     CHECK(f.reference_count() == 0);
 }
 

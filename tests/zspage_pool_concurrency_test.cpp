@@ -325,7 +325,7 @@ TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the c
     CHECK(movable_ops(src) == nullptr);
     CHECK(pool.stats().frames_released_while_isolated == 1);
     CHECK(putback_movable_frame(src) == putback_result::released);
-    arena.release_frame(src);
+    arena.free_frame(src);
     CHECK(arena.free_frames() == arena.frame_count());
 }
 
@@ -359,11 +359,11 @@ struct held_targets {
         }
         return arena.try_allocate(0, frame_kind::movable);
     }
-    void release(frame& f) noexcept {
+    void free(frame& f) noexcept {
         if (&f == source && std::exchange(hold_after_migrate, false)) {
             hold();
         }
-        arena.release_frame(f);
+        arena.free_frame(f);
     }
     void hold() noexcept {
         held.release();

@@ -22,7 +22,7 @@ enum class frame_kind : std::uint8_t { movable = 0, unmovable = 1 };
 //   is_free(i)                  lockless hint: frame i is free (may be stale)
 //   try_take_free_frame(i)      if frame i is free and may hold a movable frame, allocate
 //                               exactly it (count 1) as a migration target, else null
-//   release_frame(f)            give back one frame (count 1, not movable, not isolated)
+//   free_frame(f)            give back one frame (count 1, not movable, not isolated)
 //
 // Optional members: when present (exactly these names and signatures) the compactor uses them;
 // otherwise it falls back to a scan of is_free over the arena, O(frame_count) each time.
@@ -44,7 +44,7 @@ concept compactable_arena = requires(Arena& arena, const Arena& const_arena, std
     { const_arena.index_of(f) } -> std::same_as<std::size_t>;
     { const_arena.is_free(index) } -> std::same_as<bool>;
     { arena.try_take_free_frame(index) } -> std::same_as<frame*>;
-    arena.release_frame(f);
+    arena.free_frame(f);
 };
 
 template <class Arena>

@@ -78,7 +78,7 @@ template <class Arena>
 class compactor {
     static_assert(compactable_arena<Arena>,
                   "compactor: Arena must model movable::compactable_arena (frame_size, max_order, "
-                  "frame_count, frame_at, index_of, is_free, try_take_free_frame, release_frame)");
+                  "frame_count, frame_at, index_of, is_free, try_take_free_frame, free_frame)");
 
 public:
     static constexpr std::size_t batch_frames = 32; // frames isolated per migrate_frames call
@@ -153,15 +153,15 @@ public:
 private:
     // migrate_frames' Targets: free frames the free scanner takes from the top of the arena.
     // Targets always lie at or above the free scanner, sources below the migration scanner,
-    // so release() can tell an unused target (kept for the next frame) from a source.
+    // so free() can tell an unused target (kept for the next frame) from a source.
     struct free_scanner_targets {
         compactor& self;
         frame* allocate(const frame& /*source*/) noexcept { return self.next_target(); }
-        void release(frame& f) noexcept {
+        void free(frame& f) noexcept {
             if (self.arena_.index_of(f) >= self.free_position_) {
                 self.targets_.push_front(f);
             } else {
-                self.arena_.release_frame(f);
+                self.arena_.free_frame(f);
             }
         }
     };
@@ -171,7 +171,7 @@ private:
     bool finished() noexcept;
     frame* next_target() noexcept;
     frame* scan_for_free_frame() noexcept;
-    void give_back_targets() noexcept;
+    void free_unused_targets() noexcept;
     bool start_another_round() noexcept;
     bool isolate_next(frame_list& batch);
     bool may_scan() noexcept { return scan_allowance_ > 0; }
@@ -246,7 +246,7 @@ bool compactor<Arena>::finished() noexcept {
     // would read 0. They are given back when the scanners meet and at the end of every pass.
     const bool scanners_met = migrate_position_ >= free_position_;
     if (scanners_met) {
-        give_back_targets();
+        free_unused_targets();
     }
     if (targets_.empty() && request_.order >= 0 &&
         detail::largest_free_order(arena_) >= request_.order) {
@@ -265,7 +265,7 @@ bool compactor<Arena>::start_another_round() noexcept {
     // A sweep can leave free frames above the meeting point, between used ones (a target
     // whose source failed to migrate, a frame freed meanwhile). Sweep again from the meeting
     // point: every migration moves a frame to a higher index, so the sweeps end.
-    give_back_targets();
+    free_unused_targets();
     if (request_.order >= 0 || round_migrated_ == 0 || highest_returned_ <= migrate_position_) {
         return false;
     }
@@ -301,13 +301,13 @@ frame* compactor<Arena>::next_target() noexcept {
 }
 
 template <class Arena>
-void compactor<Arena>::give_back_targets() noexcept {
+void compactor<Arena>::free_unused_targets() noexcept {
     // Unused targets go back, and the free scanner will see them again next pass.
     while (frame* f = targets_.pop_front()) {
         const std::size_t index = arena_.index_of(*f);
         free_position_ = std::max(free_position_, index + 1);
         highest_returned_ = std::max(highest_returned_, index);
-        arena_.release_frame(*f);
+        arena_.free_frame(*f);
     }
 }
 
@@ -432,14 +432,14 @@ compact_progress compactor<Arena>::pass() {
         stats_.bytes_moved += result.succeeded * Arena::frame_size;
         left_isolated_.splice_back(batch);
     }
-    give_back_targets();
+    free_unused_targets();
     return finished() ? compact_progress::done : compact_progress::incomplete;
 }
 
 template <class Arena>
 compact_stats compactor<Arena>::end() {
     MOVABLE_CONTRACT(running_, "compactor::end: no compaction running");
-    give_back_targets();
+    free_unused_targets();
     free_scanner_targets targets{*this};
     const std::size_t left_isolated = left_isolated_.size();
     stats_.released += left_isolated - putback_movable_frames(left_isolated_, targets);

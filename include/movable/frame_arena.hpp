@@ -64,7 +64,7 @@ template <unsigned MaxOrder>
 struct arena_stats {
     std::size_t total_frames = 0;
     std::size_t free_frames = 0;
-    std::size_t released_frames = 0; // free frames whose memory was given back to the OS
+    std::size_t discarded_frames = 0; // free frames whose memory was given back to the OS
     // free_blocks[kind][order]: free blocks of 2^order frames in blocks of that kind
     std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_blocks{};
     std::array<std::size_t, 2> max_order_blocks_by_kind{}; // pageblocks tagged movable/unmovable
@@ -133,7 +133,7 @@ public:
     // Only frames of movable blocks are handed out, so compaction never fills the holes of an
     // unmovable block with movable frames (the kernel's suitable_migration_target).
     [[nodiscard]] frame* try_take_free_frame(std::size_t index) noexcept;
-    void release_frame(frame& f) noexcept { deallocate(f, 0); }
+    void free_frame(frame& f) noexcept { deallocate(f, 0); }
 
     // ---- addresses -----------------------------------------------------------------------------
     [[nodiscard]] std::byte* address_of(const frame& f) const noexcept {
@@ -199,7 +199,7 @@ public:
     // discarded (a frame that shares a page with a frame outside the run stays), and a range
     // whose madvise fails is neither counted nor marked released (stats().discard_failures
     // counts the failures). Released frames read as zero when allocated again.
-    std::size_t release_free_memory(unsigned min_order = MaxOrder);
+    std::size_t discard_free_memory(unsigned min_order = MaxOrder);
 
     // ---- invariants ----------------------------------------------------------------------------
     // Walks every frame and checks the arena's invariants (detail/frame_arena_invariants.hpp);

@@ -15,12 +15,12 @@
 // Reference counts (see frame.hpp): an allocated frame has its allocation reference (count 1);
 // isolation adds one, held until the frame is put back, migrated or released. When the core
 // frees a source frame (migrated, or released by its owner while isolated) it drops the
-// isolation reference and hands the allocation reference to Targets::release.
+// isolation reference and hands the allocation reference to Targets::free.
 //
 // What happens to each frame handed to migrate_frames:
-//   success   owner copied src to dst; src is freed via Targets::release.       -> succeeded
+//   success   owner copied src to dst; src is freed via Targets::free.       -> succeeded
 //   released  owner called clear_movable while src was isolated; no migrate, no
-//             putback: src is freed via Targets::release.                        -> released
+//             putback: src is freed via Targets::free.                        -> released
 //   retry     tried again in a later pass, at most migrate_max_passes passes in all;
 //             still `retry` after the last pass: failed, put back once.         -> retried
 //   busy / failed  permanent for this call: put back once (owner's putback).      -> failed
@@ -53,15 +53,15 @@ inline constexpr int migrate_nonblocking_passes = 3;
 // Where migrate_frames gets target frames and gives frames back.
 //   frame* allocate(const frame& source): a free frame (count 1, not movable, not locked) to
 //       copy `source` into, or nullptr when out of memory (the call then stops).
-//   void release(frame& f): f (count 1, not movable, not isolated) goes back to the allocator:
+//   void free(frame& f): f (count 1, not movable, not isolated) goes back to the allocator:
 //       unused targets, migrated sources and sources released while isolated.
 template <class Targets>
 concept migration_targets = requires(Targets& targets, const frame& source, frame& f) {
     { targets.allocate(source) } -> std::same_as<frame*>;
-    targets.release(f);
+    targets.free(f);
 };
 
-// Adapts an arena with try_allocate(order, frame_kind) and release_frame(frame&) to
+// Adapts an arena with try_allocate(order, frame_kind) and free_frame(frame&) to
 // migrate_frames' Targets: targets are fresh movable frames from anywhere in the arena. (The
 // compactor uses its own free scanner instead, to take targets from the arena's top.)
 template <class Arena>
@@ -70,7 +70,7 @@ struct arena_targets {
     frame* allocate(const frame& /*source*/) noexcept {
         return arena.try_allocate(0, frame_kind::movable);
     }
-    void release(frame& f) noexcept { arena.release_frame(f); }
+    void free(frame& f) noexcept { arena.free_frame(f); }
 };
 
 struct migrate_stats {
@@ -102,7 +102,7 @@ enum class putback_result : std::uint8_t {
 // ISOLATED, calls the owner's putback and drops the isolation reference.
 [[nodiscard]] putback_result putback_movable_frame(frame& f) noexcept;
 
-// Puts back an isolated frame (on no list), or frees it through targets.release when its owner
+// Puts back an isolated frame (on no list), or frees it through targets.free when its owner
 // released it. In `async` mode it only try-locks the frame and answers nothing (std::nullopt)
 // when the lock is busy: the frame stays isolated, for a later call. Other modes wait for the
 // lock. migrate_frames and the compactor end every isolation they give up on with this.
@@ -111,7 +111,7 @@ requires migration_targets<Targets> std::optional<putback_result>
 putback_or_free_movable_frame(frame& f, Targets& targets, migrate_mode mode)
 noexcept;
 
-// Puts back every frame of `frames`; frames whose owner released them go to targets.release.
+// Puts back every frame of `frames`; frames whose owner released them go to targets.free.
 // Returns the number of frames returned to their owners.
 template <class Targets>
 requires migration_targets<Targets> std::size_t putback_movable_frames(frame_list& frames,
@@ -128,7 +128,7 @@ namespace detail {
 
 // Frame locked and isolated, its owner gone: make it a plain allocated frame again (count 1)
 // so it can be handed to an allocator.
-inline void unisolate_for_release(frame& f) noexcept {
+inline void unisolate_for_free(frame& f) noexcept {
     frame_access::set_isolated(f, false);
     frame_access::store_mapping(f, 0, nullptr);
     f.set_private_word(0);
@@ -147,9 +147,9 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     }
     const movable_operations* ops = movable_ops(src);
     if (ops == nullptr) {
-        unisolate_for_release(src);
+        unisolate_for_free(src);
         src.unlock();
-        targets.release(src);
+        targets.free(src);
         return migrate_one_result::released;
     }
     frame* dst = targets.allocate(src);
@@ -160,7 +160,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     MOVABLE_CONTRACT(!is_movable(*dst) && dst->reference_count() >= 1,
                      "migrate_frames: Targets::allocate returned a frame that is movable or free");
     if (!dst->try_lock()) { // nobody should hold a fresh frame's lock; do not wait for it
-        targets.release(*dst);
+        targets.free(*dst);
         src.unlock();
         return migrate_one_result::retry;
     }
@@ -172,9 +172,9 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
         detail::release_check(movable_ops(*dst) != nullptr,
                               "migrate_frames: owner answered success without set_movable(dst)");
         dst->unlock();
-        unisolate_for_release(src);
+        unisolate_for_free(src);
         src.unlock();
-        targets.release(src);
+        targets.free(src);
         return migrate_one_result::succeeded;
     }
     // On in every build: one load, as above. Without it a frame freed while still marked
@@ -183,7 +183,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     detail::release_check(!is_movable(*dst),
                           "migrate_frames: owner left dst movable after a failed migrate");
     dst->unlock();
-    targets.release(*dst);
+    targets.free(*dst);
     src.unlock();
     return status == migrate_status::retry ? migrate_one_result::retry : migrate_one_result::failed;
 }
@@ -193,7 +193,7 @@ inline putback_result putback_locked(frame& f) noexcept {
     MOVABLE_CONTRACT(f.is_isolated(), "putback_movable_frame: frame is not isolated");
     const movable_operations* ops = movable_ops(f);
     if (ops == nullptr) {
-        unisolate_for_release(f);
+        unisolate_for_free(f);
         f.unlock();
         return putback_result::released;
     }
@@ -247,7 +247,7 @@ noexcept {
     }
     const putback_result result = detail::putback_locked(f);
     if (result == putback_result::released) {
-        targets.release(f);
+        targets.free(f);
     }
     return result;
 }
@@ -259,7 +259,7 @@ noexcept {
     std::size_t returned = 0;
     while (frame* f = frames.pop_front()) {
         if (putback_movable_frame(*f) == putback_result::released) {
-            targets.release(*f);
+            targets.free(*f);
         } else {
             ++returned;
         }
@@ -276,8 +276,8 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
         "migration_targets: Targets needs `movable::frame* allocate(const movable::frame& "
         "source)`");
     static_assert(
-        requires(Targets & t, frame & f) { t.release(f); },
-        "migration_targets: Targets needs `void release(movable::frame&)`");
+        requires(Targets & t, frame & f) { t.free(f); },
+        "migration_targets: Targets needs `void free(movable::frame&)`");
 
     migrate_stats stats;
     frame_list given_up; // busy/failed answers: put back after the passes, once each

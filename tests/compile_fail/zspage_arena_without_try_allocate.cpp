@@ -9,7 +9,7 @@ struct arena_without_allocation {
     std::size_t index_of(const movable::frame&) const { return 0; }
     bool is_free(std::size_t) const { return true; }
     movable::frame* try_take_free_frame(std::size_t) { return nullptr; }
-    void release_frame(movable::frame&) {}
+    void free_frame(movable::frame&) {}
     void deallocate(movable::frame&, unsigned) noexcept {}
     std::byte* address_of(const movable::frame&) const { return nullptr; }
 };

@@ -15,7 +15,7 @@ OPS = [
     "allocate_unmovable", "free_unmovable", "inflate", "deflate", "compact_full",
     "compact_order", "compact_proactive", "incremental_begin", "incremental_pass",
     "incremental_end", "set_owner_faults", "set_callback_action", "set_host_faults",
-    "release_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
+    "discard_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
     "isolate_putback", "pool_allocate", "pool_deallocate", "pool_write", "pool_read",
     "pool_map", "pool_compact",
 ]
@@ -106,9 +106,9 @@ def seeds():
 
     # Proactive compaction and release of free memory to the OS.
     p = Program(8).add_pages(60).release(*range(0, 60, 2))
-    p.op("compact_proactive", 79, SYNC).op("release_free_memory", 0)
+    p.op("compact_proactive", 79, SYNC).op("discard_free_memory", 0)
     p.add_pages(8).op("incremental_begin", 2, ASYNC, 4, 0, 30).op("incremental_pass", 3)
-    yield "proactive_and_release", p.op("incremental_end").op("release_free_memory", 3)
+    yield "proactive_and_release", p.op("incremental_end").op("discard_free_memory", 3)
 
     # The engine without the compactor: migrate_frames with targets that run out, putback.
     p = Program(3).add_pages(8).op("inflate", 0, 4).add_pages(4)

@@ -150,7 +150,7 @@ enum class op : std::uint8_t {
     set_owner_faults,    // refuse-isolate period, retry period, busy period, failed period
     set_callback_action, // action, where (isolate/migrate), period, choice
     set_host_faults,     // balloon, lend limit, refuse-replace, shrink, compact periods
-    release_free_memory, // min order
+    discard_free_memory, // min order
     clear_faults,        //
     recreate_balloon,    // balloon: destroy it with its frames lent, make a new one
     migrate_direct,      // count, first index, mode, target limit: migrate_frames itself
@@ -184,7 +184,7 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "set_owner_faults",
     "set_callback_action",
     "set_host_faults",
-    "release_free_memory",
+    "discard_free_memory",
     "clear_faults",
     "recreate_balloon",
     "migrate_direct",
@@ -422,12 +422,12 @@ private:
             host_faults_[b].compact = {in.byte() % 6u, 0};
             break;
         }
-        case op::release_free_memory: {
+        case op::discard_free_memory: {
             const unsigned min_order = in.byte() % (arena_type::max_order + 1);
             const std::size_t free_before = arena_.free_frames();
-            const std::size_t released = arena_.release_free_memory(min_order);
+            const std::size_t released = arena_.discard_free_memory(min_order);
             expect(released % frame_size == 0 && released <= free_before * frame_size,
-                   "release_free_memory released more than the free frames");
+                   "discard_free_memory released more than the free frames");
             check_all_contents(); // live memory must not have been discarded
             break;
         }
@@ -1149,7 +1149,7 @@ private:
             answered_null = answered_null || f == nullptr;
             return f;
         }
-        void release(frame& f) noexcept { arena.release_frame(f); }
+        void free(frame& f) noexcept { arena.free_frame(f); }
     };
 
     void migrate_direct(input_reader& in) {
@@ -1189,7 +1189,7 @@ private:
         if (one_by_one) {
             while (frame* f = list.pop_front()) {
                 if (putback_movable_frame(*f) == putback_result::released) {
-                    arena_.release_frame(*f);
+                    arena_.free_frame(*f);
                 } else {
                     ++returned;
                 }

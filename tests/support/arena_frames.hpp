@@ -15,7 +15,7 @@ struct arena_frames {
     static constexpr std::size_t frame_size = Arena::frame_size;
     Arena& arena;
     frame* allocate_frame() { return arena.try_allocate(0, frame_kind::movable); }
-    void release(frame& f) { arena.deallocate(f, 0); }
+    void free(frame& f) { arena.deallocate(f, 0); }
     std::byte* address_of(const frame& f) { return arena.address_of(f); }
 };
 

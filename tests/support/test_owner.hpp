@@ -117,7 +117,7 @@ public:
             guard.unlock();
             f->unlock();
             if (!core_owns_it) {
-                pool_.release(*f);
+                pool_.free(*f);
             }
             ++pages_released;
             return core_owns_it;

@@ -43,7 +43,7 @@ public:
         }
         return take_locked();
     }
-    void release(frame& f) {
+    void free(frame& f) {
         f.release_last_reference();
         std::lock_guard guard(mutex_);
         free_.push_back(f);

@@ -305,7 +305,7 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
     blocks_.for_each_free_block(0, [&](const frame& f, unsigned order) {
         const std::size_t head = index_of(f);
         for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
-            result.released_frames += buddy::released(frames_[i].allocator_word()) ? 1 : 0;
+            result.discarded_frames += buddy::released(frames_[i].allocator_word()) ? 1 : 0;
         }
     });
     for (std::size_t block = 0; block < block_count(); ++block) {
@@ -387,9 +387,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
-std::size_t frame_arena<FrameSize, MaxOrder>::release_free_memory(unsigned min_order) {
+std::size_t frame_arena<FrameSize, MaxOrder>::discard_free_memory(unsigned min_order) {
     if (min_order > MaxOrder) {
-        throw std::invalid_argument("frame_arena::release_free_memory: order above max_order");
+        throw std::invalid_argument("frame_arena::discard_free_memory: order above max_order");
     }
     // Under the arena lock: a free block cannot be allocated (and written) while we discard it.
     std::lock_guard guard(mutex_);

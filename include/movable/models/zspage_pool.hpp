@@ -211,7 +211,7 @@ private:
     }
     void set_location(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
                       std::uint32_t object) const noexcept;
-    void release_chain(detail::zspage* first) noexcept;
+    void free_chain(detail::zspage* first) noexcept;
     std::size_t compact_class(class_state& cls);
 
     bool wait_for_unpinned(detail::zspage& zs,
@@ -288,7 +288,7 @@ zspage_pool<Arena>::~zspage_pool() {
         std::lock_guard guard(classes_[c].lock);
         chain = classes_[c].take_all(chain);
     }
-    release_chain(chain);
+    free_chain(chain);
 }
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
 // Gives emptied zspages (linked through next) back (detail::zspage_release); their frames
 // that the core holds isolated are the core's to free.
 template <class Arena>
-void zspage_pool<Arena>::release_chain(detail::zspage* first) noexcept {
+void zspage_pool<Arena>::free_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
         const std::size_t left_to_core =
@@ -485,7 +485,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
     } else {
         handles_->release(slot);
     }
-    release_chain(emptied); // none, or one zspage: unlinked, so its next is null
+    free_chain(emptied); // none, or one zspage: unlinked, so its next is null
 }
 
 template <class Arena>
@@ -537,7 +537,7 @@ std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
                 detail::zspage_move_objects(arena_, cls, src, dst, size_of, relocated);
             counters_.objects_moved.fetch_add(moved, std::memory_order_relaxed);
         },
-        [&](detail::zspage* emptied) { release_chain(emptied); });
+        [&](detail::zspage* emptied) { free_chain(emptied); });
 }
 
 template <class Arena>

@@ -21,11 +21,11 @@ namespace movable::detail {
 // Compacts one class: takes its lock, moves objects from the sparsest unpinned zspages into the
 // densest with `move_objects(src, dst)` (class locked, both off the lists), and hands the
 // zspages it empties (marked freeing, off the lists, linked through next) to
-// `release_chain(first)` with the lock dropped. Drops the lock and yields whenever another
+// `free_chain(first)` with the lock dropped. Drops the lock and yields whenever another
 // thread waits for it. Returns the frames freed.
 template <class MoveObjects, class ReleaseChain>
 std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
-                                 ReleaseChain&& release_chain) {
+                                 ReleaseChain&& free_chain) {
     std::size_t freed = 0;
     zspage* emptied = nullptr; // released once the class lock is dropped
     std::unique_lock guard(cls.lock);
@@ -60,7 +60,7 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
         }
         if (others_wait) {
             guard.unlock();
-            release_chain(std::exchange(emptied, nullptr));
+            free_chain(std::exchange(emptied, nullptr));
             std::this_thread::yield();
             guard.lock();
         }
@@ -69,7 +69,7 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
         cls.link(*dst);
     }
     guard.unlock();
-    release_chain(emptied);
+    free_chain(emptied);
     return freed;
 }
 
