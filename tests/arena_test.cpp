@@ -15,6 +15,7 @@
 
 #include "examples/support/resident.hpp"
 #include "support/death_test.hpp"
+#include "support/inert_owner.hpp"
 
 using namespace movable;
 
@@ -337,17 +338,10 @@ TEST_CASE("destroying the arena while frames are still allocated names the arena
 }
 
 TEST_CASE("frames of a multi-frame allocation cannot be made movable, in every build") {
-    struct owner {
-        bool isolate(frame&, migrate_mode) noexcept { return true; }
-        migrate_status migrate(frame&, frame&, migrate_mode) noexcept {
-            return migrate_status::busy;
-        }
-        void putback(frame&) noexcept {}
-    };
     for (const std::size_t which : {std::size_t{0}, std::size_t{3}}) { // the first and a tail
         CAPTURE(which);
         CHECK(test::dies_with("set_movable: frame belongs to a multi-frame allocation", [which] {
-            owner o;
+            test::inert_owner o;
             small_arena arena(small_arena::block_bytes);
             frame& first = arena.allocate(2);
             frame& f = arena.frame_at(arena.index_of(first) + which);
@@ -363,7 +357,7 @@ TEST_CASE("frames of a multi-frame allocation cannot be made movable, in every b
     arena.deallocate(first, 2);
     frame& single = arena.allocate(0);
     CHECK_FALSE(single.is_multi_frame());
-    owner o;
+    test::inert_owner o;
     single.lock();
     set_movable(single, o);
     CHECK(is_movable(single));
@@ -640,13 +634,7 @@ TEST_CASE("freeing a frame that is not allocated is a contract violation") {
         second.deallocate(f);
     }));
     CHECK(test::dies_with("frame_arena::deallocate: frame is still owned", [] {
-        struct owner {
-            bool isolate(frame&, migrate_mode) noexcept { return true; }
-            migrate_status migrate(frame&, frame&, migrate_mode) noexcept {
-                return migrate_status::busy;
-            }
-            void putback(frame&) noexcept {}
-        } o;
+        test::inert_owner o;
         small_arena arena(small_arena::block_bytes);
         frame& f = arena.allocate(0);
         f.lock();

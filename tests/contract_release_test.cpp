@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include "support/death_test.hpp"
+#include "support/inert_owner.hpp"
 
 using namespace movable;
 
@@ -21,13 +22,7 @@ TEST_CASE("in Release a contract's condition is not evaluated") {
 
 TEST_CASE("in Release the checks that protect stored data still abort") {
     CHECK(test::dies_with("set_movable: frame belongs to a multi-frame allocation", [] {
-        struct owner {
-            bool isolate(frame&, migrate_mode) noexcept { return true; }
-            migrate_status migrate(frame&, frame&, migrate_mode) noexcept {
-                return migrate_status::busy;
-            }
-            void putback(frame&) noexcept {}
-        } o;
+        test::inert_owner o;
         frame_arena<4096, 4> arena(frame_arena<4096, 4>::block_bytes);
         frame& first = arena.allocate(1);
         first.lock();
