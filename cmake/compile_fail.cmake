@@ -70,4 +70,5 @@ if(unmatched OR unexpected)
                         "library diagnostics\nexpected but not printed:\n  ${unmatched_text}\n"
                         "printed but not expected:\n${unexpected}compiler said:\n${output}")
 endif()
-message(STATUS "failed to compile as expected: ${expected_list}")
+list(JOIN expected_list " | " expected_text)
+message(STATUS "failed to compile as expected: ${expected_text}")
