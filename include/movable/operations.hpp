@@ -103,6 +103,17 @@ struct owner_traits {
 };
 
 namespace detail {
+template <class Owner>
+consteval bool models_owner_protocol() noexcept; // below, from the atomic requirements
+} // namespace detail
+
+// A type whose instances can own movable frames: the three callbacks above, each noexcept with
+// its return type, reached through owner_traits<Owner>. A type that falls short is told which
+// piece it misses by set_movable / operations_for (check_movable_owner below).
+template <class Owner>
+concept movable_owner = detail::models_owner_protocol<Owner>();
+
+namespace detail {
 // clang-format off (clang-format 14 splits compound requirements badly)
 template <class O>
 concept owner_has_isolate = requires(O& o, frame& f, migrate_mode m) {
@@ -146,13 +157,17 @@ concept owner_putback_is_noexcept = requires(O& o, frame& f) {
 // clang-format on
 } // namespace detail
 
-// A type whose instances can own movable frames.
+namespace detail {
+// The protocol as one predicate over the atomic requirements above, which check_movable_owner
+// asserts one by one: no requirement is spelled twice.
 template <class Owner>
-concept movable_owner =
-    std::is_object_v<Owner> && !std::is_const_v<Owner> &&
-    detail::owner_isolate_returns_bool<Owner> && detail::owner_isolate_is_noexcept<Owner> &&
-    detail::owner_migrate_returns_status<Owner> && detail::owner_migrate_is_noexcept<Owner> &&
-    detail::owner_putback_returns_void<Owner> && detail::owner_putback_is_noexcept<Owner>;
+consteval bool models_owner_protocol() noexcept {
+    return std::is_object_v<Owner> && !std::is_const_v<Owner> &&
+           owner_isolate_returns_bool<Owner> && owner_isolate_is_noexcept<Owner> &&
+           owner_migrate_returns_status<Owner> && owner_migrate_is_noexcept<Owner> &&
+           owner_putback_returns_void<Owner> && owner_putback_is_noexcept<Owner>;
+}
+} // namespace detail
 
 namespace detail {
 // Says which piece of the protocol a type is missing, one static_assert per piece, and only

@@ -75,46 +75,12 @@ enum class balloon_replace_result : std::uint8_t {
 //       Without it the balloon calls lend(new_frame) and, when that answers true,
 //       reclaim(old_frame): `replaced`, or `refused` when lend answered false.
 namespace detail {
-// The atomic requirements balloon_host is built from; check_balloon_host says which one a type
-// misses. (formatted by hand: clang-format 14 mangles compound requirements)
-// clang-format off
 template <class Host>
-concept host_has_lend = requires(Host& host, frame& f) { host.lend(f); };
-template <class Host>
-concept host_lend_returns_bool = requires(Host& host, frame& f) {
-    { host.lend(f) } -> std::same_as<bool>;
-};
-template <class Host>
-concept host_lend_is_noexcept = requires(Host& host, frame& f) { { host.lend(f) } noexcept; };
-template <class Host>
-concept host_has_reclaim = requires(Host& host, frame& f) { host.reclaim(f); };
-template <class Host>
-concept host_reclaim_returns_void = requires(Host& host, frame& f) {
-    { host.reclaim(f) } -> std::same_as<void>;
-};
-template <class Host>
-concept host_reclaim_is_noexcept = requires(Host& host, frame& f) {
-    { host.reclaim(f) } noexcept;
-};
-template <class Host>
-concept host_has_replace = requires(Host& host, frame& f) { host.replace(f, f); };
-template <class Host>
-concept host_replace_returns_result = requires(Host& host, frame& f) {
-    { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
-};
-template <class Host>
-concept host_replace_is_noexcept = requires(Host& host, frame& f) {
-    { host.replace(f, f) } noexcept;
-};
-// clang-format on
+consteval bool models_balloon_host() noexcept; // below, from the atomic requirements
 } // namespace detail
 
 template <class Host>
-concept balloon_host = detail::host_has_lend<Host> && detail::host_lend_returns_bool<Host> &&
-    detail::host_lend_is_noexcept<Host> && detail::host_has_reclaim<Host> &&
-    detail::host_reclaim_returns_void<Host> && detail::host_reclaim_is_noexcept<Host> &&
-    (!detail::host_has_replace<Host> ||
-     (detail::host_replace_returns_result<Host> && detail::host_replace_is_noexcept<Host>));
+concept balloon_host = detail::models_balloon_host<Host>();
 
 // What a balloon needs from its arena: frame_allocating_arena (arena.hpp).
 template <class Arena>
@@ -251,6 +217,50 @@ balloon(Arena&, Host&) -> balloon<Arena, Host>;
 // ---- implementation ----------------------------------------------------------------------------
 
 namespace detail {
+
+// The atomic requirements balloon_host is built from; check_balloon_host says which one a type
+// misses. (formatted by hand: clang-format 14 mangles compound requirements)
+// clang-format off
+template <class Host>
+concept host_has_lend = requires(Host& host, frame& f) { host.lend(f); };
+template <class Host>
+concept host_lend_returns_bool = requires(Host& host, frame& f) {
+    { host.lend(f) } -> std::same_as<bool>;
+};
+template <class Host>
+concept host_lend_is_noexcept = requires(Host& host, frame& f) { { host.lend(f) } noexcept; };
+template <class Host>
+concept host_has_reclaim = requires(Host& host, frame& f) { host.reclaim(f); };
+template <class Host>
+concept host_reclaim_returns_void = requires(Host& host, frame& f) {
+    { host.reclaim(f) } -> std::same_as<void>;
+};
+template <class Host>
+concept host_reclaim_is_noexcept = requires(Host& host, frame& f) {
+    { host.reclaim(f) } noexcept;
+};
+template <class Host>
+concept host_has_replace = requires(Host& host, frame& f) { host.replace(f, f); };
+template <class Host>
+concept host_replace_returns_result = requires(Host& host, frame& f) {
+    { host.replace(f, f) } -> std::same_as<balloon_replace_result>;
+};
+template <class Host>
+concept host_replace_is_noexcept = requires(Host& host, frame& f) {
+    { host.replace(f, f) } noexcept;
+};
+// clang-format on
+
+// balloon_host as one predicate over the atomic requirements above, which check_balloon_host
+// asserts one by one: no requirement is spelled twice.
+template <class Host>
+consteval bool models_balloon_host() noexcept {
+    return host_has_lend<Host> && host_lend_returns_bool<Host> && host_lend_is_noexcept<Host> &&
+           host_has_reclaim<Host> && host_reclaim_returns_void<Host> &&
+           host_reclaim_is_noexcept<Host> &&
+           (!host_has_replace<Host> ||
+            (host_replace_returns_result<Host> && host_replace_is_noexcept<Host>));
+}
 
 // Says which piece of balloon_host a type is missing, one static_assert per piece. Every fact
 // is settled before the first static_assert can fail, as in check_movable_owner (GCC reads a
