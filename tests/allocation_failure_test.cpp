@@ -186,8 +186,7 @@ TEST_CASE("allocations that fall back to the other kind never allocate heap memo
     CHECK(stats.blocks_claimed > 0);
     CHECK(stats.frames_stolen > 0);
     for (frame* f : frames) {
-        const std::uint32_t word = f->allocator_word();
-        arena.deallocate(*f, (word >> 2) & 0x1f); // the order bits of the allocator word
+        arena.deallocate(*f, detail::buddy_word::order(f->allocator_word()));
     }
     CHECK(arena.free_frames() == arena.frame_count());
 }
