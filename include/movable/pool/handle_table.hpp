@@ -115,7 +115,7 @@ static_assert(location_format(255).frame_index(location_format(255).make(12345, 
               "location_format: frame index and object index must round-trip without "
               "overlapping");
 
-// A handle's slot, 16 bytes: its slot word, its generation and the object's requested size.
+// A handle's slot, 16 bytes: its slot word, its generation and a 32-bit word of the pool's own.
 // The generation has a word of its own, as wide as the handle's 32 generation bits, so the slot
 // word keeps its bits for the location. A slot whose generation runs out is retired, so a stale
 // handle can never equal a live one, however often its slot was reused.
@@ -125,7 +125,9 @@ struct alignas(16) handle_slot {
     // read by allocate and the stale checks, under the pool's lock for the object; atomic
     // because a stale check may read it under another lock than a concurrent free writes it.
     std::atomic<std::uint32_t> generation{0};
-    std::atomic<std::uint32_t> size{0}; // allocated objects only; under the pool's lock
+    // The pool's word for the object: zspage_pool keeps its requested size (under the class
+    // lock), object_pool its pin word (pool/pins.hpp: lock-free).
+    std::atomic<std::uint32_t> pool_word{0};
 };
 static_assert(sizeof(handle_slot) == 16,
               "handle_slot: four slots per cache line, none straddles two");

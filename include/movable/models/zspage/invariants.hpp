@@ -63,7 +63,7 @@ struct zspage_pool_invariants {
             zspage_class& cls = pool.classes_[c];
             std::lock_guard guard(cls.lock);
             check_class(pool.arena_, cls, nullptr);
-            for (const zspage_list& list : cls.lists) {
+            for (const fullness_list<zspage>& list : cls.groups.lists) {
                 for (const zspage* zs = list.head; zs != nullptr; zs = zs->next) {
                     listed.emplace(zs, cls.id);
                     for (std::size_t p = 0; p < zs->frames.size(); ++p) {
@@ -130,7 +130,7 @@ struct zspage_pool_invariants {
                 zspage_read_header(pool.arena_, cls, const_cast<zspage&>(*zs), object);
             invariant(header == object_header::allocated(slot),
                       "an allocated handle slot's object header does not name that slot");
-            const std::size_t size = entry.size.load(std::memory_order_relaxed);
+            const std::size_t size = entry.pool_word.load(std::memory_order_relaxed);
             invariant(size >= 1 && size <= cls.info.max_payload,
                       "an allocated handle slot's size does not fit its class");
             ++slots_of_class[class_id];
@@ -165,32 +165,17 @@ struct zspage_pool_invariants {
     // `touched` is null, else only that one's, which may be off the lists). Class locked.
     template <class Arena>
     static void check_class(Arena& arena, zspage_class& cls, zspage* touched) {
-        const std::size_t objects = cls.info.objects_per_zspage;
-        invariant(cls.lists[0].head == nullptr && cls.lists[0].size == 0,
-                  "an empty zspage is on a fullness list");
         std::size_t zspages = 0;
         std::size_t in_use = 0;
-        for (unsigned g = 0; g < zspage_class::fullness_lists; ++g) {
-            std::size_t length = 0;
-            const zspage* previous = nullptr;
-            for (zspage* zs = cls.lists[g].head; zs != nullptr; zs = zs->next) {
-                invariant(++length <= cls.lists[g].size && zs->previous == previous,
-                          "a fullness list's links or size are inconsistent");
-                invariant(zs->group == g && fullness_group(zs->in_use, objects) == g,
-                          "a zspage is not on the fullness list its in-use count says");
-                invariant(zs->class_id == cls.id &&
-                              zs->freeing.load(std::memory_order_relaxed) == 0,
-                          "a listed zspage belongs to another class or is being freed");
-                if (touched == nullptr) {
-                    check_free_list(arena, cls, *zs);
-                }
-                in_use += zs->in_use;
-                previous = zs;
+        cls.groups.check(invariant, [&](zspage& zs) {
+            invariant(zs.class_id == cls.id && zs.freeing.load(std::memory_order_relaxed) == 0,
+                      "a listed zspage belongs to another class or is being freed");
+            if (touched == nullptr) {
+                check_free_list(arena, cls, zs);
             }
-            invariant(length == cls.lists[g].size,
-                      "a fullness list's links or size are inconsistent");
-            zspages += length;
-        }
+            in_use += zs.in_use;
+            ++zspages;
+        });
         if (touched != nullptr) {
             check_free_list(arena, cls, *touched);
         }

@@ -150,7 +150,7 @@ auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
     std::unique_lock<detail::contended_mutex> guard;
     const located at = lock_and_locate(h, stale_message, guard);
     return {detail::zspage_pin(*at.zspage), at.cls, at.object,
-            static_cast<std::size_t>(at.entry->size.load(std::memory_order_relaxed))};
+            static_cast<std::size_t>(at.entry->pool_word.load(std::memory_order_relaxed))};
 }
 
 // Throws std::out_of_range naming `call` when a span of `bytes` is larger than the object.
@@ -193,7 +193,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     ++cls.objects_in_use;
     cls.bytes_in_use += size;
     detail::handle_slot& entry = handles_->slot(slot);
-    entry.size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
+    entry.pool_word.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
     set_location(slot, *zs, cls, object);
     if (fresh) {
@@ -239,7 +239,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
         detail::zspage_push_free_object(arena_, cls, zs, at.object);
         --cls.objects_in_use;
         cls.bytes_in_use -=
-            static_cast<std::size_t>(at.entry->size.load(std::memory_order_relaxed));
+            static_cast<std::size_t>(at.entry->pool_word.load(std::memory_order_relaxed));
         // Every handle this slot gives out has a generation of its own: one that would wrap
         // retires the slot instead.
         retire = !handles_->end_generation(slot);
@@ -303,7 +303,7 @@ auto zspage_pool<Arena>::map(handle h, zspage_access access) -> mapping {
 template <class Arena>
 std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
     const auto size_of = [&](std::uint32_t slot) -> std::size_t {
-        return handles_->slot(slot).size.load(std::memory_order_relaxed);
+        return handles_->slot(slot).pool_word.load(std::memory_order_relaxed);
     };
     const auto relocated = [&](std::uint32_t slot, detail::zspage& zs, std::uint32_t object) {
         set_location(slot, zs, cls, object);

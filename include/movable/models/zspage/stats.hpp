@@ -116,9 +116,7 @@ inline zspage_class_stats class_stats_of(zspage_class& cls) {
     out.objects_allocated = cls.zspages * cls.info.objects_per_zspage;
     out.objects_in_use = cls.objects_in_use;
     out.bytes_in_use = cls.bytes_in_use;
-    for (std::size_t g = 0; g < zspage_fullness_groups; ++g) {
-        out.fullness[g] = cls.lists[g + 1].size;
-    }
+    out.fullness = cls.groups.histogram();
     out.frames_freeable = cls.frames_freeable();
     return out;
 }

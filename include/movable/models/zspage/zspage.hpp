@@ -19,14 +19,15 @@
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
+#include <movable/pool/fullness_groups.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/tagged_ptr.hpp>
 
 namespace movable {
 
-// Fullness groups a zspage can be in by in-use ratio: [0]: under 10% ... [9]: under 100%,
-// [10]: full (the kernel's ZS_INUSE_RATIO_10 .. ZS_INUSE_RATIO_100; empty zspages are freed).
-inline constexpr std::size_t zspage_fullness_groups = 11;
+// Fullness groups a zspage can be in by in-use ratio (pool/fullness_groups.hpp): [0]: under
+// 10% ... [9]: under 100%, [10]: full; empty zspages are freed.
+inline constexpr std::size_t zspage_fullness_groups = fullness_group_count;
 
 namespace detail {
 
@@ -90,30 +91,6 @@ private:
     zspage* zspage_ = nullptr;
 };
 
-// An intrusive list of zspages (one fullness group of one class).
-struct zspage_list {
-    zspage* head = nullptr;
-    std::size_t size = 0;
-
-    void push_front(zspage& zs) noexcept {
-        zs.previous = nullptr;
-        zs.next = head;
-        if (head != nullptr) {
-            head->previous = &zs;
-        }
-        head = &zs;
-        ++size;
-    }
-    void remove(zspage& zs) noexcept {
-        (zs.previous != nullptr ? zs.previous->next : head) = zs.next;
-        if (zs.next != nullptr) {
-            zs.next->previous = zs.previous;
-        }
-        zs.previous = zs.next = nullptr;
-        --size;
-    }
-};
-
 // Object headers (the first word of every object of a non-huge class; the zspage's
 // huge_header for a huge class), so that migration and compaction find an object's handle:
 //   allocated: bit 0 set, bits 32..63 the slot index
@@ -132,28 +109,15 @@ struct object_header {
     }
 };
 
-inline unsigned fullness_group(std::size_t in_use, std::size_t objects) noexcept {
-    if (in_use == 0) {
-        return 0;
-    }
-    if (in_use >= objects) {
-        return zspage_fullness_groups; // full
-    }
-    return static_cast<unsigned>(100 * in_use / objects / 10 + 1);
-}
-
 // One size class of a pool: its lock, what it is, and its zspages by fullness group.
 struct alignas(64) zspage_class {
-    static constexpr unsigned fullness_lists = zspage_fullness_groups + 1; // [0] empty: unused
-    static constexpr std::uint8_t unlisted = 0xff;
-
     contended_mutex lock;
     // Read-only after construction.
     zspage_size_class info;
     std::uint32_t id = 0;
     std::uint32_t header_bytes = 0; // 0 for huge classes
     // Under the lock.
-    std::array<zspage_list, fullness_lists> lists{};
+    fullness_groups<zspage> groups; // its zspages; capacity: objects_per_zspage
     std::size_t zspages = 0;
     std::size_t objects_in_use = 0;
     std::size_t bytes_in_use = 0;
@@ -163,6 +127,7 @@ struct alignas(64) zspage_class {
         info = size_class;
         id = class_id;
         header_bytes = size_class.huge ? 0 : static_cast<std::uint32_t>(zspage_object_header_bytes);
+        groups.capacity = size_class.objects_per_zspage;
     }
 
     // Frames compaction could free now (the kernel's zs_can_compact).
@@ -174,79 +139,32 @@ struct alignas(64) zspage_class {
         return (allocated - objects_in_use) / info.objects_per_zspage * info.frames_per_zspage;
     }
 
-    // Puts zs on the list of its fullness group (it must be on none).
-    void link(zspage& zs) noexcept {
-        const unsigned group = fullness_group(zs.in_use, info.objects_per_zspage);
-        zs.group = static_cast<std::uint8_t>(group);
-        lists[group].push_front(zs);
-    }
-    void unlink(zspage& zs) noexcept {
-        lists[zs.group].remove(zs);
-        zs.group = unlisted;
-    }
-    // Moves a listed zspage to the list of its current fullness group, if that changed.
-    void refile(zspage& zs) noexcept {
-        const unsigned group = fullness_group(zs.in_use, info.objects_per_zspage);
-        if (group != zs.group) {
-            lists[zs.group].remove(zs);
-            zs.group = static_cast<std::uint8_t>(group);
-            lists[group].push_front(zs);
-        }
-    }
+    void link(zspage& zs) noexcept { groups.link(zs); }
+    void unlink(zspage& zs) noexcept { groups.unlink(zs); }
+    void refile(zspage& zs) noexcept { groups.refile(zs); }
     // Takes every zspage off the lists, marked freeing, onto the front of `chain` (linked
     // through next) and returns it; the class is then empty. The pool's destructor.
     zspage* take_all(zspage* chain) noexcept {
-        for (zspage_list& list : lists) {
-            while (zspage* zs = list.head) {
-                MOVABLE_CONTRACT(zs->pins.load(std::memory_order_acquire) == 0,
-                                 "zspage_pool::~zspage_pool: an object is still mapped");
-                unlink(*zs);
-                zs->freeing.store(1, std::memory_order_relaxed);
-                zs->next = chain;
-                chain = zs;
-            }
-        }
+        groups.take_all([&](zspage& zs) {
+            MOVABLE_CONTRACT(zs.pins.load(std::memory_order_acquire) == 0,
+                             "zspage_pool::~zspage_pool: an object is still mapped");
+            zs.freeing.store(1, std::memory_order_relaxed);
+            zs.next = chain;
+            chain = &zs;
+        });
         zspages = 0;
         objects_in_use = 0;
         bytes_in_use = 0;
         return chain;
     }
     // The fullest zspage that is not full, or null.
-    zspage* fullest_not_full() noexcept {
-        for (unsigned group = zspage_fullness_groups - 1; group >= 1; --group) {
-            if (lists[group].head != nullptr) {
-                return lists[group].head;
-            }
-        }
-        return nullptr;
-    }
+    [[nodiscard]] zspage* fullest_not_full() const noexcept { return groups.fullest_not_full(); }
     // Compaction's picks: the densest / sparsest not-full zspage that nobody has pinned.
-    zspage* unpinned_in(unsigned group) noexcept {
-        for (zspage* zs = lists[group].head; zs != nullptr; zs = zs->next) {
-            if (zs->pins.load(std::memory_order_acquire) == 0) {
-                return zs;
-            }
-        }
-        return nullptr;
+    static bool unpinned(const zspage& zs) noexcept {
+        return zs.pins.load(std::memory_order_acquire) == 0;
     }
-    zspage* take_densest_unpinned() noexcept {
-        for (unsigned group = zspage_fullness_groups - 1; group >= 1; --group) {
-            if (zspage* zs = unpinned_in(group)) {
-                unlink(*zs);
-                return zs;
-            }
-        }
-        return nullptr;
-    }
-    zspage* take_sparsest_unpinned() noexcept {
-        for (unsigned group = 1; group < zspage_fullness_groups; ++group) {
-            if (zspage* zs = unpinned_in(group)) {
-                unlink(*zs);
-                return zs;
-            }
-        }
-        return nullptr;
-    }
+    zspage* take_densest_unpinned() noexcept { return groups.take_densest(unpinned); }
+    zspage* take_sparsest_unpinned() noexcept { return groups.take_sparsest(unpinned); }
 };
 
 // ---- objects in a zspage (the pool's arena gives each frame's address) ------------------------

@@ -1,0 +1,543 @@
+// object_pool's member functions (the class, its lock order and its documentation are in
+// models/object_pool.hpp, which includes this file at its end): construction and destruction,
+// emplace and destroy, pins and visits, compaction and the owner callbacks that move its frames.
+#pragma once
+
+#include <movable/models/object_pool.hpp>
+
+#include <string>
+#include <thread>
+
+namespace movable {
+
+namespace detail {
+// Marks the calling thread as relocating `pool`'s objects while it lives (Debug and hardened
+// builds only), for the contract that T's move constructor must not call the pool.
+class relocation_scope {
+public:
+    explicit relocation_scope(const void* pool) noexcept {
+        if constexpr (contracts_enabled) {
+            previous_ = std::exchange(relocating_pool(), pool);
+        }
+    }
+    ~relocation_scope() {
+        if constexpr (contracts_enabled) {
+            relocating_pool() = previous_;
+        }
+    }
+    relocation_scope(const relocation_scope&) = delete;
+    relocation_scope& operator=(const relocation_scope&) = delete;
+
+private:
+    const void* previous_ = nullptr;
+};
+} // namespace detail
+
+// ---- construction and destruction ------------------------------------------------------------
+
+template <class T, class Arena>
+object_pool<T, Arena>::object_pool(Arena& arena)
+    : arena_(arena), locations_(objects_per_frame - 1) {
+    static_assert(objects_per_frame >= 1 && objects_per_frame <= 0x7fffffff,
+                  "object_pool: a slab's places must fit its 31-bit free links");
+    if (!locations_.fits(arena.frame_count())) {
+        throw std::invalid_argument("object_pool: arena has too many frames for the handle "
+                                    "location encoding");
+    }
+    groups_.capacity = objects_per_frame;
+    // Every live object needs a slot: at most one per place in the arena.
+    const std::size_t max_slots =
+        std::min<std::size_t>(arena.frame_count() * objects_per_frame,
+                              std::size_t{detail::slab_entry::max_slot} + 1);
+    handles_ = std::make_unique<detail::handle_table>(max_slots);
+}
+
+template <class T, class Arena>
+object_pool<T, Arena>::~object_pool() {
+    detail::object_slab* chain = nullptr;
+    {
+        std::lock_guard guard(lock_);
+        groups_.take_all([&](detail::object_slab& slab) {
+            slab.freeing.store(1, std::memory_order_relaxed);
+            slab.next = chain;
+            chain = &slab;
+        });
+        slabs_ = 0;
+        taken_ = 0;
+    }
+    // No migration can touch these slabs now (they are freeing): end their objects.
+    for (detail::object_slab* slab = chain; slab != nullptr; slab = slab->next) {
+        for (std::uint32_t place = 0; place < slab->capacity; ++place) {
+            const std::uint32_t entry = slab->entries()[place];
+            if (detail::slab_entry::is_taken(entry)) {
+                MOVABLE_CONTRACT(
+                    handles_->slot(detail::slab_entry::slot(entry))
+                            .pool_word.load(std::memory_order_acquire) == 0,
+                    "object_pool::~object_pool: an object is still pinned (or being built)");
+                std::destroy_at(object_at(*slab->home, place));
+            }
+        }
+    }
+    live_.store(0, std::memory_order_relaxed);
+    free_chain(chain);
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+template <class T, class Arena>
+void object_pool<T, Arena>::check_not_relocating(const char* call) const noexcept {
+    if constexpr (detail::contracts_enabled) {
+        if (detail::relocating_pool() == this) {
+            detail::contract_violation(call, "called from T's move constructor or destructor "
+                                             "while the pool relocates objects under its lock");
+        }
+    }
+}
+
+// The handle's slot. Throws std::invalid_argument naming `call` for the empty handle; a handle
+// the pool never gave out is a contract violation.
+template <class T, class Arena>
+detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) const {
+    if (!h) {
+        throw std::invalid_argument(std::string(call) + ": empty handle");
+    }
+    check_not_relocating(call);
+    const std::uint32_t slot = detail::handle_value::slot(h.value());
+    if constexpr (detail::contracts_enabled) {
+        if (!handles_->contains(slot)) {
+            detail::contract_violation(call, "handle was not made by this pool");
+        }
+    }
+    return handles_->slot(slot);
+}
+
+template <class T, class Arena>
+detail::object_slab* object_pool<T, Arena>::give_back_place(detail::object_slab& slab,
+                                                           std::uint32_t place) noexcept {
+    slab.give_back(place);
+    --taken_;
+    if (slab.in_use != 0) {
+        groups_.refile(slab);
+        return nullptr;
+    }
+    groups_.unlink(slab);
+    slab.freeing.store(1, std::memory_order_release);
+    slab.next = nullptr;
+    --slabs_;
+    return &slab;
+}
+
+// Gives emptied slabs (linked through next) back; frames the core holds isolated are the
+// core's to free.
+template <class T, class Arena>
+void object_pool<T, Arena>::free_chain(detail::object_slab* first) noexcept {
+    while (first != nullptr) {
+        detail::object_slab* next = first->next;
+        if (detail::slab_release(arena_, first)) {
+            counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
+            counters_.frames_released_while_isolated.fetch_add(1, std::memory_order_relaxed);
+        }
+        first = next;
+    }
+}
+
+// ---- objects ---------------------------------------------------------------------------------
+
+template <class T, class Arena>
+template <class... Args>
+auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
+    check_not_relocating("object_pool::emplace");
+    const std::uint32_t slot = handles_->acquire();
+    if (slot == detail::handle_table::none) {
+        return {};
+    }
+    detail::handle_slot& entry = handles_->slot(slot);
+    // Pinned while it is built: no mover touches a place whose slot is pinned.
+    detail::pin_guard building(entry.pool_word);
+    pool_lock guard(lock_);
+    detail::object_slab* slab = groups_.fullest_not_full();
+    const bool fresh = slab == nullptr;
+    if (fresh) {
+        guard.unlock();
+        slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame), *this);
+        if (slab == nullptr) {
+            building.release();
+            handles_->release(slot); // never marked allocated: its generation stays
+            return {};
+        }
+        MOVABLE_CONTRACT(reinterpret_cast<std::uintptr_t>(arena_.address_of(*slab->home)) %
+                                 alignof(T) ==
+                             0,
+                         "object_pool: the arena's frame is not aligned for T");
+        guard.lock();
+        ++slabs_;
+    }
+    const std::uint32_t place = slab->take(slot);
+    ++taken_;
+    if (fresh) {
+        groups_.link(*slab);
+    } else {
+        groups_.refile(*slab);
+    }
+    // The object is pinned: its frame cannot be migrated (migrate answers busy) until it is
+    // unpinned, so the frame read here stays its home.
+    const frame& home = *slab->home;
+    guard.unlock();
+    T* object = object_at(home, place);
+    try {
+        ::new (static_cast<void*>(object)) T(std::forward<Args>(args)...);
+    } catch (...) {
+        guard.lock();
+        detail::object_slab* emptied = give_back_place(*slab, place);
+        guard.unlock();
+        building.release();
+        handles_->release(slot);
+        free_chain(emptied);
+        throw;
+    }
+    live_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
+    set_location(slot, home, place);
+    return handle::from_value(detail::handle_value::make(slot, generation));
+}
+
+template <class T, class Arena>
+template <class... Args>
+auto object_pool<T, Arena>::emplace(Args&&... args) -> handle {
+    const handle h = emplace_or_empty(std::forward<Args>(args)...);
+    if (!h) {
+        throw std::bad_alloc();
+    }
+    return h;
+}
+
+template <class T, class Arena>
+template <class... Args>
+auto object_pool<T, Arena>::try_emplace(Args&&... args) noexcept(
+    std::is_nothrow_constructible_v<T, Args...>) -> handle {
+    return emplace_or_empty(std::forward<Args>(args)...);
+}
+
+template <class T, class Arena>
+void object_pool<T, Arena>::destroy(handle h) {
+    constexpr const char* call = "object_pool::destroy";
+    detail::handle_slot& entry = slot_of(h, call);
+    const std::uint32_t slot = detail::handle_value::slot(h.value());
+    // Claimed: no reader, no mover, no other destroyer while ~T runs.
+    detail::pin_word::claim(entry.pool_word);
+    const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+    if constexpr (detail::contracts_enabled) {
+        if (!detail::slot_word::allocated(word) ||
+            entry.generation.load(std::memory_order_relaxed) !=
+                detail::handle_value::generation(h.value())) {
+            detail::contract_violation(call, "handle is stale (object already destroyed: double "
+                                             "destroy?)");
+        }
+    }
+    const std::uint64_t location = detail::slot_word::location(word);
+    std::destroy_at(object_at(location));
+    live_.fetch_sub(1, std::memory_order_relaxed);
+    detail::object_slab* emptied = nullptr;
+    bool retire = false;
+    {
+        std::lock_guard guard(lock_);
+        detail::object_slab& slab = *slab_of(arena_.frame_at(locations_.frame_index(location)));
+        emptied = give_back_place(slab, locations_.object(location));
+        // Every handle this slot gives out has a generation of its own: one that would wrap
+        // retires the slot instead.
+        retire = !handles_->end_generation(slot);
+        entry.word.store(detail::slot_word::make(0, 0, false), std::memory_order_release);
+    }
+    detail::pin_word::end_claim(entry.pool_word);
+    if (retire) {
+        handles_->retire(slot);
+    } else {
+        handles_->release(slot);
+    }
+    free_chain(emptied);
+}
+
+// ---- access ----------------------------------------------------------------------------------
+
+template <class T, class Arena>
+template <class U>
+pinned<U> object_pool<T, Arena>::pin_checked(handle h, const char* call) const {
+    detail::handle_slot& entry = slot_of(h, call);
+    detail::pin_guard pin(entry.pool_word);
+    // Pinned: the object can neither move nor end until the pin does.
+    const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+    if constexpr (detail::contracts_enabled) {
+        if (!detail::slot_word::allocated(word) ||
+            entry.generation.load(std::memory_order_relaxed) !=
+                detail::handle_value::generation(h.value())) {
+            detail::contract_violation(call, "handle is stale (object destroyed)");
+        }
+    }
+    return pinned<U>(object_at(detail::slot_word::location(word)), std::move(pin));
+}
+
+template <class T, class Arena>
+pinned<T> object_pool<T, Arena>::pin(handle h) {
+    return pin_checked<T>(h, "object_pool::pin");
+}
+
+template <class T, class Arena>
+pinned<const T> object_pool<T, Arena>::pin(handle h) const {
+    return pin_checked<const T>(h, "object_pool::pin");
+}
+
+// Visits every allocated slot: pinned, then checked again (a slot is marked allocated only once
+// its object is built, and cannot be freed while pinned).
+template <class T, class Arena>
+template <class U, class Fn>
+void object_pool<T, Arena>::for_each_in(Fn& fn) const {
+    check_not_relocating("object_pool::for_each");
+    const std::size_t published = handles_->published();
+    for (std::size_t index = 0; index < published; ++index) {
+        const auto slot = static_cast<std::uint32_t>(index);
+        detail::handle_slot& entry = handles_->slot(slot);
+        if (!detail::slot_word::allocated(entry.word.load(std::memory_order_relaxed))) {
+            continue;
+        }
+        const detail::pin_guard pin(entry.pool_word);
+        const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+        if (!detail::slot_word::allocated(word)) {
+            continue;
+        }
+        U& object = *object_at(detail::slot_word::location(word));
+        if constexpr (std::is_invocable_v<Fn&, handle, U&>) {
+            const handle h = handle::from_value(detail::handle_value::make(
+                slot, entry.generation.load(std::memory_order_relaxed)));
+            fn(h, object);
+        } else {
+            fn(object);
+        }
+    }
+}
+
+template <class T, class Arena>
+template <class Fn>
+void object_pool<T, Arena>::for_each(Fn&& fn) {
+    for_each_in<T>(fn);
+}
+
+template <class T, class Arena>
+template <class Fn>
+void object_pool<T, Arena>::for_each(Fn&& fn) const {
+    for_each_in<const T>(fn);
+}
+
+// ---- compaction ------------------------------------------------------------------------------
+
+// Moves objects from src into dst until src is empty or dst is full, skipping pinned ones
+// (and those being built or destroyed). Pool locked, both slabs off the lists and not freeing.
+// Returns the objects moved.
+template <class T, class Arena>
+std::size_t object_pool<T, Arena>::relocate_objects(detail::object_slab& src,
+                                                    detail::object_slab& dst) noexcept {
+    const detail::relocation_scope relocating(this);
+    std::size_t moved = 0;
+    std::size_t skipped = 0;
+    for (std::uint32_t from = 0; from < src.capacity && src.in_use > 0 && dst.in_use < dst.capacity;
+         ++from) {
+        const std::uint32_t entry = src.entries()[from];
+        if (!detail::slab_entry::is_taken(entry)) {
+            continue;
+        }
+        const std::uint32_t slot = detail::slab_entry::slot(entry);
+        std::atomic<std::uint32_t>& pins = handles_->slot(slot).pool_word;
+        if (!detail::pin_word::try_claim(pins)) {
+            ++skipped;
+            continue;
+        }
+        const std::uint32_t to = dst.take(slot);
+        relocation_traits<T>::relocate(object_at(*dst.home, to), object_at(*src.home, from));
+        src.give_back(from);
+        set_location(slot, *dst.home, to);
+        detail::pin_word::end_claim(pins);
+        ++moved;
+    }
+    counters_.objects_moved.fetch_add(moved, std::memory_order_relaxed);
+    counters_.objects_skipped_pinned.fetch_add(skipped, std::memory_order_relaxed);
+    return moved;
+}
+
+template <class T, class Arena>
+std::size_t object_pool<T, Arena>::compact() {
+    check_not_relocating("object_pool::compact");
+    std::unique_lock only_one(compaction_lock_, std::try_to_lock);
+    if (!only_one.owns_lock()) {
+        return 0;
+    }
+    std::size_t freed = 0;
+    detail::object_slab* emptied = nullptr; // freed once the pool lock is dropped
+    pool_lock guard(lock_);
+    const std::uint32_t epoch = ++epoch_;
+    // A slab whose objects this pass found pinned and could not move is neither picked again
+    // as a source nor as a target: each round moves an object or rules a slab out, so it ends.
+    const auto eligible = [epoch](const detail::object_slab& slab) {
+        return slab.skip_epoch != epoch;
+    };
+    detail::object_slab* dst = nullptr;
+    while (slabs_ * objects_per_frame - taken_ >= objects_per_frame) {
+        if (dst == nullptr && (dst = groups_.take_densest(eligible)) == nullptr) {
+            break;
+        }
+        detail::object_slab* src = groups_.take_sparsest(eligible);
+        if (src == nullptr) {
+            break;
+        }
+        // Always from the emptier to the fuller: every move raises the sum of squared in-use
+        // counts, so the loop ends even when the picks are out of order.
+        if (src->in_use > dst->in_use) {
+            std::swap(src, dst);
+        }
+        relocate_objects(*src, *dst);
+        if (src->in_use == 0) {
+            src->freeing.store(1, std::memory_order_release);
+            --slabs_;
+            src->next = emptied;
+            emptied = src;
+            ++freed;
+        } else {
+            if (dst->in_use < dst->capacity) {
+                src->skip_epoch = epoch; // what is left of it is pinned
+            }
+            groups_.link(*src);
+        }
+        const bool others_wait = lock_.contended();
+        if (dst->in_use == dst->capacity || others_wait) {
+            groups_.link(*dst);
+            dst = nullptr;
+        }
+        if (others_wait) {
+            guard.unlock();
+            free_chain(std::exchange(emptied, nullptr));
+            std::this_thread::yield();
+            guard.lock();
+        }
+    }
+    if (dst != nullptr) {
+        groups_.link(*dst);
+    }
+    guard.unlock();
+    free_chain(emptied);
+    counters_.compactions.fetch_add(1, std::memory_order_relaxed);
+    counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
+    return freed;
+}
+
+template <class T, class Arena>
+std::size_t object_pool<T, Arena>::compactable_frames() const {
+    std::lock_guard guard(lock_);
+    return slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+}
+
+template <class T, class Arena>
+object_pool_stats object_pool<T, Arena>::stats() const {
+    object_pool_stats out;
+    out.object_size = sizeof(T);
+    out.object_stride = object_stride;
+    out.objects_per_frame = objects_per_frame;
+    out.frame_size = frame_size;
+    {
+        std::lock_guard guard(lock_);
+        out.frames = slabs_;
+        out.frames_freeable = slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+        out.fullness = groups_.histogram();
+    }
+    out.objects = live_.load(std::memory_order_relaxed);
+    out.min_frames = (out.objects + objects_per_frame - 1) / objects_per_frame;
+    out.compactions = counters_.compactions.load(std::memory_order_relaxed);
+    out.objects_moved = counters_.objects_moved.load(std::memory_order_relaxed);
+    out.frames_freed_by_compaction =
+        counters_.frames_freed_by_compaction.load(std::memory_order_relaxed);
+    out.objects_skipped_pinned = counters_.objects_skipped_pinned.load(std::memory_order_relaxed);
+    out.frames_migrated = counters_.frames_migrated.load(std::memory_order_relaxed);
+    out.migrations_refused = counters_.migrations_refused.load(std::memory_order_relaxed);
+    out.frames_released_while_isolated =
+        counters_.frames_released_while_isolated.load(std::memory_order_relaxed);
+    out.isolated_frames = counters_.isolated_frames.load(std::memory_order_relaxed);
+    out.handle_slots_retired = handles_->retired();
+    return out;
+}
+
+// ---- owner protocol ----------------------------------------------------------------------------
+
+template <class T, class Arena>
+bool object_pool<T, Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
+    // A hint (migrate re-checks under the pool lock): a slab being freed is about to hand the
+    // frame back.
+    if (slab_of(f)->freeing.load(std::memory_order_acquire) != 0) {
+        return false;
+    }
+    counters_.isolated_frames.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+template <class T, class Arena>
+migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
+    detail::object_slab& slab = *slab_of(src);
+    pool_lock guard(lock_, std::defer_lock);
+    if (mode == migrate_mode::async) {
+        if (!guard.try_lock()) {
+            return migrate_status::retry;
+        }
+    } else {
+        guard.lock();
+    }
+    const auto refuse = [&] {
+        counters_.migrations_refused.fetch_add(1, std::memory_order_relaxed);
+        return migrate_status::busy;
+    };
+    if (slab.freeing.load(std::memory_order_relaxed) != 0) {
+        return refuse();
+    }
+    MOVABLE_CONTRACT(slab.home == &src, "object_pool::migrate: frame is not its slab's home");
+    const std::uint32_t* entries = slab.entries();
+    const auto pins_of = [&](std::uint32_t place) -> std::atomic<std::uint32_t>& {
+        return handles_->slot(detail::slab_entry::slot(entries[place])).pool_word;
+    };
+    // Claim every object of the frame, or none.
+    for (std::uint32_t place = 0; place < slab.capacity; ++place) {
+        if (detail::slab_entry::is_taken(entries[place]) &&
+            !detail::pin_word::try_claim(pins_of(place))) {
+            while (place-- > 0) {
+                if (detail::slab_entry::is_taken(entries[place])) {
+                    detail::pin_word::end_claim(pins_of(place));
+                }
+            }
+            return refuse();
+        }
+    }
+    if constexpr (moves_by_memcpy) {
+        std::memcpy(arena_.address_of(dst), arena_.address_of(src), frame_size);
+    } else {
+        const detail::relocation_scope relocating(this);
+        for (std::uint32_t place = 0; place < slab.capacity; ++place) {
+            if (detail::slab_entry::is_taken(entries[place])) {
+                relocation_traits<T>::relocate(object_at(dst, place), object_at(src, place));
+            }
+        }
+    }
+    slab.home = &dst;
+    dst.set_private_word(src.private_word());
+    set_movable(dst, *this);
+    for (std::uint32_t place = 0; place < slab.capacity; ++place) {
+        if (detail::slab_entry::is_taken(entries[place])) {
+            set_location(detail::slab_entry::slot(entries[place]), dst, place);
+            detail::pin_word::end_claim(pins_of(place));
+        }
+    }
+    guard.unlock();
+    counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
+    counters_.frames_migrated.fetch_add(1, std::memory_order_relaxed);
+    return migrate_status::success;
+}
+
+template <class T, class Arena>
+void object_pool<T, Arena>::putback(frame& /*f*/) noexcept {
+    counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
+}
+
+} // namespace movable

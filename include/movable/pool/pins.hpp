@@ -1,0 +1,118 @@
+// Per-object pins without a lock: one 32-bit word per object (object_pool keeps it in the
+// object's handle slot) that readers count themselves into and that a mover (compaction,
+// migration) or the object's destroyer takes for itself only when no reader is in. The
+// encoding lives here and only here.
+//
+//   bit 0       exclusive: a mover or the destroyer owns the object
+//   bits 1..31  readers pinning the object
+//
+// A reader adds itself with one fetch_add; if the exclusive bit was set it takes itself out
+// again and waits (the mover holds the bit for one object's move). A mover claims the word
+// with a compare-exchange from 0 (no reader, no other mover) and never waits: a pinned object
+// is skipped (compaction) or refuses the move (migration answers busy). Both sides use one
+// atomic word, so exactly one of them wins a race: a reader never sees a half-moved object,
+// and a mover never moves a pinned one.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <utility>
+
+#include <movable/detail/contract.hpp>
+
+namespace movable::detail {
+
+struct pin_word {
+    static constexpr std::uint32_t exclusive = 1;
+    static constexpr std::uint32_t one_pin = 2;
+    // The most pins a word counts: a reader that would overflow it is a leak of pins.
+    static constexpr std::uint32_t max_pins = 0x7fffffff;
+
+    static constexpr bool is_exclusive(std::uint32_t word) noexcept {
+        return (word & exclusive) != 0;
+    }
+    static constexpr std::uint32_t pins(std::uint32_t word) noexcept { return word >> 1; }
+
+    // Adds a pin, waiting (yield) while a mover or destroyer holds the word. Acquire: the
+    // location a mover published before it let go is visible to the reader.
+    static void pin(std::atomic<std::uint32_t>& word) noexcept {
+        for (;;) {
+            const std::uint32_t old = word.fetch_add(one_pin, std::memory_order_acquire);
+            MOVABLE_CONTRACT(pins(old) < max_pins, "object_pool: too many pins on one object");
+            if (!is_exclusive(old)) {
+                return;
+            }
+            word.fetch_sub(one_pin, std::memory_order_relaxed);
+            while (is_exclusive(word.load(std::memory_order_relaxed))) {
+                std::this_thread::yield();
+            }
+        }
+    }
+    static void unpin(std::atomic<std::uint32_t>& word) noexcept {
+        const std::uint32_t old = word.fetch_sub(one_pin, std::memory_order_release);
+        MOVABLE_CONTRACT(pins(old) != 0, "object_pool: unpinned an object that was not pinned");
+    }
+    // Claims the word for a mover: true when no one pins or holds it. Never waits.
+    [[nodiscard]] static bool try_claim(std::atomic<std::uint32_t>& word) noexcept {
+        std::uint32_t expected = 0;
+        return word.compare_exchange_strong(expected, exclusive, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+    }
+    // Claims the word, waiting (yield) until no one pins or holds it: the destroyer's claim.
+    static void claim(std::atomic<std::uint32_t>& word) noexcept {
+        while (!try_claim(word)) {
+            std::this_thread::yield();
+        }
+    }
+    // Lets go of a claimed word. Release: what the mover wrote (the object, its new location)
+    // is visible to the next reader.
+    static void end_claim(std::atomic<std::uint32_t>& word) noexcept {
+        const std::uint32_t old = word.fetch_sub(exclusive, std::memory_order_release);
+        MOVABLE_CONTRACT(is_exclusive(old), "object_pool: ended a claim that was not held");
+    }
+};
+static_assert(pin_word::pins(pin_word::one_pin) == 1 && !pin_word::is_exclusive(pin_word::one_pin) &&
+                  pin_word::is_exclusive(pin_word::exclusive) &&
+                  pin_word::pins(pin_word::exclusive) == 0,
+              "pin_word: the exclusive bit and the pin count must not overlap");
+
+// A pin held on a pin word, released when the guard ends. Move-only.
+class pin_guard {
+public:
+    pin_guard() noexcept = default;
+    // Pins `word` (waits while a mover holds it).
+    explicit pin_guard(std::atomic<std::uint32_t>& word) noexcept : word_(&word) {
+        pin_word::pin(word);
+    }
+    // Adopts a pin the caller already holds on `word`.
+    static pin_guard adopt(std::atomic<std::uint32_t>& word) noexcept {
+        pin_guard guard;
+        guard.word_ = &word;
+        return guard;
+    }
+    pin_guard(pin_guard&& other) noexcept : word_(std::exchange(other.word_, nullptr)) {}
+    pin_guard& operator=(pin_guard&& other) noexcept {
+        if (this != &other) {
+            release();
+            word_ = std::exchange(other.word_, nullptr);
+        }
+        return *this;
+    }
+    pin_guard(const pin_guard&) = delete;
+    pin_guard& operator=(const pin_guard&) = delete;
+    ~pin_guard() { release(); }
+
+    [[nodiscard]] explicit operator bool() const noexcept { return word_ != nullptr; }
+    // Drops the pin now. Idempotent.
+    void release() noexcept {
+        if (word_ != nullptr) {
+            pin_word::unpin(*std::exchange(word_, nullptr));
+        }
+    }
+
+private:
+    std::atomic<std::uint32_t>* word_ = nullptr;
+};
+
+} // namespace movable::detail
