@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/death_test.hpp"
+#include "support/object_pool_access.hpp"
 
 using namespace movable;
 

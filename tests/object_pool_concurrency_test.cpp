@@ -1,0 +1,333 @@
+// Runs under ThreadSanitizer (the tsan workflow): object_pool used from many threads while pool
+// compaction, arena compaction and frame migration run on others, with every object's content
+// checked; and the orders between pins, movers, destroyers and constructors, each forced.
+#include <movable/models/object_pool.hpp>
+
+#include <movable/compaction.hpp>
+#include <movable/migrate.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "support/object_pool_access.hpp"
+
+using namespace movable;
+
+namespace {
+
+using arena_type = frame_arena<4096, 4>;
+
+// A record with a non-trivial move that fixes up a pointer into its own string, and a key
+// from which its text is derived: any torn or half-moved copy fails check().
+struct record {
+    static inline std::atomic<long> alive{0};
+    std::uint64_t key;
+    std::string text;
+    const char* inside = nullptr;
+
+    static std::string text_for(std::uint64_t key) {
+        return std::string(key % 3 == 0 ? 3 : 37, static_cast<char>('a' + key % 26)) +
+               std::to_string(key);
+    }
+    explicit record(std::uint64_t k) : key(k), text(text_for(k)), inside(text.data()) { ++alive; }
+    record(record&& other) noexcept
+        : key(other.key), text(std::move(other.text)), inside(text.data()) {
+        ++alive;
+    }
+    record(const record&) = delete;
+    record& operator=(const record&) = delete;
+    record& operator=(record&&) = delete;
+    ~record() { --alive; }
+
+    [[nodiscard]] bool check() const { return inside == text.data() && text == text_for(key); }
+    void rekey(std::uint64_t k) {
+        key = k;
+        text = text_for(k);
+        inside = text.data();
+    }
+};
+
+using pool_type = object_pool<record, arena_type>;
+
+void migrate_one(arena_type& arena, frame& f, migrate_mode mode, migrate_stats* out = nullptr) {
+    if (!isolate_movable_frame(f, mode)) {
+        return;
+    }
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    const migrate_stats stats = migrate_frames(list, targets, mode);
+    if (out != nullptr) {
+        *out = stats;
+    }
+    putback_movable_frames(list, targets);
+}
+
+frame& frame_holding(arena_type& arena, const void* object) {
+    const auto* base = arena.address_of(arena.frame_at(0));
+    const auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(object) - base);
+    return arena.frame_at(offset / arena_type::frame_size);
+}
+
+// An object whose constructor, when asked, signals that it started and waits to be let go.
+struct slow {
+    static inline std::binary_semaphore entered{0};
+    static inline std::binary_semaphore release{0};
+    std::uint64_t value;
+    explicit slow(std::uint64_t v, bool wait) : value(v) {
+        if (wait) {
+            entered.release();
+            release.acquire();
+        }
+    }
+};
+
+} // namespace
+
+TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and walk during pool "
+          "compaction, arena compaction and frame migration") {
+    record::alive = 0;
+    arena_type arena(64 * arena_type::block_bytes);
+    {
+        pool_type pool(arena);
+        constexpr int workers = 3;
+        constexpr int operations = 5000;
+        std::atomic<int> running{workers};
+        std::atomic<std::size_t> corrupted{0};
+        std::vector<std::vector<std::pair<object_handle<record>, std::uint64_t>>> owned(workers);
+
+        auto worker = [&](int id) {
+            std::mt19937 rng(static_cast<unsigned>(id) * 7919 + 1);
+            auto& mine = owned[static_cast<std::size_t>(id)];
+            std::uint64_t next_key = static_cast<std::uint64_t>(id) << 32;
+            for (int op = 0; op < operations; ++op) {
+                const unsigned choice = rng() % 100;
+                if (mine.empty() || choice < 40) {
+                    const std::uint64_t key = ++next_key;
+                    if (const auto h = pool.try_emplace(key)) {
+                        mine.emplace_back(h, key);
+                    }
+                } else if (choice < 70) {
+                    const std::size_t i = rng() % mine.size();
+                    pool.destroy(mine[i].first);
+                    mine[i] = mine.back();
+                    mine.pop_back();
+                } else if (choice < 90) {
+                    auto& [h, key] = mine[rng() % mine.size()];
+                    const pinned<record> p = pool.pin(h);
+                    const record* where = p.get();
+                    corrupted += p->check() && p->key == key ? 0 : 1;
+                    std::this_thread::yield(); // hold the pin while others move things
+                    corrupted += p.get() == where && p->check() && p->key == key ? 0 : 1;
+                    key = ++next_key;
+                    p->rekey(key);
+                } else if (choice < 98) {
+                    const auto& entry = mine[rng() % mine.size()];
+                    const std::uint64_t key = entry.second;
+                    corrupted += pool.visit(entry.first, [key](const record& r) {
+                        return r.check() && r.key == key;
+                    }) ? 0 : 1;
+                } else {
+                    std::size_t seen = 0;
+                    pool.for_each([&](const record& r) {
+                        corrupted += r.check() ? 0 : 1;
+                        ++seen;
+                    });
+                    corrupted += seen >= mine.size() ? 0 : 1;
+                }
+            }
+            --running;
+        };
+        auto pool_compactor = [&] {
+            while (running.load() > 0) {
+                pool.compact();
+                std::this_thread::yield();
+            }
+        };
+        auto arena_compactor = [&] {
+            compactor<arena_type> compaction(arena);
+            for (int round = 0; running.load() > 0; ++round) {
+                compact_request request;
+                request.mode = round % 2 == 0 ? migrate_mode::sync : migrate_mode::async;
+                request.max_frames_per_pass = 64;
+                compaction.begin(request);
+                while (running.load() > 0 && compaction.pass() == compact_progress::incomplete) {
+                }
+                compaction.end();
+            }
+        };
+        auto migrator = [&] {
+            std::mt19937 rng(99);
+            while (running.load() > 0) {
+                const std::size_t index = rng() % arena.frame_count();
+                if (!arena.is_free(index)) {
+                    migrate_one(arena, arena.frame_at(index),
+                                rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+                }
+            }
+        };
+
+        std::vector<std::thread> threads;
+        for (int id = 0; id < workers; ++id) {
+            threads.emplace_back(worker, id);
+        }
+        threads.emplace_back(pool_compactor);
+        threads.emplace_back(arena_compactor);
+        threads.emplace_back(migrator);
+        for (auto& t : threads) {
+            t.join();
+        }
+
+        CHECK(corrupted.load() == 0);
+        std::size_t live = 0;
+        for (const auto& mine : owned) {
+            for (const auto& [h, key] : mine) {
+                const pinned<record> p = pool.pin(h);
+                CHECK(p->key == key);
+                CHECK(p->check());
+                ++live;
+            }
+        }
+        const object_pool_stats stats = pool.stats();
+        CHECK(stats.objects == live);
+        CHECK(record::alive.load() == static_cast<long>(live));
+        CHECK(stats.isolated_frames == 0);
+        pool.check_invariants();
+        MESSAGE("live " << live << " records; compacted " << stats.compactions
+                        << " times, moved " << stats.objects_moved << " objects, freed "
+                        << stats.frames_freed_by_compaction << " frames; migrated "
+                        << stats.frames_migrated << " frames, refused "
+                        << stats.migrations_refused);
+        pool.compact();
+        CHECK(pool.stats().frames_per_min_frame() <= 1.02);
+    }
+    CHECK(record::alive.load() == 0);
+    CHECK(arena.free_frames() == arena.frame_count());
+}
+
+TEST_CASE("a reader waits while a mover holds an object's pin word, and sees the moved object") {
+    std::atomic<std::uint32_t> word{0};
+    REQUIRE(detail::pin_word::try_claim(word));
+    std::atomic<bool> moved{false};
+    std::atomic<bool> reader_in{false};
+    std::thread reader([&] {
+        detail::pin_word::pin(word);
+        reader_in = true;
+        CHECK(moved.load(std::memory_order_relaxed)); // ordered by the pin word alone
+        detail::pin_word::unpin(word);
+    });
+    for (int i = 0; i < 50; ++i) {
+        std::this_thread::yield();
+        CHECK_FALSE(reader_in.load());
+    }
+    moved.store(true, std::memory_order_relaxed);
+    detail::pin_word::end_claim(word);
+    reader.join();
+    CHECK(reader_in.load());
+    CHECK(word.load() == 0);
+    // And a mover never claims a pinned word.
+    detail::pin_word::pin(word);
+    CHECK_FALSE(detail::pin_word::try_claim(word));
+    detail::pin_word::unpin(word);
+    CHECK(detail::pin_word::try_claim(word));
+}
+
+TEST_CASE("destroy waits for another thread's pin to end before it runs the destructor") {
+    record::alive = 0;
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const auto h = pool.emplace(5u);
+    pinned<record> p = pool.pin(h);
+    std::atomic<bool> destroyed{false};
+    std::thread destroyer([&] {
+        pool.destroy(h);
+        destroyed = true;
+    });
+    for (int i = 0; i < 50; ++i) {
+        std::this_thread::yield();
+        CHECK_FALSE(destroyed.load());
+    }
+    CHECK(p->check()); // still alive: the destroyer waits
+    CHECK(record::alive.load() == 1);
+    p.reset();
+    destroyer.join();
+    CHECK(destroyed.load());
+    CHECK(record::alive.load() == 0);
+    CHECK(pool.size() == 0);
+}
+
+TEST_CASE("an object being constructed is neither moved by compact nor migrated with its frame") {
+    arena_type arena(2 * arena_type::block_bytes);
+    object_pool<slow, arena_type> pool(arena);
+    using slow_pool = object_pool<slow, arena_type>;
+    // Two sparse frames: compact would merge them.
+    std::vector<object_handle<slow>> handles;
+    for (std::uint64_t i = 0; i < 2 * slow_pool::objects_per_frame; ++i) {
+        handles.push_back(pool.emplace(i, false));
+    }
+    for (std::size_t i = 2; i < handles.size(); ++i) {
+        pool.destroy(handles[i]);
+    }
+    handles.resize(2); // both in the first frame; the second frame was freed
+    const slow* first = pool.pin(handles[0]).get();
+    object_handle<slow> built;
+    std::thread builder([&] { built = pool.emplace(99u, true); });
+    slow::entered.acquire(); // the builder's object has a place in the first frame now
+    migrate_stats stats;
+    migrate_one(arena, frame_holding(arena, first), migrate_mode::sync, &stats);
+    CHECK(stats.succeeded == 0);
+    CHECK(stats.failed == 1);
+    CHECK(pool.stats().migrations_refused == 1);
+    CHECK(pool.pin(handles[0]).get() == first);
+    slow::release.release();
+    builder.join();
+    CHECK(pool.pin(built)->value == 99);
+    migrate_one(arena, frame_holding(arena, first), migrate_mode::sync, &stats);
+    CHECK(stats.succeeded == 1);
+    CHECK(pool.pin(handles[0])->value == 0);
+    CHECK(pool.pin(handles[1])->value == 1);
+    CHECK(pool.pin(built)->value == 99);
+    pool.check_invariants();
+}
+
+TEST_CASE("async migration answers retry while the pool lock is held; sync waits for it") {
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const auto h = pool.emplace(1u);
+    frame& f = frame_holding(arena, pool.pin(h).get());
+    std::atomic<bool> locked{false};
+    std::binary_semaphore release{0};
+    std::thread holder([&] {
+        // The pool lock, held as a long compaction would hold it.
+        std::lock_guard guard(detail::object_pool_test_access<pool_type>::lock(pool));
+        locked = true;
+        release.acquire();
+    });
+    while (!locked.load()) {
+        std::this_thread::yield();
+    }
+    migrate_stats stats;
+    REQUIRE(isolate_movable_frame(f, migrate_mode::async));
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    stats = migrate_frames(list, targets, migrate_mode::async);
+    CHECK(stats.succeeded == 0);
+    CHECK(stats.retried > 0);
+    putback_movable_frames(list, targets);
+    release.release();
+    holder.join();
+    CHECK(pool.stats().isolated_frames == 0);
+    migrate_one(arena, f, migrate_mode::sync, &stats);
+    CHECK(stats.succeeded == 1);
+    CHECK(pool.pin(h)->check());
+}
