@@ -537,3 +537,133 @@ TEST_CASE("calling the pool from T's move constructor during relocation is caugh
         CHECK(died.stderr_text.find("move constructor") != std::string::npos);
     }
 }
+
+TEST_CASE("a slot whose generation runs out is retired, never reused") {
+    using pool_type = object_pool<plain, arena_type>;
+    using access = detail::object_pool_test_access<pool_type>;
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const auto first = pool.emplace(plain{1, 1});
+    const std::uint32_t slot = detail::handle_value::slot(first.value());
+    pool.destroy(first);
+    access::set_generation(pool, slot, detail::handle_value::last_generation);
+    const auto last = pool.emplace(plain{2, 2});
+    REQUIRE(detail::handle_value::slot(last.value()) == slot);
+    CHECK(detail::handle_value::generation(last.value()) == detail::handle_value::last_generation);
+    pool.destroy(last);
+    CHECK(pool.stats().handle_slots_retired == 1);
+    const auto next = pool.emplace(plain{3, 3});
+    CHECK(detail::handle_value::slot(next.value()) != slot);
+    pool.check_invariants();
+}
+
+TEST_CASE("a compaction started while another runs returns 0 at once") {
+    using pool_type = object_pool<plain, arena_type>;
+    arena_type arena(2 * arena_type::block_bytes);
+    pool_type pool(arena);
+    std::vector<object_handle<plain>> handles;
+    for (std::uint64_t i = 0; i < 4 * pool_type::objects_per_frame; ++i) {
+        handles.push_back(pool.emplace(plain{i, i}));
+    }
+    for (std::size_t i = 0; i < handles.size(); i += 2) {
+        pool.destroy(handles[i]);
+    }
+    REQUIRE(pool.compactable_frames() == 2);
+    {
+        const std::lock_guard running(
+            detail::object_pool_test_access<pool_type>::compaction_lock(pool));
+        CHECK(pool.compact() == 0);
+        CHECK(pool.stats().compactions == 0);
+    }
+    CHECK(pool.compact() == 2);
+    CHECK(pool.compactable_frames() == 0);
+}
+
+TEST_CASE("check_invariants names a handle slot whose location is wrong") {
+    using pool_type = object_pool<plain, arena_type>;
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const auto a = pool.emplace(plain{1, 1});
+    (void)pool.emplace(plain{2, 2});
+    pool.check_invariants();
+    const auto died = test::run_expecting_death([&] {
+        auto& word = detail::object_pool_test_access<pool_type>::slot_word(
+            pool, detail::handle_value::slot(a.value()));
+        // Point the slot at the next place of the same frame.
+        word.store(word.load() + (std::uint64_t{1} << detail::slot_word::location_shift));
+        pool.check_invariants();
+    });
+    CHECK(died.aborted);
+    CHECK(died.stderr_text.find("object_pool::check_invariants") != std::string::npos);
+    CHECK(died.stderr_text.find("location") != std::string::npos);
+}
+
+TEST_CASE("stats count frames, the minimum they need and the fullness of each slab") {
+    using pool_type = object_pool<plain, arena_type>;
+    arena_type arena(2 * arena_type::block_bytes);
+    pool_type pool(arena);
+    std::vector<object_handle<plain>> handles;
+    for (std::uint64_t i = 0; i < 2 * pool_type::objects_per_frame + 1; ++i) {
+        handles.push_back(pool.emplace(plain{i, i}));
+    }
+    const object_pool_stats s = pool.stats();
+    CHECK(s.object_size == sizeof(plain));
+    CHECK(s.object_stride == 16);
+    CHECK(s.objects_per_frame == 256);
+    CHECK(s.objects == 513);
+    CHECK(s.frames == 3);
+    CHECK(s.min_frames == 3);
+    CHECK(s.fullness[fullness_group_count - 1] == 2); // two full slabs
+    CHECK(s.fullness[0] == 1);                        // one under 10%
+    CHECK(s.frames_freeable == 0);
+}
+
+TEST_CASE("a frame whose slab empties while it is isolated is freed by the core, not migrated") {
+    using pool_type = object_pool<plain, arena_type>;
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const std::size_t free_before = arena.free_frames();
+    const auto h = pool.emplace(plain{1, 1});
+    frame& f = frame_of(arena, address_of(pool, h));
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+    CHECK(pool.stats().isolated_frames == 1);
+    pool.destroy(h); // empties the slab: its frame is handed to the core
+    CHECK(pool.stats().frames_released_while_isolated == 1);
+    CHECK(pool.stats().isolated_frames == 0);
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync);
+    putback_movable_frames(list, targets);
+    CHECK(stats.released == 1);
+    CHECK(stats.succeeded == 0);
+    CHECK(pool.stats().frames_migrated == 0);
+    CHECK(arena.free_frames() == free_before);
+    pool.check_invariants();
+}
+
+TEST_CASE("isolating a frame whose slab is being freed is refused, and migrating it is busy") {
+    using pool_type = object_pool<plain, arena_type>;
+    using access = detail::object_pool_test_access<pool_type>;
+    arena_type arena(arena_type::block_bytes);
+    pool_type pool(arena);
+    const auto h = pool.emplace(plain{1, 1});
+    frame& f = frame_of(arena, address_of(pool, h));
+    access::set_freeing(f, true);
+    CHECK_FALSE(isolate_movable_frame(f, migrate_mode::sync));
+    access::set_freeing(f, false);
+    REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
+    access::set_freeing(f, true); // freed after isolation, before migration
+    frame_list list;
+    list.push_back(f);
+    arena_targets<arena_type> targets{arena};
+    const migrate_stats stats = migrate_frames(list, targets, migrate_mode::sync);
+    putback_movable_frames(list, targets);
+    access::set_freeing(f, false);
+    CHECK(stats.succeeded == 0);
+    CHECK(stats.failed == 1);
+    CHECK(pool.stats().migrations_refused == 1);
+    CHECK(pool.stats().isolated_frames == 0);
+    CHECK(pool.pin(h)->a == 1);
+    pool.check_invariants();
+}

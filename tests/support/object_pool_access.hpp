@@ -20,6 +20,12 @@ struct object_pool_test_access {
     static void set_generation(Pool& pool, std::uint32_t slot, std::uint32_t generation) {
         pool.handles_->slot(slot).generation.store(generation, std::memory_order_relaxed);
     }
+    // Marks the slab of `f` as being freed (or not), as destroy does before it frees the frame.
+    static void set_freeing(frame& f, bool freeing) {
+        detail::slab_link::from_raw(f.private_word())
+            .pointer()
+            ->freeing.store(freeing ? 1 : 0, std::memory_order_release);
+    }
     // The handle table's slot word of `slot`.
     static std::atomic<std::uint64_t>& slot_word(Pool& pool, std::uint32_t slot) {
         return pool.handles_->word(slot);
