@@ -133,9 +133,11 @@ TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and wa
                 } else if (choice < 98) {
                     const auto& entry = mine[rng() % mine.size()];
                     const std::uint64_t key = entry.second;
-                    corrupted += pool.visit(entry.first, [key](const record& r) {
-                        return r.check() && r.key == key;
-                    }) ? 0 : 1;
+                    corrupted +=
+                        pool.visit(entry.first,
+                                   [key](const record& r) { return r.check() && r.key == key; })
+                            ? 0
+                            : 1;
                 } else {
                     std::size_t seen = 0;
                     pool.for_each([&](const record& r) {
@@ -202,8 +204,8 @@ TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and wa
         CHECK(record::alive.load() == static_cast<long>(live));
         CHECK(stats.isolated_frames == 0);
         pool.check_invariants();
-        MESSAGE("live " << live << " records; compacted " << stats.compactions
-                        << " times, moved " << stats.objects_moved << " objects, freed "
+        MESSAGE("live " << live << " records; compacted " << stats.compactions << " times, moved "
+                        << stats.objects_moved << " objects, freed "
                         << stats.frames_freed_by_compaction << " frames; migrated "
                         << stats.frames_migrated << " frames, refused "
                         << stats.migrations_refused);

@@ -498,8 +498,9 @@ TEST_CASE("a stale handle is caught even after its slot is reused") {
         CHECK(destroyed_twice.aborted);
         CHECK(destroyed_twice.stderr_text.find("object_pool::destroy") != std::string::npos);
         CHECK(destroyed_twice.stderr_text.find("double destroy") != std::string::npos);
-        const auto foreign = test::run_expecting_death(
-            [&] { (void)pool.pin(object_handle<plain>::from_value(detail::handle_value::make(999, 0))); });
+        const auto foreign = test::run_expecting_death([&] {
+            (void)pool.pin(object_handle<plain>::from_value(detail::handle_value::make(999, 0)));
+        });
         CHECK(foreign.aborted);
         CHECK(foreign.stderr_text.find("not made by this pool") != std::string::npos);
     }
@@ -530,8 +531,8 @@ TEST_CASE("calling the pool from T's move constructor during relocation is caugh
         calls_pool_on_move::pool = &pool;
         const auto h = pool.emplace(1u);
         frame& f = frame_of(arena, address_of(pool, h));
-        const auto died =
-            test::run_expecting_death([&] { (void)isolate_and_migrate(arena, f, migrate_mode::sync); });
+        const auto died = test::run_expecting_death(
+            [&] { (void)isolate_and_migrate(arena, f, migrate_mode::sync); });
         CHECK(died.aborted);
         CHECK(died.stderr_text.find("object_pool::for_each") != std::string::npos);
         CHECK(died.stderr_text.find("move constructor") != std::string::npos);

@@ -114,8 +114,8 @@ public:
     using arena_type = Arena;
     static constexpr std::size_t frame_size = Arena::frame_size;
     // A place in a frame: sizeof(T) rounded up to alignof(T).
-    static constexpr std::size_t object_stride = (sizeof(T) + alignof(T) - 1) / alignof(T) *
-                                                 alignof(T);
+    static constexpr std::size_t object_stride =
+        (sizeof(T) + alignof(T) - 1) / alignof(T) * alignof(T);
     static constexpr std::size_t objects_per_frame = frame_size / object_stride;
     // True when objects move by memcpy (relocation_traits<T>::by_memcpy).
     static constexpr bool moves_by_memcpy = relocation_traits<T>::by_memcpy;
@@ -137,8 +137,8 @@ public:
     [[nodiscard]] handle emplace(Args&&... args);
     // As emplace, but the empty handle when the arena is exhausted. T's exceptions still pass.
     template <class... Args>
-    [[nodiscard]] handle try_emplace(Args&&... args) noexcept(
-        std::is_nothrow_constructible_v<T, Args...>);
+    [[nodiscard]] handle
+    try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>);
     // Runs ~T and frees the object's place. Waits while other threads pin it. Throws
     // std::invalid_argument for the empty handle; a stale handle (double destroy) is a contract
     // violation.
@@ -244,7 +244,7 @@ private:
     // Under the pool lock.
     detail::fullness_groups<detail::object_slab> groups_;
     std::size_t slabs_ = 0;
-    std::size_t taken_ = 0; // places taken (live objects + those being built or destroyed)
+    std::size_t taken_ = 0;   // places taken (live objects + those being built or destroyed)
     std::uint32_t epoch_ = 0; // compaction passes, for object_slab::skip_epoch
     std::mutex compaction_lock_;
     std::atomic<std::size_t> live_{0};
@@ -263,5 +263,5 @@ private:
 
 } // namespace movable
 
-#include <movable/models/object/pool_impl.hpp>
 #include <movable/models/object/invariants.hpp>
+#include <movable/models/object/pool_impl.hpp>

@@ -72,7 +72,8 @@ struct pin_word {
         MOVABLE_CONTRACT(is_exclusive(old), "object_pool: ended a claim that was not held");
     }
 };
-static_assert(pin_word::pins(pin_word::one_pin) == 1 && !pin_word::is_exclusive(pin_word::one_pin) &&
+static_assert(pin_word::pins(pin_word::one_pin) == 1 &&
+                  !pin_word::is_exclusive(pin_word::one_pin) &&
                   pin_word::is_exclusive(pin_word::exclusive) &&
                   pin_word::pins(pin_word::exclusive) == 0,
               "pin_word: the exclusive bit and the pin count must not overlap");

@@ -70,8 +70,7 @@ consteval bool check_relocatable() {
                   "object_pool: T cannot be relocated: it is not trivially relocatable and its "
                   "move constructor is missing or may throw (make it noexcept, or specialize "
                   "movable::trivially_relocatable<T> if a byte copy moves it)");
-    static_assert(std::is_nothrow_destructible_v<T>,
-                  "object_pool: T's destructor may throw");
+    static_assert(std::is_nothrow_destructible_v<T>, "object_pool: T's destructor may throw");
     return true;
 }
 } // namespace detail

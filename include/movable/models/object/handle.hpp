@@ -67,24 +67,24 @@ private:
 };
 
 struct object_pool_stats {
-    std::size_t object_size = 0;      // sizeof(T)
-    std::size_t object_stride = 0;    // sizeof(T) rounded up to alignof(T): a place in a frame
+    std::size_t object_size = 0;   // sizeof(T)
+    std::size_t object_stride = 0; // sizeof(T) rounded up to alignof(T): a place in a frame
     std::size_t objects_per_frame = 0;
     std::size_t frame_size = 0;
-    std::size_t objects = 0;          // live objects (size())
-    std::size_t frames = 0;           // frames the pool holds (one slab each)
-    std::size_t min_frames = 0;       // frames the live objects need: ceil(objects / per frame)
-    std::size_t frames_freeable = 0;  // what compact() could free now (compactable_frames())
+    std::size_t objects = 0;         // live objects (size())
+    std::size_t frames = 0;          // frames the pool holds (one slab each)
+    std::size_t min_frames = 0;      // frames the live objects need: ceil(objects / per frame)
+    std::size_t frames_freeable = 0; // what compact() could free now (compactable_frames())
     std::array<std::size_t, fullness_group_count> fullness{}; // slabs per in-use group
-    std::size_t compactions = 0;      // compact() calls that ran
-    std::size_t objects_moved = 0;    // by compact()
+    std::size_t compactions = 0;                              // compact() calls that ran
+    std::size_t objects_moved = 0;                            // by compact()
     std::size_t frames_freed_by_compaction = 0;
     std::size_t objects_skipped_pinned = 0; // compact() found them pinned and left them
-    std::size_t frames_migrated = 0;  // frames moved through the core protocol
-    std::size_t migrations_refused = 0; // migrate answered busy (a pinned object, a slab freed)
+    std::size_t frames_migrated = 0;        // frames moved through the core protocol
+    std::size_t migrations_refused = 0;     // migrate answered busy (a pinned object, a slab freed)
     std::size_t frames_released_while_isolated = 0; // emptied slabs' frames the core freed
-    std::size_t isolated_frames = 0;  // frames isolated by the core right now
-    std::size_t handle_slots_retired = 0; // slots whose 32-bit generation ran out
+    std::size_t isolated_frames = 0;                // frames isolated by the core right now
+    std::size_t handle_slots_retired = 0;           // slots whose 32-bit generation ran out
 
     // Frames held per frame needed (1.0 is perfectly packed; 0 when there are no objects).
     [[nodiscard]] double frames_per_min_frame() const noexcept {

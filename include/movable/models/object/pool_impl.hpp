@@ -46,9 +46,8 @@ object_pool<T, Arena>::object_pool(Arena& arena)
     }
     groups_.capacity = objects_per_frame;
     // Every live object needs a slot: at most one per place in the arena.
-    const std::size_t max_slots =
-        std::min<std::size_t>(arena.frame_count() * objects_per_frame,
-                              std::size_t{detail::slab_entry::max_slot} + 1);
+    const std::size_t max_slots = std::min<std::size_t>(
+        arena.frame_count() * objects_per_frame, std::size_t{detail::slab_entry::max_slot} + 1);
     handles_ = std::make_unique<detail::handle_table>(max_slots);
 }
 
@@ -113,7 +112,7 @@ detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) 
 
 template <class T, class Arena>
 detail::object_slab* object_pool<T, Arena>::give_back_place(detail::object_slab& slab,
-                                                           std::uint32_t place) noexcept {
+                                                            std::uint32_t place) noexcept {
     slab.give_back(place);
     --taken_;
     if (slab.in_use != 0) {
@@ -165,10 +164,9 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
             handles_->release(slot); // never marked allocated: its generation stays
             return {};
         }
-        MOVABLE_CONTRACT(reinterpret_cast<std::uintptr_t>(arena_.address_of(*slab->home)) %
-                                 alignof(T) ==
-                             0,
-                         "object_pool: the arena's frame is not aligned for T");
+        MOVABLE_CONTRACT(
+            reinterpret_cast<std::uintptr_t>(arena_.address_of(*slab->home)) % alignof(T) == 0,
+            "object_pool: the arena's frame is not aligned for T");
         guard.lock();
         ++slabs_;
     }
@@ -306,8 +304,8 @@ void object_pool<T, Arena>::for_each_in(Fn& fn) const {
         }
         U& object = *object_at(detail::slot_word::location(word));
         if constexpr (std::is_invocable_v<Fn&, handle, U&>) {
-            const handle h = handle::from_value(detail::handle_value::make(
-                slot, entry.generation.load(std::memory_order_relaxed)));
+            const handle h = handle::from_value(
+                detail::handle_value::make(slot, entry.generation.load(std::memory_order_relaxed)));
             fn(h, object);
         } else {
             fn(object);

@@ -40,12 +40,12 @@ static_assert(slab_entry::slot(slab_entry::taken(slab_entry::max_slot)) == slab_
 // aligned, which also leaves the low bits of its address free for the frame's private word.
 struct alignas(64) object_slab {
     // Under the pool lock.
-    std::uint32_t in_use = 0;    // taken places
-    std::uint32_t free_head = 0; // first free place; capacity when none
-    std::uint32_t capacity = 0;  // set at creation, then read-only
-    std::uint32_t skip_epoch = 0; // compaction `epoch` found pinned objects it could not move
-    std::uint8_t group = 0xff;   // fullness list it is on (0xff: none)
-    frame* home = nullptr;       // the slab's frame; changed by migration
+    std::uint32_t in_use = 0;        // taken places
+    std::uint32_t free_head = 0;     // first free place; capacity when none
+    std::uint32_t capacity = 0;      // set at creation, then read-only
+    std::uint32_t skip_epoch = 0;    // compaction `epoch` found pinned objects it could not move
+    std::uint8_t group = 0xff;       // fullness list it is on (0xff: none)
+    frame* home = nullptr;           // the slab's frame; changed by migration
     object_slab* previous = nullptr; // fullness list links, or the release chain
     object_slab* next = nullptr;
     // Lock-free: 1 once empty and on its way back to the arena (migration answers busy).
@@ -60,8 +60,8 @@ struct alignas(64) object_slab {
 
     // A descriptor with every place free, or null when memory runs out.
     static object_slab* make(std::uint32_t capacity) noexcept {
-        void* memory = ::operator new(sizeof(object_slab) + capacity * sizeof(std::uint32_t),
-                                      std::align_val_t{alignof(object_slab)}, std::nothrow);
+        void* memory = ::operator new (sizeof(object_slab) + capacity * sizeof(std::uint32_t),
+                                       std::align_val_t{alignof(object_slab)}, std::nothrow);
         if (memory == nullptr) {
             return nullptr;
         }
@@ -75,7 +75,7 @@ struct alignas(64) object_slab {
     }
     static void unmake(object_slab* slab) noexcept {
         slab->~object_slab();
-        ::operator delete(static_cast<void*>(slab), std::align_val_t{alignof(object_slab)});
+        ::operator delete (static_cast<void*>(slab), std::align_val_t{alignof(object_slab)});
     }
 
     // Takes the first free place for `slot` (there must be one). Pool locked.
@@ -96,8 +96,7 @@ struct alignas(64) object_slab {
         --in_use;
     }
 };
-static_assert(alignof(object_slab) % alignof(std::uint32_t) == 0 &&
-                  sizeof(object_slab) % alignof(std::uint32_t) == 0,
+static_assert(sizeof(object_slab) % alignof(std::uint32_t) == 0,
               "object_slab: its entries follow it in the same allocation");
 
 using slab_link = tagged_ptr<object_slab, 0>; // a frame's private word: the slab
