@@ -42,6 +42,9 @@ private:
 // An object of an object_pool held in place: while a pinned<T> lives, the object neither moves
 // (compaction skips it, migration of its frame answers busy) nor may be destroyed. `T` may be
 // const-qualified (object_pool::pin on a const pool). Move-only; empty when moved from.
+// A pin keeps the object in place and alive; it does not order the threads that use it: two
+// threads may pin one object at once, so synchronise writes to it with its other readers as
+// for any shared T.
 template <class T>
 class pinned {
 public:

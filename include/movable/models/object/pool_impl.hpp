@@ -158,15 +158,13 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     const bool fresh = slab == nullptr;
     if (fresh) {
         guard.unlock();
-        slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame), *this);
+        slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame),
+                                   alignof(T), *this);
         if (slab == nullptr) {
             building.release();
             handles_->release(slot); // never marked allocated: its generation stays
             return {};
         }
-        MOVABLE_CONTRACT(
-            reinterpret_cast<std::uintptr_t>(arena_.address_of(*slab->home)) % alignof(T) == 0,
-            "object_pool: the arena's frame is not aligned for T");
         guard.lock();
         ++slabs_;
     }

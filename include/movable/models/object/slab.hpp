@@ -101,10 +101,12 @@ static_assert(sizeof(object_slab) % alignof(std::uint32_t) == 0,
 
 using slab_link = tagged_ptr<object_slab, 0>; // a frame's private word: the slab
 
-// A new slab of `capacity` places: one movable frame from the arena, owned by `owner`. Called
-// with no pool lock held (it locks the frame); null when the arena or the heap is exhausted.
+// A new slab of `capacity` places: one movable frame from the arena (its memory aligned to
+// `alignment`: a contract), owned by `owner`. Called with no pool lock held (it locks the
+// frame); null when the arena or the heap is exhausted.
 template <class Arena, class Owner>
-object_slab* slab_create(Arena& arena, std::uint32_t capacity, Owner& owner) noexcept {
+object_slab* slab_create(Arena& arena, std::uint32_t capacity, std::size_t alignment,
+                         Owner& owner) noexcept {
     object_slab* slab = object_slab::make(capacity);
     if (slab == nullptr) {
         return nullptr;
@@ -114,6 +116,8 @@ object_slab* slab_create(Arena& arena, std::uint32_t capacity, Owner& owner) noe
         object_slab::unmake(slab);
         return nullptr;
     }
+    MOVABLE_CONTRACT(reinterpret_cast<std::uintptr_t>(arena.address_of(*f)) % alignment == 0,
+                     "object_pool: the arena's frame is not aligned for T");
     slab->home = f;
     f->set_private_word(slab_link(slab).raw());
     std::lock_guard guard(*f);
