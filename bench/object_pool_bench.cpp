@@ -93,7 +93,7 @@ std::vector<std::uint32_t> random_indexes(std::size_t count, std::size_t below, 
 template <class Run>
 double best_nanoseconds_per_step(std::size_t batch, Run&& run) {
     double best = 1e300;
-    for (int round = 0; round < 5; ++round) {
+    for (int round = 0; round < 7; ++round) {
         const auto start = std::chrono::steady_clock::now();
         for (std::size_t i = 0; i < batch; ++i) {
             run(i);
