@@ -22,7 +22,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +43,7 @@
 
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
+#include "glibc_malloc.hpp"
 
 namespace {
 
@@ -96,29 +96,8 @@ const workload& the_workload() {
 
 // ---- allocators, each through its own API --------------------------------------------------
 
-struct libc_functions {
-    void* (*malloc)(std::size_t) = nullptr;
-    void (*free)(void*) = nullptr;
-};
-const libc_functions& glibc() {
-    static const libc_functions functions = [] {
-        libc_functions f;
-        if (void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD)) {
-            f.malloc = reinterpret_cast<void* (*)(std::size_t)>(::dlsym(libc, "malloc"));
-            f.free = reinterpret_cast<void (*)(void*)>(::dlsym(libc, "free"));
-        }
-        return f;
-    }();
-    return functions;
-}
-
-std::string library_of(const void* function) {
-    Dl_info info{};
-    if (function == nullptr || ::dladdr(function, &info) == 0 || info.dli_fname == nullptr) {
-        return "unknown";
-    }
-    return info.dli_fname;
-}
+using movable::bench::glibc;
+using movable::bench::library_of;
 
 struct glibc_allocator {
     using handle = void*;
