@@ -92,6 +92,17 @@ struct slow {
     }
 };
 
+// The same, eight to a frame.
+struct alignas(512) slow_wide {
+    std::uint64_t value;
+    explicit slow_wide(std::uint64_t v, bool wait) : value(v) {
+        if (wait) {
+            slow::entered.release();
+            slow::release.acquire();
+        }
+    }
+};
+
 } // namespace
 
 TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and walk during pool "
@@ -277,7 +288,7 @@ TEST_CASE("destroy waits for another thread's pin to end before it runs the dest
     CHECK(pool.size() == 0);
 }
 
-TEST_CASE("an object being constructed is neither moved by compact nor migrated with its frame") {
+TEST_CASE("an object being constructed is not migrated: its frame's migration answers busy") {
     arena_type arena(2 * arena_type::block_bytes);
     object_pool<slow, arena_type> pool(arena);
     using slow_pool = object_pool<slow, arena_type>;
@@ -342,4 +353,43 @@ TEST_CASE("async migration answers retry while the pool lock is held; sync waits
     migrate_one(arena, f, migrate_mode::sync, &stats);
     CHECK(stats.succeeded == 1);
     CHECK(pool.pin(h)->check());
+}
+
+TEST_CASE("compact leaves an object being constructed where it is") {
+    arena_type arena(2 * arena_type::block_bytes);
+    object_pool<slow_wide, arena_type> pool(arena);
+    using wide_pool = object_pool<slow_wide, arena_type>;
+    static_assert(wide_pool::objects_per_frame == 8);
+    // Slab A: 5 objects. Slab B: 7 objects, and the builder's object takes its last place.
+    std::vector<object_handle<slow_wide>> a;
+    std::vector<object_handle<slow_wide>> b;
+    for (std::uint64_t i = 0; i < 8; ++i) {
+        a.push_back(pool.emplace(i, false));
+    }
+    for (std::uint64_t i = 0; i < 7; ++i) {
+        b.push_back(pool.emplace(100 + i, false));
+    }
+    for (std::size_t i = 5; i < 8; ++i) {
+        pool.destroy(a[i]);
+    }
+    a.resize(5);
+    object_handle<slow_wide> built;
+    std::thread builder([&] { built = pool.emplace(99u, true); }); // into B, the fullest
+    slow::entered.acquire();
+    for (const auto h : b) {
+        pool.destroy(h); // B keeps only the object being built: the sparsest slab
+    }
+    const std::size_t freed = pool.compact();
+    CHECK(pool.stats().objects_skipped_pinned >= 1);
+    CHECK(freed == 0);
+    CHECK(pool.stats().frames == 2);
+    slow::release.release();
+    builder.join();
+    CHECK(pool.pin(built)->value == 99);
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        CHECK(pool.pin(a[i])->value == i);
+    }
+    CHECK(pool.compact() == 1); // now it moves
+    CHECK(pool.pin(built)->value == 99);
+    pool.check_invariants();
 }

@@ -180,19 +180,42 @@ TEST_CASE("objects never straddle a frame and honour alignof(T)") {
     CHECK(pool.stats().frames == 5);
 }
 
-TEST_CASE("destroy runs the destructor and frees the place; an emptied frame goes back") {
+TEST_CASE("destroy runs the destructor and frees the place; one emptied frame is kept in "
+          "reserve, the next goes back, and compact frees the reserve") {
     counted::reset();
+    using pool_type = object_pool<counted, arena_type>;
     arena_type arena(4 * arena_type::block_bytes);
     {
-        object_pool<counted, arena_type> pool(arena);
+        pool_type pool(arena);
         const std::size_t frames_before = arena.free_frames();
         const auto h = pool.emplace(7u);
         CHECK(arena.free_frames() == frames_before - 1);
         pool.destroy(h);
         CHECK(counted::destroyed == 1);
         CHECK(pool.size() == 0);
-        CHECK(arena.free_frames() == frames_before);
+        CHECK(pool.stats().frames == 1); // the reserve
+        CHECK(arena.free_frames() == frames_before - 1);
+        pool.check_invariants();
+        // The next emplace takes the reserve instead of a new frame.
+        const auto again = pool.emplace(8u);
+        CHECK(arena.free_frames() == frames_before - 1);
+        CHECK(pool.stats().frames == 1);
+        // Two emptied frames: one stays in reserve, the other goes back at once.
+        std::vector<object_handle<counted>> second;
+        for (std::size_t i = 0; i < pool_type::objects_per_frame; ++i) {
+            second.push_back(pool.emplace(i));
+        }
+        CHECK(pool.stats().frames == 2);
+        pool.destroy(again);
+        for (const auto h2 : second) {
+            pool.destroy(h2);
+        }
+        CHECK(pool.stats().frames == 1);
+        CHECK(arena.free_frames() == frames_before - 1);
+        pool.check_invariants();
+        CHECK(pool.compact() == 1);
         CHECK(pool.stats().frames == 0);
+        CHECK(arena.free_frames() == frames_before);
         pool.check_invariants();
     }
     CHECK(counted::alive() == 0);
@@ -624,7 +647,20 @@ TEST_CASE("a frame whose slab empties while it is isolated is freed by the core,
     arena_type arena(arena_type::block_bytes);
     pool_type pool(arena);
     const std::size_t free_before = arena.free_frames();
+    // Fill the pool's reserve first: an emptied slab then goes back at once.
+    const auto reserve = pool.emplace(plain{0, 0});
+    pool.destroy(reserve);
+    REQUIRE(pool.stats().frames == 1);
     const auto h = pool.emplace(plain{1, 1});
+    REQUIRE(pool.stats().frames == 1); // the reserve, taken back
+    std::vector<object_handle<plain>> second;
+    for (std::size_t i = 0; i < pool_type::objects_per_frame; ++i) {
+        second.push_back(pool.emplace(plain{2, 2}));
+    }
+    for (const auto h2 : second) {
+        pool.destroy(h2); // the second frame empties: kept as the reserve
+    }
+    REQUIRE(pool.stats().frames == 2);
     frame& f = frame_of(arena, address_of(pool, h));
     REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
     CHECK(pool.stats().isolated_frames == 1);
@@ -639,7 +675,8 @@ TEST_CASE("a frame whose slab empties while it is isolated is freed by the core,
     CHECK(stats.released == 1);
     CHECK(stats.succeeded == 0);
     CHECK(pool.stats().frames_migrated == 0);
-    CHECK(arena.free_frames() == free_before);
+    CHECK(pool.stats().frames == 1);
+    CHECK(arena.free_frames() == free_before - 1);
     pool.check_invariants();
 }
 

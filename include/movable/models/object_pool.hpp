@@ -25,7 +25,9 @@
 //     holds one. A reader waits only while a mover holds the word for one object's move (or,
 //     for migration, one frame's). destroy() waits for the readers of its object to leave.
 //   * emplace constructs T with no pool lock held (T's constructor may call the pool), the
-//     object's place taken and its handle slot pinned, so no mover touches it meanwhile;
+//     object's place taken and its slot word not yet marked allocated: movers leave such an
+//     object alone (compaction skips it, migration of its frame answers busy), and the release
+//     store that marks it allocated is all emplace does after the constructor;
 //     destroy runs ~T with the object claimed and no pool lock held.
 //   * T's move constructor and destructor run under the pool lock when compact() or migrate
 //     relocates an object (and the frame locks, for migrate). They must not call the pool or
@@ -139,7 +141,9 @@ public:
     template <class... Args>
     [[nodiscard]] handle
     try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>);
-    // Runs ~T and frees the object's place. Waits while other threads pin it. Throws
+    // Runs ~T and frees the object's place. A frame it empties goes back to the arena, but for
+    // one kept in reserve for the next emplace that finds no room (compact() frees that one).
+    // Waits while other threads pin the object. Throws
     // std::invalid_argument for the empty handle; a stale handle (double destroy) is a contract
     // violation.
     void destroy(handle h);
@@ -174,9 +178,9 @@ public:
 
     // ---- compaction -----------------------------------------------------------------------------
     // Moves objects from the sparsest slabs into the densest, rewriting their handles, and frees
-    // the frames it empties. Skips pinned objects. Drops the pool lock and yields whenever
-    // another thread waits for it. One compaction runs per pool at a time: a call made while
-    // another runs returns 0 at once. Returns the frames freed.
+    // the frames it empties and the one kept in reserve. Skips pinned objects. Drops the pool lock
+    // and yields whenever another thread waits for it. One compaction runs per pool at a time: a
+    // call made while another runs returns 0 at once. Returns the frames freed.
     std::size_t compact();
     // Frames compact() could free now (no pins): frames held - ceil(taken places / per frame).
     [[nodiscard]] std::size_t compactable_frames() const;
@@ -233,7 +237,15 @@ private:
     }
     // Gives a place back under the pool lock; the slab when that emptied it (unlinked, marked
     // freeing: free it with no lock held), else null.
-    detail::object_slab* give_back_place(detail::object_slab& slab, std::uint32_t place) noexcept;
+    // Keeps an emptied slab as the spare when `may_keep` and there is none.
+    detail::object_slab* give_back_place(detail::object_slab& slab, std::uint32_t place,
+                                         bool may_keep) noexcept;
+    // True when the object of a taken place's slot is built (its slot word is allocated); a
+    // place taken by an emplace whose constructor still runs is not. Pool locked. Acquire: a
+    // mover that sees it built sees the object.
+    bool built(std::uint32_t slot) const noexcept {
+        return detail::slot_word::allocated(handles_->word(slot).load(std::memory_order_acquire));
+    }
     void free_chain(detail::object_slab* first) noexcept;
     std::size_t relocate_objects(detail::object_slab& src, detail::object_slab& dst) noexcept;
 
@@ -243,7 +255,11 @@ private:
     mutable detail::contended_mutex lock_; // the pool lock
     // Under the pool lock.
     detail::fullness_groups<detail::object_slab> groups_;
-    std::size_t slabs_ = 0;
+    std::size_t slabs_ = 0; // frames held: listed slabs and the spare
+    // An emptied slab kept for the next emplace that finds no room (so a pool that swings
+    // between 0 and 1 objects in a slab does not take and free a frame each time); compact()
+    // and the destructor free it.
+    detail::object_slab* spare_ = nullptr;
     std::size_t taken_ = 0;   // places taken (live objects + those being built or destroyed)
     std::uint32_t epoch_ = 0; // compaction passes, for object_slab::skip_epoch
     std::mutex compaction_lock_;

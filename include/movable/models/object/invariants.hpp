@@ -3,13 +3,14 @@
 //
 // Under the pool lock, with capacity = objects_per_frame:
 //   the fullness lists are consistent (fullness_groups::check), every listed slab on the list
-//     its in-use count says; slabs_ == listed slabs; taken_ == sum of their in_use
-//   for every listed slab s: !s.freeing, s.capacity == capacity; |free list of s| ==
+//     its in-use count says; slabs_ == listed slabs + (1 if a spare); taken_ == sum of in_use
+//   the spare, if any: in_use == 0, on no list
+//   for every listed slab and the spare s: !s.freeing, s.capacity == capacity; |free list of s| ==
 //     capacity - s.in_use, its places distinct and free; s.home is an arena frame, movable
 //     with the pool as owner, its private word == s
-//   for every taken place p of s, owned by slot k: k's word is allocated with location
-//     (index_of(s.home), p), or k is pinned (its object is being built); k's pin word is not
-//     claimed (no mover or destroyer is in flight)
+//   for every taken place p of s, owned by slot k: k's word is allocated (no emplace is in
+//     flight) with location (index_of(s.home), p); k's pin word is not claimed (no mover or
+//     destroyer is in flight)
 // Full walk:
 //   |arena frames owned by the pool| == slabs_; isolated_frames == |those that are ISOLATED|
 //   every allocated slot is owned by exactly one taken place; |allocated slots| == size()
@@ -48,7 +49,15 @@ struct object_pool_invariants {
                 taken += slab.in_use;
                 check_slab(pool, slab, owned);
             });
-            invariant(slabs == pool.slabs_, "the slab count differs from the fullness lists");
+            if (const object_slab* spare = pool.spare_) {
+                invariant(spare->in_use == 0 &&
+                              spare->group == fullness_groups<object_slab>::unlisted,
+                          "the spare slab has objects or is on a fullness list");
+                ++slabs;
+                check_slab(pool, *spare, owned);
+            }
+            invariant(slabs == pool.slabs_,
+                      "the slab count differs from the fullness lists and the spare");
             invariant(taken == pool.taken_, "the taken places differ from the sum over slabs");
         }
         std::size_t allocated = 0;
@@ -88,7 +97,7 @@ struct object_pool_invariants {
 
 private:
     template <class Pool>
-    static void check_slab(const Pool& pool, object_slab& slab, std::vector<bool>& owned) {
+    static void check_slab(const Pool& pool, const object_slab& slab, std::vector<bool>& owned) {
         invariant(slab.freeing.load(std::memory_order_relaxed) == 0 &&
                       slab.capacity == Pool::objects_per_frame,
                   "a listed slab is being freed or has the wrong capacity");
@@ -128,15 +137,12 @@ private:
             const std::uint32_t pins = handles.slot(slot).pool_word.load(std::memory_order_acquire);
             invariant(!pin_word::is_exclusive(pins),
                       "an object's pin word is claimed with no mover or destroyer in flight");
-            if (slot_word::allocated(word)) {
-                const std::uint64_t location = slot_word::location(word);
-                invariant(pool.locations_.frame_index(location) == home_index &&
-                              pool.locations_.object(location) == place,
-                          "an allocated slot's location is not the slab place that owns it");
-            } else {
-                invariant(pin_word::pins(pins) != 0,
-                          "a slab place is owned by a free slot that is not being built");
-            }
+            invariant(slot_word::allocated(word),
+                      "a slab place is owned by a free slot (or an emplace is in flight)");
+            const std::uint64_t location = slot_word::location(word);
+            invariant(pool.locations_.frame_index(location) == home_index &&
+                          pool.locations_.object(location) == place,
+                      "an allocated slot's location is not the slab place that owns it");
         }
     }
 

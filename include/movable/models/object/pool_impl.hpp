@@ -61,6 +61,11 @@ object_pool<T, Arena>::~object_pool() {
             slab.next = chain;
             chain = &slab;
         });
+        if (detail::object_slab* spare = std::exchange(spare_, nullptr)) {
+            spare->freeing.store(1, std::memory_order_relaxed);
+            spare->next = chain;
+            chain = spare;
+        }
         slabs_ = 0;
         taken_ = 0;
     }
@@ -69,10 +74,9 @@ object_pool<T, Arena>::~object_pool() {
         for (std::uint32_t place = 0; place < slab->capacity; ++place) {
             const std::uint32_t entry = slab->entries()[place];
             if (detail::slab_entry::is_taken(entry)) {
-                MOVABLE_CONTRACT(
-                    handles_->slot(detail::slab_entry::slot(entry))
-                            .pool_word.load(std::memory_order_acquire) == 0,
-                    "object_pool::~object_pool: an object is still pinned (or being built)");
+                MOVABLE_CONTRACT(handles_->slot(detail::slab_entry::slot(entry))
+                                         .pool_word.load(std::memory_order_acquire) == 0,
+                                 "object_pool::~object_pool: an object is still pinned");
                 std::destroy_at(object_at(*slab->home, place));
             }
         }
@@ -112,7 +116,8 @@ detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) 
 
 template <class T, class Arena>
 detail::object_slab* object_pool<T, Arena>::give_back_place(detail::object_slab& slab,
-                                                            std::uint32_t place) noexcept {
+                                                            std::uint32_t place,
+                                                            bool may_keep) noexcept {
     slab.give_back(place);
     --taken_;
     if (slab.in_use != 0) {
@@ -120,6 +125,10 @@ detail::object_slab* object_pool<T, Arena>::give_back_place(detail::object_slab&
         return nullptr;
     }
     groups_.unlink(slab);
+    if (may_keep && spare_ == nullptr) {
+        spare_ = &slab; // the next emplace that finds no room takes it
+        return nullptr;
+    }
     slab.freeing.store(1, std::memory_order_release);
     slab.next = nullptr;
     --slabs_;
@@ -151,48 +160,52 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
         return {};
     }
     detail::handle_slot& entry = handles_->slot(slot);
-    // Pinned while it is built: no mover touches a place whose slot is pinned.
-    detail::pin_guard building(entry.pool_word);
     pool_lock guard(lock_);
     detail::object_slab* slab = groups_.fullest_not_full();
-    const bool fresh = slab == nullptr;
-    if (fresh) {
-        guard.unlock();
-        slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame),
-                                   alignof(T), *this);
+    const bool listed = slab != nullptr;
+    if (!listed) {
+        slab = std::exchange(spare_, nullptr);
         if (slab == nullptr) {
-            building.release();
-            handles_->release(slot); // never marked allocated: its generation stays
-            return {};
+            guard.unlock();
+            slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame),
+                                       alignof(T), *this);
+            if (slab == nullptr) {
+                handles_->release(slot); // never marked allocated: its generation stays
+                return {};
+            }
+            guard.lock();
+            ++slabs_;
         }
-        guard.lock();
-        ++slabs_;
     }
     const std::uint32_t place = slab->take(slot);
     ++taken_;
-    if (fresh) {
-        groups_.link(*slab);
-    } else {
+    if (listed) {
         groups_.refile(*slab);
+    } else {
+        groups_.link(*slab);
     }
-    // The object is pinned: its frame cannot be migrated (migrate answers busy) until it is
-    // unpinned, so the frame read here stays its home.
+    // Until its slot word is marked allocated, the object is being built: movers leave it
+    // alone (compaction skips it, migration of its frame answers busy), so the frame read here
+    // stays its home.
     const frame& home = *slab->home;
+    live_.fetch_add(1, std::memory_order_relaxed);
     guard.unlock();
     T* object = object_at(home, place);
     try {
         ::new (static_cast<void*>(object)) T(std::forward<Args>(args)...);
     } catch (...) {
         guard.lock();
-        detail::object_slab* emptied = give_back_place(*slab, place);
+        live_.fetch_sub(1, std::memory_order_relaxed);
+        // A slab that this emptied is freed, not kept: a failed emplace leaves nothing behind.
+        detail::object_slab* emptied = give_back_place(*slab, place, false);
         guard.unlock();
-        building.release();
         handles_->release(slot);
         free_chain(emptied);
         throw;
     }
-    live_.fetch_add(1, std::memory_order_relaxed);
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
+    // Release: a mover that reads the word allocated sees the object built. No locked
+    // instruction after the constructor's stores.
     set_location(slot, home, place);
     return handle::from_value(detail::handle_value::make(slot, generation));
 }
@@ -238,7 +251,7 @@ void object_pool<T, Arena>::destroy(handle h) {
     {
         std::lock_guard guard(lock_);
         detail::object_slab& slab = *slab_of(arena_.frame_at(locations_.frame_index(location)));
-        emptied = give_back_place(slab, locations_.object(location));
+        emptied = give_back_place(slab, locations_.object(location), true);
         // Every handle this slot gives out has a generation of its own: one that would wrap
         // retires the slot instead.
         retire = !handles_->end_generation(slot);
@@ -342,7 +355,7 @@ std::size_t object_pool<T, Arena>::relocate_objects(detail::object_slab& src,
         }
         const std::uint32_t slot = detail::slab_entry::slot(entry);
         std::atomic<std::uint32_t>& pins = handles_->slot(slot).pool_word;
-        if (!detail::pin_word::try_claim(pins)) {
+        if (!built(slot) || !detail::pin_word::try_claim(pins)) {
             ++skipped;
             continue;
         }
@@ -415,6 +428,13 @@ std::size_t object_pool<T, Arena>::compact() {
     }
     if (dst != nullptr) {
         groups_.link(*dst);
+    }
+    if (detail::object_slab* spare = std::exchange(spare_, nullptr)) {
+        spare->freeing.store(1, std::memory_order_release);
+        --slabs_;
+        spare->next = emptied;
+        emptied = spare;
+        ++freed;
     }
     guard.unlock();
     free_chain(emptied);
@@ -494,10 +514,11 @@ migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mo
     const auto pins_of = [&](std::uint32_t place) -> std::atomic<std::uint32_t>& {
         return handles_->slot(detail::slab_entry::slot(entries[place])).pool_word;
     };
-    // Claim every object of the frame, or none.
+    // Claim every object of the frame, or none (an object being built cannot move).
     for (std::uint32_t place = 0; place < slab.capacity; ++place) {
         if (detail::slab_entry::is_taken(entries[place]) &&
-            !detail::pin_word::try_claim(pins_of(place))) {
+            (!built(detail::slab_entry::slot(entries[place])) ||
+             !detail::pin_word::try_claim(pins_of(place)))) {
             while (place-- > 0) {
                 if (detail::slab_entry::is_taken(entries[place])) {
                     detail::pin_word::end_claim(pins_of(place));
