@@ -190,6 +190,7 @@ def object_seeds():
     p.op("object_compact", RECORDS).op("compact_full", ASYNC)
     # Two objects of one pool pinned in different frames: compact() leaves both slabs alone.
     p.objects(RECORDS, 60).destroy_objects(RECORDS, 11, 16).destroy_objects(RECORDS, 50, 16)
+    p.pin_object(PLAINS, 0xffff, 0)  # the empty handle: invalid_argument
     p.pin_object(RECORDS, 1, 2, which=0).pin_object(RECORDS, 70, 1, which=1)
     yield "object_pinned", p.op("object_compact", RECORDS).op("object_for_each", RECORDS)
 

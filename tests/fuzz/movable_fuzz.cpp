@@ -186,7 +186,8 @@ enum class op : std::uint8_t {
     object_fill,         // side: try_emplace until the arena is exhausted; emplace then throws
     object_destroy,      // side, choice, count: destroy 1 + count % 16 objects (not the pinned one)
     object_pin,          // side, choice word, hold, version: pin (and rewrite unless version is
-                         // 0), kept in pin hold / 4 % 2 of the side across the next hold % 4 ops
+                         // 0), kept in pin hold / 4 % 2 of the side across the next hold % 4 ops;
+                         // choice 0xffff: the empty handle, refused by pin, visit and destroy
     object_visit,        // side, choice word, version: visit (rewriting unless version is 0)
     object_for_each,     // side: for_each with handles against the shadow, const for_each digest
     object_compact,      // side
@@ -1069,6 +1070,10 @@ private:
                     std::uint64_t version) {
         auto& pin = side.held[which % side.held.size()];
         side.unpin(pin);
+        if (choice == 0xffff) {
+            expect_empty_handle_refused(side);
+            return;
+        }
         if (side.live.empty()) {
             return;
         }
@@ -1091,6 +1096,25 @@ private:
             pin.ops = hold;
             pin.p = std::move(p);
         }
+    }
+
+    // The empty handle: invalid_argument from every call that takes a handle.
+    template <class Record>
+    void expect_empty_handle_refused(object_side<Record>& side) {
+        const auto refused = [](auto&& call) {
+            try {
+                call();
+            } catch (const std::invalid_argument&) {
+                return true;
+            }
+            return false;
+        };
+        auto& pool = *side.pool;
+        expect(refused([&] { (void)pool.pin({}); }) &&
+                   refused([&] { (void)std::as_const(pool).pin({}); }) &&
+                   refused([&] { pool.visit({}, [](Record&) {}); }) &&
+                   refused([&] { pool.destroy({}); }),
+               "object_pool took the empty handle without throwing invalid_argument");
     }
 
     template <class Record>
