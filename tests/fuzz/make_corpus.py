@@ -17,11 +17,13 @@ OPS = [
     "incremental_end", "set_owner_faults", "set_callback_action", "set_host_faults",
     "discard_free_memory", "clear_faults", "recreate_balloon", "migrate_direct",
     "isolate_putback", "pool_allocate", "pool_deallocate", "pool_write", "pool_read",
-    "pool_map", "pool_compact",
+    "pool_map", "pool_compact", "object_emplace", "object_fill", "object_destroy", "object_pin",
+    "object_visit", "object_for_each", "object_compact", "object_migrate", "object_recreate",
 ]
 ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
 ACTIONS = ["none", "release_page", "add_page", "inflate", "deflate", "recreate_balloon",
-           "compact", "hold_lock"]
+           "compact", "hold_lock", "object_destroy", "object_compact", "object_recreate"]
+RECORDS, PLAINS = 0, 1  # object pool sides: keyed_record (moved by its move constructor), plain
 
 
 class Program:
@@ -47,6 +49,26 @@ class Program:
     def write(self, choice, offset, payload):
         return self.op("write_page", choice, offset & 0xff, offset >> 8, len(payload) - 1,
                        *payload)
+
+    def objects(self, side, count, refused=0):
+        # 1..32 per op, alternately emplace and try_emplace; the constructor of the refused-th
+        # object of each op (1..7; 0: none) throws
+        n = 0
+        while count > 0:
+            self.op("object_emplace", side, min(count, 32) - 1, (n & 1) | refused << 1)
+            count -= 32
+            n += 1
+        return self
+
+    def destroy_objects(self, side, choice, count):  # 1..16 per op
+        return self.op("object_destroy", side, choice, count - 1)
+
+    def pin_object(self, side, choice, hold, version=0, which=0):
+        # kept in the side's pin `which` (0, 1) across the next `hold` (0..3) operations
+        return self.op("object_pin", side, choice & 0xff, choice >> 8, which * 4 + hold, version)
+
+    def migrate_object(self, side, choice, mode):
+        return self.op("object_migrate", side, choice & 0xff, choice >> 8, mode)
 
     def callback(self, action, on_migrate, period, choice=0):
         return self.op("set_callback_action", ACTIONS.index(action), int(on_migrate),
@@ -141,10 +163,65 @@ def pool_seeds():
     yield "pool_objects", p.release(0, 1, 2).op("compact_full", ASYNC)
 
 
+def object_seeds():
+    # Both object pools (a type moved by its move constructor, one moved by memcpy) fragmented
+    # among owner pages: visits, for_each, pool compaction, single-frame migration, arena
+    # compaction, then the pools destroyed with their objects.
+    p = Program(6).add_pages(6)
+    for side in (RECORDS, PLAINS):
+        p.objects(side, 160).add_pages(2)
+    for side in (RECORDS, PLAINS):
+        for choice in range(0, 160, 8):
+            p.destroy_objects(side, choice, 4)
+        p.op("object_visit", side, 5, 0, 9).op("object_for_each", side)
+        p.op("object_compact", side).op("object_for_each", side)
+        p.migrate_object(side, 7, SYNC).migrate_object(side, 30, ASYNC)
+    p.release(1, 3, 5).op("compact_full", SYNC).op("object_for_each", RECORDS)
+    yield "object_pools", p.op("object_recreate", RECORDS).op("object_recreate", PLAINS)
+
+    # A pinned object held across pool compaction, its frame's migration (busy) and an arena
+    # compaction: it must not move; then unpinned, everything compacts.
+    p = Program(4).objects(RECORDS, 90).objects(PLAINS, 120).add_pages(4)
+    p.destroy_objects(RECORDS, 0, 16).destroy_objects(RECORDS, 40, 16)
+    p.destroy_objects(PLAINS, 3, 16).destroy_objects(PLAINS, 60, 16)
+    p.pin_object(RECORDS, 2, 3, 17).op("object_compact", RECORDS)
+    p.migrate_object(RECORDS, 2, SYNC).op("compact_full", SYNC)
+    p.pin_object(PLAINS, 5, 2, 4).migrate_object(PLAINS, 5, SYNC_LIGHT).op("object_compact", PLAINS)
+    p.op("object_compact", RECORDS).op("compact_full", ASYNC)
+    # Two objects of one pool pinned in different frames: compact() leaves both slabs alone.
+    p.objects(RECORDS, 60).destroy_objects(RECORDS, 11, 16).destroy_objects(RECORDS, 50, 16)
+    p.pin_object(PLAINS, 0xffff, 0)  # the empty handle: invalid_argument
+    p.pin_object(RECORDS, 1, 2, which=0).pin_object(RECORDS, 70, 1, which=1)
+    yield "object_pinned", p.op("object_compact", RECORDS).op("object_for_each", RECORDS)
+
+    # The arena filled with objects: try_emplace until it is exhausted, emplace throws; then
+    # freed in part and compacted, and migration with no target frame.
+    p = Program(2).add_pages(3).op("object_fill", PLAINS).migrate_object(PLAINS, 9, SYNC)
+    for choice in range(1, 250, 50):
+        p.destroy_objects(PLAINS, choice, 16)
+    p.op("object_fill", RECORDS).destroy_objects(PLAINS, 7, 16).destroy_objects(PLAINS, 99, 16)
+    yield "object_fill", p.op("object_compact", PLAINS).op("compact_order", 3, SYNC)
+
+    # Constructors that throw: in a fresh slab (which goes back) and in a used one.
+    p = Program(2).objects(RECORDS, 3, refused=1).objects(PLAINS, 40, refused=5)
+    p.objects(RECORDS, 30, refused=7).op("object_fill", RECORDS).objects(RECORDS, 2, refused=1)
+    yield "object_refused_constructors", p.op("object_for_each", RECORDS)
+
+    # Owner callbacks that destroy objects, compact a pool or destroy it while the compaction
+    # holds its frames isolated: frames released to the core.
+    p = Program(4).add_pages(4).objects(RECORDS, 100).add_pages(4).objects(PLAINS, 100)
+    p.add_pages(4).release(0, 2, 4, 6, 8).destroy_objects(RECORDS, 9, 16)
+    p.callback("object_destroy", True, 1, 6).op("compact_full", SYNC)
+    p.callback("object_compact", False, 2, 1).op("compact_full", SYNC_LIGHT)
+    p.callback("object_recreate", True, 3, 0).op("migrate_direct", 15, 0, SYNC, 0)
+    p.objects(RECORDS, 40).callback("object_recreate", False, 2, 1).op("isolate_putback", 12, 0, 0)
+    yield "object_callbacks", p.op("clear_faults").op("compact_full", SYNC)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     os.makedirs(out, exist_ok=True)
-    for name, program in list(seeds()) + list(pool_seeds()):
+    for name, program in list(seeds()) + list(pool_seeds()) + list(object_seeds()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(program.data)
 

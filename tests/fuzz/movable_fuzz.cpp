@@ -1,13 +1,16 @@
 // movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
-// allocations, two balloons lending to recording hosts, and three compactors: one-shot
+// allocations, two balloons lending to recording hosts, a zspage_pool, two object_pools (of a
+// type its pool moves by its move constructor, keyed_record, and of a trivially copyable one it
+// moves by memcpy, plain_record), and three compactors: one-shot
 // compactions (full, order-targeted, proactive; async, sync_light, sync), an incremental one
 // whose budgeted passes interleave with every other operation, and one nested inside owner
 // callbacks. migrate_frames and putback are also driven directly, with targets that run out.
 // Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned pages),
 // answer migrate with retry/busy/failed, act from inside its callbacks (release or add pages,
 // inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second thread
-// would), and make the hosts refuse lending or refuse or half-accept replacements.
+// would, destroy objects of an object pool, compact it or destroy it while the compaction holds
+// its frames isolated), and make the hosts refuse lending or refuse or half-accept replacements.
 //
 // A shadow model says what every page and unmovable block must contain, where every page lives
 // and how many frames every user holds. After each operation the harness checks: frame
@@ -19,7 +22,18 @@
 // compaction and pinned pages never moved; contents after every compaction; outcomes (order
 // available, score reached, deferral) true of the arena; per-pass budgets; and, after a full
 // compaction with nothing in the way, at most one max-order block partly free. At the end every
-// frame must be back in a free max-order block. Any divergence aborts with a message; contract
+// frame must be back in a free max-order block.
+//
+// The object pools: every live object's handle, key and version in a shadow (contents are a
+// function of those, with a self-check: keyed_record's pointer into its own string, checksums);
+// emplace and try_emplace up to exhaustion (bad_alloc or the empty handle exactly when no slab
+// has room and the arena no frame), constructors that throw, destroy, pins kept across
+// operations (a pinned object never moves: pool compaction, its frame's migration and arena
+// compaction leave it), visit, for_each against the shadow, compact() (with nothing pinned the
+// pool then holds exactly ceil(objects / per frame) frames), single-frame migration, the pools'
+// own check_invariants, their statistics in the frame accounting and the compactors' sums, and
+// keyed_record's constructions, moves and destructions (each object destroyed exactly once, by
+// destroy or by its pool's destructor). Any divergence aborts with a message; contract
 // checks are on (MOVABLE_HARDENED), so a contract violation is a finding too. The run is
 // deterministic per input: no threads, no clocks, no randomness but the input.
 //
@@ -31,6 +45,7 @@
 // At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/object_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 
 #include <algorithm>
@@ -43,8 +58,13 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -161,6 +181,18 @@ enum class op : std::uint8_t {
     pool_read,           // choice
     pool_map,            // choice, access: a pinned mapping kept across the next operation
     pool_compact,        //
+    object_emplace,      // side, count, how: emplace (how & 1) or try_emplace 1 + count % 32
+                         // objects; the (how >> 1) % 8-th one's constructor throws (0: none)
+    object_fill,         // side: try_emplace until the arena is exhausted; emplace then throws
+    object_destroy,      // side, choice, count: destroy 1 + count % 16 objects (not the pinned one)
+    object_pin,          // side, choice word, hold, version: pin (and rewrite unless version is
+                         // 0), kept in pin hold / 4 % 2 of the side across the next hold % 4 ops;
+                         // choice 0xffff: the empty handle, refused by pin, visit and destroy
+    object_visit,        // side, choice word, version: visit (rewriting unless version is 0)
+    object_for_each,     // side: for_each with handles against the shadow, const for_each digest
+    object_compact,      // side
+    object_migrate,      // side, choice word, mode: the object's frame alone, migrate_frames
+    object_recreate,     // side: destroy the pool with its objects, make a new one
     count
 };
 
@@ -194,7 +226,16 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "pool_write",
     "pool_read",
     "pool_map",
-    "pool_compact"};
+    "pool_compact",
+    "object_emplace",
+    "object_fill",
+    "object_destroy",
+    "object_pin",
+    "object_visit",
+    "object_for_each",
+    "object_compact",
+    "object_migrate",
+    "object_recreate"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
@@ -204,7 +245,8 @@ const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
 // compact runs a full compaction on a third compactor, nested in the running one; hold_lock
 // locks another page's frame until the operation ends, as another thread would, but only in an
 // async incremental pass or async migrate_direct (which never wait for a frame lock), so frames
-// can be left isolated between operations.
+// can be left isolated between operations. object_destroy, object_compact and object_recreate
+// act on an object pool while the compaction may hold some of its frames isolated.
 enum class callback_action : std::uint8_t {
     none,
     release_page,
@@ -214,6 +256,9 @@ enum class callback_action : std::uint8_t {
     recreate_balloon,
     compact,
     hold_lock,
+    object_destroy,
+    object_compact,
+    object_recreate,
     count
 };
 
@@ -279,6 +324,223 @@ struct compaction_sums {
     }
 };
 
+// ---- object_pool elements -----------------------------------------------------------------------
+
+// splitmix64's finalizer: the contents of an object are a function of its key and version.
+constexpr std::uint64_t mix(std::uint64_t x) noexcept {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9U;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebU;
+    return x ^ (x >> 31);
+}
+
+template <std::size_t N>
+std::array<std::uint64_t, N> words_for(std::uint64_t key, std::uint64_t version) noexcept {
+    std::array<std::uint64_t, N> words{};
+    for (std::size_t i = 0; i < N; ++i) {
+        words[i] = mix(key * 0x9e3779b97f4a7c15U + version * 31 + i);
+    }
+    return words;
+}
+
+// What an element's constructor throws when asked to (object_pool passes it on, keeping nothing).
+struct construction_refused : std::runtime_error {
+    construction_refused() : std::runtime_error("movable_fuzz: constructor refused") {}
+};
+
+// Lifetime events of every keyed_record (over the whole run: alive() is what lives now).
+struct record_counts {
+    long long constructed = 0;
+    long long moved = 0; // move-constructed (by relocation)
+    long long destroyed = 0;
+    [[nodiscard]] long long alive() const noexcept { return constructed + moved - destroyed; }
+};
+
+// An element that is not trivially relocatable: a std::string made from the key (short ones in
+// the string's own buffer inside the object, long ones on the heap) and a pointer to its
+// characters, which a byte copy would leave pointing into the old object; a checksum over the
+// rest. Its move constructor checks the object it moves from, its destructor that it runs once
+// on a live object (a mark it clears), and both count themselves.
+struct keyed_record {
+    static inline record_counts counts;
+    static constexpr std::uint64_t live_mark = 0x6c6976655f726563U;
+    static constexpr std::uint64_t dead_mark = 0x646561645f726563U;
+
+    std::uint64_t mark = live_mark;
+    std::uint64_t key;
+    std::uint64_t version;
+    std::string text;
+    const char* characters; // text.data()
+    std::array<std::uint64_t, 14> words;
+    std::uint64_t checksum;
+
+    // Throws construction_refused when `refuse` (its string already made: unwinding ends it).
+    keyed_record(std::uint64_t k, std::uint64_t v, bool refuse = false)
+        : key(k), version(v), text(text_for(k, v)), characters(text.data()),
+          words(words_for<14>(k, v)), checksum(sum()) {
+        if (refuse) {
+            throw construction_refused();
+        }
+        ++counts.constructed;
+    }
+    keyed_record(keyed_record&& other) noexcept
+        : key(intact(other).key), version(other.version), text(std::move(other.text)),
+          characters(text.data()), words(other.words), checksum(other.checksum) {
+        ++counts.moved;
+    }
+    keyed_record(const keyed_record&) = delete;
+    keyed_record& operator=(const keyed_record&) = delete;
+    keyed_record& operator=(keyed_record&&) = delete;
+    ~keyed_record() {
+        if (mark != live_mark) {
+            divergence("a keyed_record was destroyed twice (or was never constructed)");
+        }
+        mark = dead_mark;
+        ++counts.destroyed;
+    }
+
+    void rewrite(std::uint64_t v) {
+        version = v;
+        text = text_for(key, v);
+        characters = text.data();
+        words = words_for<14>(key, v);
+        checksum = sum();
+    }
+    [[nodiscard]] bool holds(std::uint64_t k, std::uint64_t v) const {
+        return mark == live_mark && key == k && version == v && characters == text.data() &&
+               text == text_for(k, v) && words == words_for<14>(k, v) && checksum == sum();
+    }
+
+private:
+    // The object a move constructor moves from: live, and as its own fields say it must be.
+    static keyed_record& intact(keyed_record& other) {
+        if (!other.holds(other.key, other.version)) {
+            divergence("object_pool relocated a keyed_record that was not intact");
+        }
+        return other;
+    }
+    // Under 16 characters (libstdc++'s buffer holds 15) two times in three.
+    static std::string text_for(std::uint64_t k, std::uint64_t v) {
+        const std::size_t length = (k + v) % 3 == 0 ? 16 + (k * 5 + v) % 48 : (k + v) % 15;
+        std::string text(length, ' ');
+        for (std::size_t i = 0; i < length; ++i) {
+            text[i] = static_cast<char>('a' + (k * 7 + v * 3 + i) % 26);
+        }
+        return text;
+    }
+    [[nodiscard]] std::uint64_t sum() const noexcept {
+        std::uint64_t total = mix(key ^ (version << 32));
+        for (const char c : text) {
+            total = mix(total + static_cast<unsigned char>(c));
+        }
+        for (const std::uint64_t word : words) {
+            total = mix(total ^ word);
+        }
+        return total;
+    }
+};
+
+// A trivially copyable element (moved by memcpy, a whole frame at once by migration); 120
+// bytes, so 34 to a frame and a tail left over.
+struct plain_record {
+    std::uint64_t key;
+    std::uint64_t version;
+    std::array<std::uint64_t, 12> words;
+    std::uint64_t checksum;
+
+    plain_record(std::uint64_t k, std::uint64_t v, bool refuse = false)
+        : key(k), version(v), words(words_for<12>(k, v)), checksum(sum()) {
+        if (refuse) {
+            throw construction_refused();
+        }
+    }
+    void rewrite(std::uint64_t v) { *this = plain_record(key, v); }
+    [[nodiscard]] bool holds(std::uint64_t k, std::uint64_t v) const noexcept {
+        return key == k && version == v && words == words_for<12>(k, v) && checksum == sum();
+    }
+
+private:
+    [[nodiscard]] std::uint64_t sum() const noexcept {
+        std::uint64_t total = mix(key ^ (version << 32));
+        for (const std::uint64_t word : words) {
+            total = mix(total ^ word);
+        }
+        return total;
+    }
+};
+
+static_assert(!relocation_traits<keyed_record>::by_memcpy &&
+                  relocation_traits<keyed_record>::relocatable,
+              "keyed_record must be moved by its move constructor");
+static_assert(std::is_trivially_copyable_v<plain_record> &&
+                  relocation_traits<plain_record>::by_memcpy,
+              "plain_record must be moved by memcpy");
+
+// One object pool over the shared arena and its shadow: every live object's handle, key and
+// version, and up to two objects kept pinned across operations.
+template <class Record>
+struct object_side {
+    using pool_type = object_pool<Record, arena_type>;
+    using handle = object_handle<Record>;
+    struct entry {
+        handle h;
+        std::uint64_t key;
+        std::uint64_t version;
+    };
+
+    std::optional<pool_type> pool;
+    std::vector<entry> live;                           // in no order (destroy swaps the last in)
+    std::unordered_map<std::uint64_t, std::size_t> at; // handle value -> index in live
+    std::uint64_t next_key = 0;
+    struct held_pin {
+        pinned<Record> p; // empty: not in use
+        handle h;
+        const Record* address = nullptr;
+        unsigned ops = 0; // operations it stays pinned across, after the current one
+    };
+    std::array<held_pin, 2> held;
+    std::size_t rotating_check = 0;
+    // Counters of the pools this side destroyed (their frames_migrated and the frames released
+    // to the core while isolated, those their destructor released included).
+    std::size_t retired_migrated = 0;
+    std::size_t retired_released = 0;
+
+    void add(handle h, std::uint64_t key, std::uint64_t version) {
+        expect(h && at.count(h.value()) == 0, "object_pool gave out an empty or a live handle");
+        at.emplace(h.value(), live.size());
+        live.push_back({h, key, version});
+    }
+    void remove(std::size_t index) {
+        at.erase(live[index].h.value());
+        if (index + 1 != live.size()) {
+            live[index] = live.back();
+            at[live[index].h.value()] = index;
+        }
+        live.pop_back();
+    }
+    [[nodiscard]] bool is_held(handle h) const noexcept {
+        return std::any_of(held.begin(), held.end(),
+                           [h](const held_pin& pin) { return pin.p && pin.h == h; });
+    }
+    [[nodiscard]] std::size_t pins_held() const noexcept {
+        return static_cast<std::size_t>(std::count_if(
+            held.begin(), held.end(), [](const held_pin& pin) { return bool(pin.p); }));
+    }
+    void unpin(held_pin& pin) noexcept { pin = held_pin{}; }
+    void unpin_all() noexcept {
+        for (held_pin& pin : held) {
+            unpin(pin);
+        }
+    }
+    [[nodiscard]] std::size_t migrated() const {
+        return retired_migrated + pool->stats().frames_migrated;
+    }
+    [[nodiscard]] std::size_t released() const {
+        return retired_released + pool->stats().frames_released_while_isolated;
+    }
+};
+
 // ---- the harness --------------------------------------------------------------------------------
 
 class harness {
@@ -294,6 +556,8 @@ public:
             hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
             balloons_[b].emplace(arena_, hosts_[b]);
         }
+        records_.pool.emplace(arena_);
+        plains_.pool.emplace(arena_);
     }
     harness(const harness&) = delete;
     harness& operator=(const harness&) = delete;
@@ -302,10 +566,15 @@ public:
         for (std::size_t n = 0; n < max_ops_per_input && !in.exhausted(); ++n) {
             const auto code = static_cast<op>(in.byte() % static_cast<unsigned>(op::count));
             if (tracing) {
-                std::fprintf(stderr, "op %s: pages %zu, free %zu, balloons %zu+%zu, isolated %zu\n",
+                std::fprintf(stderr,
+                             "op %s: pages %zu, free %zu, balloons %zu+%zu, isolated %zu, objects "
+                             "%zu+%zu in %zu+%zu frames (migrated %zu+%zu, released %zu+%zu)\n",
                              op_names[static_cast<unsigned>(code)], live_.size(),
                              arena_.free_frames(), balloon_sizes_[0], balloon_sizes_[1],
-                             isolated_between_ops_);
+                             isolated_between_ops_, records_.live.size(), plains_.live.size(),
+                             records_.pool->stats().frames, plains_.pool->stats().frames,
+                             records_.migrated(), plains_.migrated(), records_.released(),
+                             plains_.released());
             }
             const bool had_mapping = mapping_.has_value();
             execute(code, in);
@@ -315,6 +584,7 @@ public:
             if (had_mapping && code != op::pool_map) {
                 unmap(); // a mapping lives across exactly one more operation
             }
+            expire_object_pins();
         }
         tear_down();
     }
@@ -474,6 +744,57 @@ private:
             check_all_pool_objects();
             break;
         }
+        case op::object_emplace: {
+            const std::uint8_t selector = in.byte();
+            const std::size_t count = 1 + in.byte() % 32;
+            const std::uint8_t how = in.byte();
+            on_side(selector, [&](auto& side) {
+                object_emplace(side, count, (how & 1) != 0, (how >> 1) % 8);
+            });
+            break;
+        }
+        case op::object_fill:
+            on_side(in.byte(), [&](auto& side) { object_fill(side); });
+            break;
+        case op::object_destroy: {
+            const std::uint8_t selector = in.byte();
+            const std::size_t choice = in.byte();
+            const std::size_t count = 1 + in.byte() % 16;
+            on_side(selector, [&](auto& side) { object_destroy(side, choice, count); });
+            break;
+        }
+        case op::object_pin: {
+            const std::uint8_t selector = in.byte();
+            const std::size_t choice = in.word();
+            const std::uint8_t hold = in.byte();
+            const std::uint64_t version = in.byte();
+            on_side(selector,
+                    [&](auto& side) { object_pin(side, choice, hold / 4, hold % 4, version); });
+            break;
+        }
+        case op::object_visit: {
+            const std::uint8_t selector = in.byte();
+            const std::size_t choice = in.word();
+            const std::uint64_t version = in.byte();
+            on_side(selector, [&](auto& side) { object_visit(side, choice, version); });
+            break;
+        }
+        case op::object_for_each:
+            on_side(in.byte(), [&](auto& side) { object_for_each(side); });
+            break;
+        case op::object_compact:
+            on_side(in.byte(), [&](auto& side) { object_compact(side); });
+            break;
+        case op::object_migrate: {
+            const std::uint8_t selector = in.byte();
+            const std::size_t choice = in.word();
+            const migrate_mode mode = mode_of(in.byte());
+            on_side(selector, [&](auto& side) { object_migrate(side, choice, mode); });
+            break;
+        }
+        case op::object_recreate:
+            on_side(in.byte(), [&](auto& side) { object_recreate(side); });
+            break;
         case op::count:
             break;
         }
@@ -599,6 +920,439 @@ private:
         }
     }
 
+    // ---- object pools -------------------------------------------------------------------------
+    // Calls fn with the side the selector byte names: keyed_record (moved by its move
+    // constructor) or plain_record (moved by memcpy). Not once tear_down destroyed its pool (a
+    // balloon's destructor may still run a compaction whose callbacks act).
+    template <class Fn>
+    void on_side(std::size_t selector, Fn&& fn) {
+        if (selector % 2 == 0) {
+            if (records_.pool) {
+                fn(records_);
+            }
+        } else if (plains_.pool) {
+            fn(plains_);
+        }
+    }
+
+    template <class Fn>
+    void on_each_side(Fn&& fn) {
+        on_side(0, fn);
+        on_side(1, fn);
+    }
+
+    // The arena frame whose memory holds `address`.
+    frame& frame_holding(const void* address) {
+        const std::byte* base = arena_.address_of(arena_.frame_at(0));
+        const auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(address) - base);
+        return arena_.frame_at(offset / frame_size);
+    }
+
+    template <class Record>
+    void object_emplace(object_side<Record>& side, std::size_t count, bool throwing,
+                        std::size_t refused) {
+        for (std::size_t n = 0; n < count; ++n) {
+            const std::uint64_t key = side.next_key++;
+            const std::uint64_t version = key % 7;
+            if (n + 1 == refused) {
+                object_emplace_refused(side, key, throwing);
+                continue;
+            }
+            object_handle<Record> h;
+            if (throwing) {
+                try {
+                    h = side.pool->emplace(key, version);
+                } catch (const std::bad_alloc&) {
+                    expect_objects_exhausted(side);
+                    return;
+                }
+            } else {
+                h = side.pool->try_emplace(key, version);
+                if (!h) {
+                    expect_objects_exhausted(side);
+                    return;
+                }
+            }
+            side.add(h, key, version);
+        }
+    }
+
+    // T's constructor throws: the exception passes, and nothing stays allocated (a slab made for
+    // the object goes back).
+    template <class Record>
+    void object_emplace_refused(object_side<Record>& side, std::uint64_t key, bool throwing) {
+        const object_pool_stats before = side.pool->stats();
+        const std::size_t free_before = arena_.free_frames();
+        const record_counts counts_before = keyed_record::counts;
+        bool passed = false;
+        bool exhausted = false; // no room: emplace fails before it constructs
+        try {
+            if (throwing) {
+                (void)side.pool->emplace(key, 0, true);
+            } else {
+                exhausted = !side.pool->try_emplace(key, 0, true);
+            }
+        } catch (const construction_refused&) {
+            passed = true;
+        } catch (const std::bad_alloc&) {
+            exhausted = true;
+        }
+        if (exhausted) {
+            expect_objects_exhausted(side);
+            return;
+        }
+        const object_pool_stats after = side.pool->stats();
+        expect(passed, "object_pool emplace swallowed the exception T's constructor threw");
+        expect(after.objects == before.objects && after.frames == before.frames &&
+                   arena_.free_frames() == free_before &&
+                   keyed_record::counts.alive() == counts_before.alive(),
+               "a constructor that threw left an object, a slab or a frame allocated");
+    }
+
+    // emplace failed: the arena has no free frame and every slab is full.
+    template <class Record>
+    void expect_objects_exhausted(object_side<Record>& side) {
+        const object_pool_stats stats = side.pool->stats();
+        expect(arena_.free_frames() == 0 &&
+                   stats.frames * stats.objects_per_frame == side.live.size(),
+               "object_pool emplace failed while the arena had a free frame or a slab had room");
+    }
+
+    template <class Record>
+    void object_fill(object_side<Record>& side) {
+        const std::size_t most =
+            arena_.frame_count() * object_side<Record>::pool_type::objects_per_frame;
+        for (std::size_t n = 0; n <= most; ++n) {
+            const std::uint64_t key = side.next_key++;
+            const object_handle<Record> h = side.pool->try_emplace(key, 0);
+            if (!h) {
+                break;
+            }
+            side.add(h, key, 0);
+        }
+        expect_objects_exhausted(side);
+        bool threw = false;
+        const std::uint64_t key = side.next_key++;
+        try {
+            side.add(side.pool->emplace(key, 0), key, 0);
+        } catch (const std::bad_alloc&) {
+            threw = true;
+        }
+        expect(threw, "object_pool emplace did not throw bad_alloc with the arena exhausted");
+    }
+
+    // Destroys `count` objects from `choice` on (never the pinned one), each checked first.
+    template <class Record>
+    void object_destroy(object_side<Record>& side, std::size_t choice, std::size_t count) {
+        for (std::size_t n = 0; n < count && !side.live.empty(); ++n) {
+            const std::size_t index = (choice + n * 7) % side.live.size();
+            const auto entry = side.live[index];
+            if (side.is_held(entry.h)) {
+                continue; // destroy waits for the pin to end: it would wait forever here
+            }
+            check_object(side, entry);
+            const record_counts before = keyed_record::counts;
+            side.pool->destroy(entry.h);
+            side.remove(index);
+            if constexpr (std::is_same_v<Record, keyed_record>) {
+                expect(keyed_record::counts.destroyed == before.destroyed + 1 &&
+                           keyed_record::counts.moved == before.moved,
+                       "object_pool destroy did not run exactly one destructor");
+            }
+        }
+    }
+
+    // Pins an object (checking it through the pin and a second, const pin at the same address),
+    // rewrites it through the pin unless version is 0, and keeps it pinned in the side's pin
+    // `which` (ending what that one held) across `hold` more operations.
+    template <class Record>
+    void object_pin(object_side<Record>& side, std::size_t choice, std::size_t which, unsigned hold,
+                    std::uint64_t version) {
+        auto& pin = side.held[which % side.held.size()];
+        side.unpin(pin);
+        if (choice == 0xffff) {
+            expect_empty_handle_refused(side);
+            return;
+        }
+        if (side.live.empty()) {
+            return;
+        }
+        auto& entry = side.live[choice % side.live.size()];
+        pinned<Record> p = side.pool->pin(entry.h);
+        expect(p && p->holds(entry.key, entry.version),
+               "a pinned object differs from what was last stored in it");
+        {
+            const pinned<const Record> again = std::as_const(*side.pool).pin(entry.h);
+            expect(again.get() == p.get(), "two pins of one object show different addresses");
+        }
+        if (version != 0) {
+            p->rewrite(version);
+            entry.version = version;
+            expect(p->holds(entry.key, version), "an object rewritten through its pin differs");
+        }
+        if (hold != 0) {
+            pin.address = p.get();
+            pin.h = entry.h;
+            pin.ops = hold;
+            pin.p = std::move(p);
+        }
+    }
+
+    // The empty handle: invalid_argument from every call that takes a handle.
+    template <class Record>
+    void expect_empty_handle_refused(object_side<Record>& side) {
+        const auto refused = [](auto&& call) {
+            try {
+                call();
+            } catch (const std::invalid_argument&) {
+                return true;
+            }
+            return false;
+        };
+        auto& pool = *side.pool;
+        expect(refused([&] { (void)pool.pin({}); }) &&
+                   refused([&] { (void)std::as_const(pool).pin({}); }) &&
+                   refused([&] { pool.visit({}, [](Record&) {}); }) &&
+                   refused([&] { pool.destroy({}); }),
+               "object_pool took the empty handle without throwing invalid_argument");
+    }
+
+    template <class Record>
+    void object_visit(object_side<Record>& side, std::size_t choice, std::uint64_t version) {
+        if (side.live.empty()) {
+            return;
+        }
+        auto& entry = side.live[choice % side.live.size()];
+        const bool held_before = side.pool->visit(entry.h, [&](Record& record) {
+            const bool holds = record.holds(entry.key, entry.version);
+            if (version != 0) {
+                record.rewrite(version);
+            }
+            return holds;
+        });
+        expect(held_before, "a visited object differs from what was last stored in it");
+        if (version != 0) {
+            entry.version = version;
+        }
+        const bool holds = std::as_const(*side.pool).visit(entry.h, [&](const Record& record) {
+            return record.holds(entry.key, entry.version);
+        });
+        expect(holds, "an object rewritten in visit differs");
+    }
+
+    // for_each with handles: every live object exactly once, each as the shadow says; the const
+    // for_each: the same count and digest.
+    template <class Record>
+    void object_for_each(object_side<Record>& side) {
+        std::vector<bool> seen(side.live.size(), false);
+        std::size_t visits = 0;
+        bool all_hold = true;
+        side.pool->for_each([&](object_handle<Record> h, Record& record) {
+            ++visits;
+            const auto it = side.at.find(h.value());
+            if (it == side.at.end() || seen[it->second]) {
+                all_hold = false;
+                return;
+            }
+            seen[it->second] = true;
+            const auto& entry = side.live[it->second];
+            all_hold = all_hold && record.holds(entry.key, entry.version);
+        });
+        expect(all_hold && visits == side.live.size(),
+               "for_each visited an object the shadow does not have, one twice, or one whose "
+               "contents differ");
+        std::uint64_t expected_digest = 0;
+        for (const auto& entry : side.live) {
+            expected_digest += mix(entry.key ^ (entry.version << 40));
+        }
+        std::uint64_t digest = 0;
+        std::size_t count = 0;
+        std::as_const(*side.pool).for_each([&](const Record& record) {
+            ++count;
+            digest += mix(record.key ^ (record.version << 40));
+        });
+        expect(count == side.live.size() && digest == expected_digest,
+               "const for_each's count or digest differs from the shadow");
+    }
+
+    // compact(): what it answers agrees with its statistics; with nothing pinned the pool holds
+    // exactly the frames its objects need (ceil(objects / per frame)), with one object pinned
+    // at most one more.
+    template <class Record>
+    void object_compact(object_side<Record>& side) {
+        auto& pool = *side.pool;
+        const object_pool_stats before = pool.stats();
+        const std::size_t freeable = pool.compactable_frames();
+        expect(freeable == before.frames_freeable && freeable == before.frames - before.min_frames,
+               "compactable_frames() differs from frames - ceil(objects / per frame)");
+        const long long moves_before = keyed_record::counts.moved;
+        const std::size_t freed = pool.compact();
+        const object_pool_stats after = pool.stats();
+        expect(freed <= freeable, "object_pool compact() freed more than compactable_frames()");
+        expect(after.frames == before.frames - freed && after.objects == before.objects &&
+                   after.frames_freed_by_compaction == before.frames_freed_by_compaction + freed &&
+                   after.compactions == before.compactions + 1,
+               "object_pool compact()'s answer differs from its statistics");
+        if constexpr (std::is_same_v<Record, keyed_record>) {
+            expect(keyed_record::counts.moved - moves_before ==
+                       static_cast<long long>(after.objects_moved - before.objects_moved),
+                   "object_pool compact() moved a different count of objects than it says");
+        }
+        // A pinned object keeps its slab (which compact() then neither fills nor empties
+        // further); every other slab but one ends full.
+        const std::size_t pins = side.pins_held();
+        if (pins == 0) {
+            expect(after.frames == after.min_frames && pool.compactable_frames() == 0 &&
+                       after.objects_skipped_pinned == before.objects_skipped_pinned,
+                   "object_pool compact() with nothing pinned left frames it could free");
+        } else {
+            expect(after.frames <= after.min_frames + pins,
+                   "object_pool compact() left more frames it could free than objects pinned");
+        }
+        check_all_objects(side);
+    }
+
+    // The chosen object's frame, isolated and migrated alone: it moves (to the same place of a
+    // new frame) unless it holds the pinned object (busy: put back) or the arena has no frame.
+    template <class Record>
+    void object_migrate(object_side<Record>& side, std::size_t choice, migrate_mode mode) {
+        if (side.live.empty()) {
+            return;
+        }
+        const auto entry = side.live[choice % side.live.size()];
+        const Record* before = side.pool->pin(entry.h).get();
+        frame& f = frame_holding(before);
+        const bool pinned_there =
+            std::any_of(side.held.begin(), side.held.end(), [&](const auto& pin) {
+                return pin.p && &frame_holding(pin.address) == &f;
+            });
+        const bool no_target = arena_.free_frames() == 0;
+        const object_pool_stats stats_before = side.pool->stats();
+        expect(isolate_movable_frame(f, mode), "an object pool frame could not be isolated");
+        frame_list list;
+        list.push_back(f);
+        limited_targets targets{arena_, 0};
+        const migrate_stats stats = migrate_frames(list, targets, mode);
+        const std::size_t returned = putback_movable_frames(list, targets);
+        finished_.isolated += 1;
+        finished_.migrated += stats.succeeded;
+        finished_.released += stats.released;
+        totals.migrated += stats.succeeded;
+        const Record* after = side.pool->pin(entry.h).get();
+        const object_pool_stats stats_after = side.pool->stats();
+        if (no_target || pinned_there) {
+            expect(stats.succeeded == 0 && returned + stats.put_back == 1 && after == before,
+                   "an object pool frame moved with no target frame or with a pinned object");
+            expect(no_target ||
+                       stats_after.migrations_refused == stats_before.migrations_refused + 1,
+                   "object_pool migrate did not refuse a frame holding a pinned object");
+        } else {
+            const auto offset = [&](const Record* object) {
+                return reinterpret_cast<std::uintptr_t>(object) % frame_size;
+            };
+            expect(stats.succeeded == 1 && after != before && offset(after) == offset(before) &&
+                       stats_after.frames_migrated == stats_before.frames_migrated + 1,
+                   "an object pool frame with nothing pinned was not migrated to the same place "
+                   "of a new frame");
+        }
+        check_object(side, entry);
+        after_compaction();
+    }
+
+    // Destroys the pool with its objects: each destructor runs once, nothing is relocated,
+    // every frame goes back (or to the core, when it holds it isolated); then a new pool.
+    template <class Record>
+    void object_recreate(object_side<Record>& side) {
+        side.unpin_all();
+        const object_pool_stats stats = side.pool->stats();
+        const record_counts before = keyed_record::counts;
+        const std::size_t free_before = arena_.free_frames();
+        side.retired_migrated += stats.frames_migrated;
+        side.retired_released += stats.frames_released_while_isolated + stats.isolated_frames;
+        side.pool.reset();
+        if constexpr (std::is_same_v<Record, keyed_record>) {
+            expect(keyed_record::counts.destroyed - before.destroyed ==
+                           static_cast<long long>(side.live.size()) &&
+                       keyed_record::counts.moved == before.moved &&
+                       keyed_record::counts.constructed == before.constructed,
+                   "destroying an object_pool did not destroy each of its objects exactly once");
+            expect(keyed_record::counts.alive() == 0,
+                   "keyed_records outlive the pool that held them");
+        }
+        expect(arena_.free_frames() == free_before + stats.frames - stats.isolated_frames,
+               "a destroyed object_pool did not give its frames back");
+        side.live.clear();
+        side.at.clear();
+        side.pool.emplace(arena_);
+    }
+
+    template <class Record>
+    void check_object(object_side<Record>& side, const typename object_side<Record>::entry& entry) {
+        const pinned<const Record> p = std::as_const(*side.pool).pin(entry.h);
+        expect(p->holds(entry.key, entry.version),
+               "an object's contents differ from what was last stored in it");
+    }
+
+    // Every object as the shadow says; the pinned one where it was pinned.
+    template <class Record>
+    void check_all_objects(object_side<Record>& side) {
+        for (const auto& entry : side.live) {
+            check_object(side, entry);
+        }
+        check_object_pin(side);
+    }
+
+    template <class Record>
+    void check_object_pin(object_side<Record>& side) {
+        for (const auto& pin : side.held) {
+            if (pin.p) {
+                expect(pin.p.get() == pin.address && side.pool->pin(pin.h).get() == pin.address,
+                       "a pinned object moved");
+            }
+        }
+    }
+
+    // The pool's own invariants, then the pool against the shadow (between operations).
+    template <class Record>
+    void check_object_side(object_side<Record>& side) {
+        auto& pool = *side.pool;
+        pool.check_invariants();
+        const object_pool_stats stats = pool.stats();
+        const std::size_t per_frame = stats.objects_per_frame;
+        expect(pool.size() == side.live.size() && stats.objects == side.live.size(),
+               "an object pool's size differs from the shadow");
+        expect(stats.min_frames == (side.live.size() + per_frame - 1) / per_frame &&
+                   stats.frames >= stats.min_frames &&
+                   stats.frames_freeable == stats.frames - stats.min_frames,
+               "an object pool's frame statistics do not add up");
+        expect(stats.isolated_frames == 0, "an object pool frame is isolated between operations");
+        std::size_t fullness = 0;
+        for (const std::size_t slabs : stats.fullness) {
+            fullness += slabs;
+        }
+        expect(fullness == stats.frames, "an object pool's fullness histogram misses frames");
+        if constexpr (std::is_same_v<Record, keyed_record>) {
+            expect(keyed_record::counts.alive() == static_cast<long long>(side.live.size()),
+                   "keyed_records alive differ from the objects in the pool (a relocation "
+                   "without its destructor, or a destructor run twice)");
+        }
+        check_object_pin(side);
+        if (!side.live.empty()) {
+            check_object(side, side.live[side.rotating_check++ % side.live.size()]);
+        }
+    }
+
+    // Ends pins held across their operations.
+    void expire_object_pins() {
+        on_each_side([](auto& side) {
+            for (auto& pin : side.held) {
+                if (pin.p && pin.ops-- == 0) {
+                    side.unpin(pin);
+                }
+            }
+        });
+    }
+
     // ---- pages ----------------------------------------------------------------------------------
     void add_page() {
         const std::size_t page = pages_.size();
@@ -670,6 +1424,7 @@ private:
             check_unmovable(block);
         }
         check_all_pool_objects();
+        on_each_side([this](auto& side) { check_all_objects(side); });
     }
 
     // ---- unmovable allocations ------------------------------------------------------------------
@@ -876,6 +1631,20 @@ private:
             }
             break;
         }
+        // The compaction may hold some of the pool's frames isolated: an emptied slab's frame,
+        // or all of them when the pool goes, is released to it.
+        case callback_action::object_destroy:
+            on_side(action_choice_, [&](auto& side) {
+                object_destroy(side, action_choice_ / 2, 1 + action_choice_ % 8);
+            });
+            ++action_choice_;
+            break;
+        case callback_action::object_compact:
+            on_side(action_choice_++, [&](auto& side) { object_compact(side); });
+            break;
+        case callback_action::object_recreate:
+            on_side(action_choice_++, [&](auto& side) { object_recreate(side); });
+            break;
         case callback_action::none:
         case callback_action::count:
             break;
@@ -956,8 +1725,8 @@ private:
                 return false;
             }
         }
-        if (mapping_) {
-            return false; // a pinned zspage cannot move
+        if (mapping_ || records_.pins_held() != 0 || plains_.pins_held() != 0) {
+            return false; // a pinned zspage or object cannot move
         }
         // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
         // pageblock with free space), so both are ruled out. A frame left isolated by the
@@ -1232,6 +2001,7 @@ private:
         std::size_t isolated_pages = 0;
         std::size_t isolated_released = 0;
         std::size_t owned_by_pool = 0;
+        std::size_t owned_by_object_pools = 0;
         std::array<std::size_t, balloon_count> owned_by_balloon{};
         for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
             frame& f = arena_.frame_at(index);
@@ -1271,6 +2041,11 @@ private:
                 ++owned_by_pool; // ops, isolation and the count: pool_.check_invariants()
                 continue;
             }
+            if (f.owner() == static_cast<const void*>(&*records_.pool) ||
+                f.owner() == static_cast<const void*>(&*plains_.pool)) {
+                ++owned_by_object_pools; // the same: check_object_side
+                continue;
+            }
             bool known = false;
             for (std::size_t b = 0; b < balloon_count; ++b) {
                 if (f.owner() == static_cast<const void*>(&*balloons_[b])) {
@@ -1299,10 +2074,15 @@ private:
         }
         expect(pool_stats.bytes_stored == shadow_bytes,
                "the pool's stored bytes differ from the shadow");
-        expect(free + pages + unmovable + lent + isolated_released + pool_frames ==
+        on_each_side([this](auto& side) { check_object_side(side); });
+        const std::size_t object_frames =
+            records_.pool->stats().frames + plains_.pool->stats().frames;
+        expect(owned_by_object_pools == object_frames,
+               "frames owned by the object pools differ from their frame counts");
+        expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames ==
                    arena_.frame_count(),
-               "free + pages + unmovable + balloon + released isolated (+ pool) frames != the "
-               "arena's frames (leak?)");
+               "free + pages + unmovable + balloon + released isolated (+ pool, object pools) "
+               "frames != the arena's frames (leak?)");
         expect(owner_.resident_count() == pages - isolated_pages,
                "owner's resident list differs from the shadow");
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -1338,12 +2118,14 @@ private:
             balloon_shrunk += stats.shrunk_on_replace;
             balloon_refused += stats.replace_refused;
         }
-        expect(sums.migrated ==
-                   answers_.migrations_succeeded + balloon_migrated + pool_stats.frames_migrated,
-               "compactors' migrated != owner and balloon migrations");
+        expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated +
+                                    pool_stats.frames_migrated + records_.migrated() +
+                                    plains_.migrated(),
+               "compactors' migrated != owner, balloon and pool migrations");
         expect(sums.released + isolated_released ==
                    answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated +
-                       pool_stats.frames_released_while_isolated,
+                       pool_stats.frames_released_while_isolated + records_.released() +
+                       plains_.released(),
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -1361,6 +2143,14 @@ private:
         }
         pool_shadow_.objects.clear();
         expect(pool_.stats().frames_in_use == 0, "the pool kept frames after its objects went");
+        // The object pools go with their objects in them: each destroyed once (object_recreate
+        // checks), every frame back.
+        on_each_side([this](auto& side) {
+            check_all_objects(side);
+            object_recreate(side);
+            side.pool.reset();
+        });
+        expect(keyed_record::counts.alive() == 0, "keyed_records outlived their pool");
         // A balloon destroyed with frames lent gives them all back.
         for (std::size_t b = 0; b < balloon_count; ++b) {
             destroy_balloon(b, /*in_callback=*/false);
@@ -1381,6 +2171,8 @@ private:
     test::arena_frames<arena_type> frames_{arena_};
     owner_type owner_{frames_};
     pool_type pool_{arena_};
+    object_side<keyed_record> records_; // made in the constructor; object_recreate remakes them
+    object_side<plain_record> plains_;
     std::array<host_type, balloon_count> hosts_;
     std::array<std::optional<balloon_type>, balloon_count> balloons_;
     compactor_type one_shot_;
