@@ -705,3 +705,58 @@ TEST_CASE("isolating a frame whose slab is being freed is refused, and migrating
     CHECK(pool.pin(h)->a == 1);
     pool.check_invariants();
 }
+
+TEST_CASE("a moved-from pinned is empty and the pin moves with the guard") {
+    arena_type arena(arena_type::block_bytes);
+    object_pool<plain, arena_type> pool(arena);
+    const auto h = pool.emplace(plain{4, 5});
+    pinned<plain> a = pool.pin(h);
+    const plain* where = a.get();
+    pinned<plain> b = std::move(a);
+    CHECK_FALSE(a); // NOLINT(bugprone-use-after-move): what a moved-from guard says is the test
+    CHECK(a.get() == nullptr);
+    CHECK(b.get() == where);
+    pinned<plain> c;
+    c = std::move(b);
+    CHECK_FALSE(b); // NOLINT(bugprone-use-after-move)
+    CHECK(c->b == 5);
+    // The one pin left keeps the object from migrating; without it, it moves.
+    frame& f = frame_of(arena, where);
+    CHECK(isolate_and_migrate(arena, f, migrate_mode::sync) == 0);
+    c.reset();
+    CHECK(isolate_and_migrate(arena, f, migrate_mode::sync) == 1);
+}
+
+namespace {
+struct no_moves_at_all {
+    int v;
+    explicit no_moves_at_all(int x) : v(x) {}
+    no_moves_at_all(const no_moves_at_all&) = delete;
+    no_moves_at_all(no_moves_at_all&&) = delete;
+    no_moves_at_all& operator=(const no_moves_at_all&) = delete;
+    no_moves_at_all& operator=(no_moves_at_all&&) = delete;
+    ~no_moves_at_all() = default;
+};
+struct opted_in_without_moves {
+    int v;
+    opted_in_without_moves(const opted_in_without_moves&) = delete;
+    opted_in_without_moves(opted_in_without_moves&&) = delete;
+    opted_in_without_moves& operator=(const opted_in_without_moves&) = delete;
+    opted_in_without_moves& operator=(opted_in_without_moves&&) = delete;
+    ~opted_in_without_moves() = default;
+};
+} // namespace
+
+template <>
+struct movable::trivially_relocatable<opted_in_without_moves> : std::true_type {};
+
+TEST_CASE("a type that deleted its moves is not relocatable unless the user opts it in") {
+    static_assert(std::is_trivially_copyable_v<no_moves_at_all>); // so says the language
+    static_assert(!relocation_traits<no_moves_at_all>::by_memcpy);
+    static_assert(!relocation_traits<no_moves_at_all>::relocatable);
+    static_assert(relocation_traits<opted_in_without_moves>::by_memcpy);
+    static_assert(!relocation_traits<std::atomic<int>>::relocatable);
+    static_assert(relocation_traits<std::unique_ptr<int>>::relocatable);
+    static_assert(!relocation_traits<std::string>::by_memcpy ||
+                  detail::compiler_says_trivially_relocatable<std::string>);
+}

@@ -37,10 +37,13 @@ inline constexpr bool compiler_says_trivially_relocatable =
 
 template <class T>
 struct relocation_traits {
-    // True when relocate() copies bytes (and may be done for a whole frame at once).
-    static constexpr bool by_memcpy = std::is_trivially_copyable_v<T> ||
-                                      trivially_relocatable<T>::value ||
-                                      detail::compiler_says_trivially_relocatable<T>;
+    // True when relocate() copies bytes (and may be done for a whole frame at once). A type
+    // that deleted its move and copy constructors said it must not move (std::atomic,
+    // std::mutex): trivially copyable or not, only the user's opt-in moves it.
+    static constexpr bool by_memcpy =
+        trivially_relocatable<T>::value ||
+        (std::is_move_constructible_v<T> &&
+         (std::is_trivially_copyable_v<T> || detail::compiler_says_trivially_relocatable<T>));
     // True when T can be relocated at all.
     static constexpr bool relocatable = by_memcpy || std::is_nothrow_move_constructible_v<T>;
 

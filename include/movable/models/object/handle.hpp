@@ -49,6 +49,18 @@ template <class T>
 class pinned {
 public:
     pinned() noexcept = default;
+    pinned(pinned&& other) noexcept
+        : object_(std::exchange(other.object_, nullptr)), pin_(std::move(other.pin_)) {}
+    pinned& operator=(pinned&& other) noexcept {
+        if (this != &other) {
+            pin_ = std::move(other.pin_);
+            object_ = std::exchange(other.object_, nullptr);
+        }
+        return *this;
+    }
+    pinned(const pinned&) = delete;
+    pinned& operator=(const pinned&) = delete;
+    ~pinned() = default;
 
     [[nodiscard]] T* get() const noexcept { return object_; }
     [[nodiscard]] T* operator->() const noexcept { return object_; }

@@ -38,7 +38,8 @@ private:
 template <class T, class Arena>
 object_pool<T, Arena>::object_pool(Arena& arena)
     : arena_(arena), locations_(objects_per_frame - 1) {
-    static_assert(objects_per_frame >= 1 && objects_per_frame <= 0x7fffffff,
+    static_assert(sizeof(T) > frame_size || // said once, by check_fits_frame
+                      (objects_per_frame >= 1 && objects_per_frame <= 0x7fffffff),
                   "object_pool: a slab's places must fit its 31-bit free links");
     if (!locations_.fits(arena.frame_count())) {
         throw std::invalid_argument("object_pool: arena has too many frames for the handle "
