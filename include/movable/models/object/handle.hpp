@@ -88,11 +88,13 @@ struct object_pool_stats {
     std::size_t frame_size = 0;
     std::size_t objects = 0;         // live objects (size())
     std::size_t frames = 0;          // frames the pool holds (one slab each)
+    std::size_t reserve_frames = 0;  // of those, the emptied one kept for the next emplace (0/1)
     std::size_t min_frames = 0;      // frames the live objects need: ceil(objects / per frame)
     std::size_t frames_freeable = 0; // what compact() could free now (compactable_frames())
-    std::array<std::size_t, fullness_group_count> fullness{}; // slabs per in-use group
-    std::size_t compactions = 0;                              // compact() calls that ran
-    std::size_t objects_moved = 0;                            // by compact()
+    // Slabs per in-use group (the reserve, empty, is in none).
+    std::array<std::size_t, fullness_group_count> fullness{};
+    std::size_t compactions = 0;   // compact() calls that ran
+    std::size_t objects_moved = 0; // by compact()
     std::size_t frames_freed_by_compaction = 0;
     std::size_t objects_skipped_pinned = 0; // compact() found them pinned (or being built)
     std::size_t frames_migrated = 0;        // frames moved through the core protocol

@@ -164,9 +164,11 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     pool_lock guard(lock_);
     detail::object_slab* slab = groups_.fullest_not_full();
     const bool listed = slab != nullptr;
+    bool created = false;
     if (!listed) {
         slab = std::exchange(spare_, nullptr);
         if (slab == nullptr) {
+            created = true;
             guard.unlock();
             slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame),
                                        alignof(T), *this);
@@ -197,8 +199,9 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     } catch (...) {
         guard.lock();
         live_.fetch_sub(1, std::memory_order_relaxed);
-        // A slab that this emptied is freed, not kept: a failed emplace leaves nothing behind.
-        detail::object_slab* emptied = give_back_place(*slab, place, false);
+        // A failed emplace leaves the pool as it found it: a slab it created is freed, the
+        // spare it took is the spare again.
+        detail::object_slab* emptied = give_back_place(*slab, place, !created);
         guard.unlock();
         handles_->release(slot);
         free_chain(emptied);
@@ -460,6 +463,7 @@ object_pool_stats object_pool<T, Arena>::stats() const {
     {
         std::lock_guard guard(lock_);
         out.frames = slabs_;
+        out.reserve_frames = spare_ != nullptr ? 1 : 0;
         out.frames_freeable = slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
         out.fullness = groups_.histogram();
     }
