@@ -393,3 +393,57 @@ TEST_CASE("compact leaves an object being constructed where it is") {
     CHECK(pool.pin(built)->value == 99);
     pool.check_invariants();
 }
+
+namespace {
+// A record whose move constructor, the first time it runs in a compaction, starts a thread that
+// waits for the pool lock, and returns once that thread waits: the compaction then has a waiter.
+struct summons_a_waiter {
+    static inline object_pool<summons_a_waiter, arena_type>* pool = nullptr;
+    static inline std::thread* waiter = nullptr;
+    static inline std::atomic<bool> summoned{false};
+    std::uint64_t value;
+    explicit summons_a_waiter(std::uint64_t v) : value(v) {}
+    summons_a_waiter(summons_a_waiter&& other) noexcept : value(other.value) {
+        if (!summoned.exchange(true)) {
+            auto& lock =
+                detail::object_pool_test_access<object_pool<summons_a_waiter, arena_type>>::lock(
+                    *pool);
+            *waiter = std::thread([&lock] { const std::lock_guard guard(lock); });
+            while (lock.waiters() == 0) {
+                std::this_thread::yield();
+            }
+        }
+    }
+    summons_a_waiter(const summons_a_waiter&) = delete;
+    summons_a_waiter& operator=(const summons_a_waiter&) = delete;
+    summons_a_waiter& operator=(summons_a_waiter&&) = delete;
+    ~summons_a_waiter() = default;
+};
+} // namespace
+
+TEST_CASE("compact steps aside when another thread waits for the pool lock, and still packs") {
+    using waiter_pool = object_pool<summons_a_waiter, arena_type>;
+    arena_type arena(4 * arena_type::block_bytes);
+    waiter_pool pool(arena);
+    std::thread waiter;
+    summons_a_waiter::pool = &pool;
+    summons_a_waiter::waiter = &waiter;
+    std::vector<object_handle<summons_a_waiter>> handles;
+    for (std::uint64_t i = 0; i < 6 * waiter_pool::objects_per_frame; ++i) {
+        handles.push_back(pool.emplace(i));
+    }
+    for (std::size_t i = 0; i < handles.size(); ++i) {
+        if (i % 3 != 0) {
+            pool.destroy(handles[i]);
+        }
+    }
+    CHECK(pool.compact() >= 3);
+    waiter.join();
+    CHECK(summons_a_waiter::summoned.load());
+    CHECK(pool.stats().compaction_yields >= 1);
+    CHECK(pool.stats().frames == pool.stats().min_frames);
+    for (std::size_t i = 0; i < handles.size(); i += 3) {
+        CHECK(pool.pin(handles[i])->value == i);
+    }
+    pool.check_invariants();
+}

@@ -269,6 +269,7 @@ private:
         std::atomic<std::size_t> objects_moved{0};
         std::atomic<std::size_t> frames_freed_by_compaction{0};
         std::atomic<std::size_t> objects_skipped_pinned{0};
+        std::atomic<std::size_t> compaction_yields{0};
         std::atomic<std::size_t> frames_migrated{0};
         std::atomic<std::size_t> migrations_refused{0};
         std::atomic<std::size_t> frames_released_while_isolated{0};

@@ -97,6 +97,7 @@ struct object_pool_stats {
     std::size_t objects_moved = 0; // by compact()
     std::size_t frames_freed_by_compaction = 0;
     std::size_t objects_skipped_pinned = 0; // compact() found them pinned (or being built)
+    std::size_t compaction_yields = 0;      // times compact() stepped aside for a thread waiting
     std::size_t frames_migrated = 0;        // frames moved through the core protocol
     std::size_t migrations_refused = 0;     // migrate answered busy (a pinned object, a slab freed)
     std::size_t frames_released_while_isolated = 0; // emptied slabs' frames the core freed

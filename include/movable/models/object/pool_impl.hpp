@@ -424,6 +424,7 @@ std::size_t object_pool<T, Arena>::compact() {
             dst = nullptr;
         }
         if (others_wait) {
+            counters_.compaction_yields.fetch_add(1, std::memory_order_relaxed);
             guard.unlock();
             free_chain(std::exchange(emptied, nullptr));
             std::this_thread::yield();
@@ -474,6 +475,7 @@ object_pool_stats object_pool<T, Arena>::stats() const {
     out.frames_freed_by_compaction =
         counters_.frames_freed_by_compaction.load(std::memory_order_relaxed);
     out.objects_skipped_pinned = counters_.objects_skipped_pinned.load(std::memory_order_relaxed);
+    out.compaction_yields = counters_.compaction_yields.load(std::memory_order_relaxed);
     out.frames_migrated = counters_.frames_migrated.load(std::memory_order_relaxed);
     out.migrations_refused = counters_.migrations_refused.load(std::memory_order_relaxed);
     out.frames_released_while_isolated =
