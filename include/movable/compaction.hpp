@@ -1,20 +1,34 @@
-// compactor<Arena>: moves movable frames from the low end of an arena to free frames at its
-// high end, so that free space gathers into whole max-order blocks at the low end.
+// compactor<Arena>: moves movable frames so that an arena's free space gathers into whole
+// max-order blocks (or one free block of a requested order), which can then be allocated or
+// handed back to the OS. Two strategies (compact_request::strategy):
 //
-// Two scanners, as the kernel's mm/compaction.c: the migration scanner walks up from frame 0
-// isolating movable frames in batches; the free scanner walks down from the top taking free
-// frames as migration targets. Compaction stops when they meet, when a free block of the
-// requested order exists (order-targeted), or when the fragmentation score drops to the
-// requested level (proactive).
+// least_moves (the default): plans first (detail/compaction_plan.hpp). A full compaction
+// empties the max-order blocks with the fewest used frames, as many as the free space allows,
+// into the holes of the densest blocks: the fewest moves that free the most blocks, and none
+// at all for an arena that is already compact. An order-targeted compaction empties the
+// cheapest aligned region of that order; a proactive one empties the cheapest blocks until the
+// fragmentation score is low enough. Owners keep allocating and freeing meanwhile, so each
+// region is checked again when its turn comes: a region that can no longer be emptied (a frame
+// that will not move) is given up and the next cheapest tried; frames are moved only into
+// blocks that are not being emptied, so none moves twice without cause. compact_stats says what
+// an ideal plan moves (minimum_moves) beside what was moved (migrated).
+//
+// scanners: the kernel's two scanners (mm/compaction.c), kept for fidelity and comparison: the
+// migration scanner walks up from frame 0 isolating movable frames in batches; the free scanner
+// walks down from the top taking free frames as migration targets. Compaction stops when they
+// meet, when a free block of the requested order exists (order-targeted), or when the
+// fragmentation score drops to the requested level (proactive). It moves every movable frame
+// below their meeting point, whether that frees a block or not.
 //
 // Run it in one call, compact(request), or in slices: begin(request), then pass() until it
 // answers `done` (each pass migrates at most max_frames_per_pass frames and
-// max_bytes_per_pass bytes, so a pass is a bounded pause), then end() for the statistics.
+// max_bytes_per_pass bytes, and stops after the frame that takes it past
+// max_duration_per_pass on Clock, so a pass is a bounded pause), then end() for the statistics.
 //
-// Skip hints: a max-order block in which the migration scanner found nothing it could isolate
-// is skipped by later order-targeted compactions until the next full compaction. Deferral: an
-// order-targeted compaction that fails makes the next 1, 2, 4 ... 64 requests for that order
-// or above return at once (deferred); a success resets it.
+// Skip hints (scanners): a max-order block in which the migration scanner found nothing it could
+// isolate is skipped by later order-targeted compactions until the next full compaction. Deferral:
+// an order-targeted compaction that fails makes the next 1, 2, 4 ... 64 requests for that order or
+// above return at once (deferred); a success resets it.
 //
 // Destroying a compactor ends a compaction it is running (see ~compactor). The arena must
 // outlive it. A compactor is used by one thread at a time; several compactors (or the arena's other
@@ -22,6 +36,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -32,6 +47,7 @@
 #include <movable/arena.hpp>
 #include <movable/detail/arena_queries.hpp>
 #include <movable/detail/compaction_deferral.hpp>
+#include <movable/detail/compaction_plan.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -39,12 +55,21 @@
 
 namespace movable {
 
+enum class compact_strategy : std::uint8_t {
+    least_moves, // plan the fewest moves that free the most blocks (the default)
+    scanners,    // the kernel's migration and free scanners
+};
+
 struct compact_request {
     int order = -1; // -1: full compaction; else stop once 2^order is free
     migrate_mode mode = migrate_mode::sync;
     std::size_t max_frames_per_pass = 0; // 0: no limit
     std::size_t max_bytes_per_pass = 0;  // 0: no limit; else at least one frame's size
-    int stop_at_score = -1;              // >= 0: stop once fragmentation_score() <= this
+    // 0: no limit; else a pass stops after the frame during which this much time has passed
+    // since the pass began (the clock is read after every frame; a pass moves at least one).
+    std::chrono::nanoseconds max_duration_per_pass{0};
+    int stop_at_score = -1; // >= 0: stop once fragmentation_score() <= this
+    compact_strategy strategy = compact_strategy::least_moves;
 };
 
 enum class compact_progress : std::uint8_t { incomplete, done };
@@ -56,25 +81,31 @@ enum class compact_outcome : std::uint8_t {
     order_available, // order-targeted: a free block of the requested order exists
     score_reached,   // proactive: fragmentation score at or below the requested level
     deferred,        // order-targeted: skipped, an earlier one for this order failed
+    planned,         // least_moves: every region of the plan was emptied or given up
 };
 
 struct compact_stats {
-    std::size_t migrate_scanned = 0;        // frames looked at by the migration scanner
-    std::size_t free_scanned = 0;           // frames looked at by the free scanner
-    std::size_t isolated = 0;               // frames isolated for migration
-    std::size_t migrated = 0;               // frames moved
-    std::size_t failed = 0;                 // isolated but not moved (busy, failed, retries out)
-    std::size_t released = 0;               // released by their owner while isolated; freed
-    std::size_t bytes_moved = 0;            // migrated * frame_size
-    std::size_t blocks_skipped = 0;         // max-order blocks skipped on a hint
+    std::size_t migrate_scanned = 0;  // frames looked at for sources (least_moves: in the
+                                      // regions it empties)
+    std::size_t free_scanned = 0;     // frames looked at for targets
+    std::size_t minimum_moves = 0;    // least_moves: what the plan needs, from the arena at begin()
+    std::size_t regions_given_up = 0; // least_moves: regions found unmovable when their turn came
+    std::size_t isolated = 0;         // frames isolated for migration
+    std::size_t migrated = 0;         // frames moved
+    std::size_t failed = 0;           // isolated but not moved (busy, failed, retries out)
+    std::size_t released = 0;         // released by their owner while isolated; freed
+    std::size_t bytes_moved = 0;      // migrated * frame_size
+    std::size_t blocks_skipped = 0;   // max-order blocks skipped on a hint
     std::size_t max_order_blocks_freed = 0; // free max-order blocks gained
     std::size_t passes = 0;                 // pass() calls that did work
+    std::size_t passes_timed_out = 0;       // passes stopped by max_duration_per_pass
     std::size_t rounds = 0;                 // scanner sweeps (full compaction sweeps again while
                             // the last sweep left free holes above the meeting point)
     compact_outcome outcome = compact_outcome::running;
 };
 
-template <class Arena>
+// Clock: a type with a static now() returning a std::chrono::time_point (tests inject one).
+template <class Arena, class Clock = std::chrono::steady_clock>
 class compactor {
     static_assert(compactable_arena<Arena>,
                   "compactor: Arena must model movable::compactable_arena (frame_size, max_order, "
@@ -169,6 +200,19 @@ private:
     static constexpr std::size_t frames_per_block = std::size_t{1} << Arena::max_order;
 
     bool finished() noexcept;
+    bool out_of_time() noexcept;
+    // least_moves
+    struct plan_targets;
+    void plan(const compact_request& request);
+    bool plan_finished() noexcept;
+    bool open_next_region();
+    frame* next_destination_frame() noexcept;
+    bool is_source(std::size_t index) const noexcept {
+        return source_block_[index >> Arena::max_order];
+    }
+    void least_moves_pass(std::size_t budget);
+    // scanners
+    void scanners_pass(std::size_t budget);
     frame* next_target() noexcept;
     frame* scan_for_free_frame() noexcept;
     void free_unused_targets() noexcept;
@@ -194,12 +238,28 @@ private:
     frame_list targets_;               // free frames taken, not used yet
     frame_list left_isolated_;         // async: frames migrate_frames could not put back
     detail::compaction_deferral deferral_;
+    typename Clock::time_point pass_start_{};
+    // least_moves: the plan, the region being emptied, where targets come from.
+    std::vector<detail::region_cost> plan_; // candidate regions, cheapest first
+    std::size_t region_frames_ = 0;
+    std::size_t plan_next_ = 0;    // next candidate to open
+    std::size_t regions_left_ = 0; // regions still to empty
+    bool region_open_ = false;
+    std::size_t region_first_ = 0;
+    std::size_t region_end_ = 0;
+    std::size_t region_cursor_ = 0;  // next frame of the open region to look at
+    std::vector<bool> source_block_; // max-order blocks being emptied (never targets)
+    std::vector<bool> target_block_; // max-order blocks that received a target (never emptied)
+    std::vector<std::size_t> destinations_; // max-order blocks to take targets from, in order
+    std::size_t destination_next_ = 0;
+    std::size_t destination_cursor_ = 0;
+    bool out_of_destinations_ = false;
 };
 
-// ---- implementation ----------------------------------------------------------------------------
+// ---- implementation: begin, pass and end, for both strategies ---------------------------------
 
-template <class Arena>
-void compactor<Arena>::begin(const compact_request& request) {
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::begin(const compact_request& request) {
     MOVABLE_CONTRACT(!running_, "compactor::begin: a compaction is already running; call end()");
     if (request.order < -1 || request.order > static_cast<int>(Arena::max_order)) {
         throw std::invalid_argument("compactor::begin: order must be -1 or 0..max_order");
@@ -210,6 +270,9 @@ void compactor<Arena>::begin(const compact_request& request) {
     }
     if (request.stop_at_score > 100) {
         throw std::invalid_argument("compactor::begin: stop_at_score above 100");
+    }
+    if (request.max_duration_per_pass.count() < 0) {
+        throw std::invalid_argument("compactor::begin: max_duration_per_pass is negative");
     }
     request_ = request;
     stats_ = {};
@@ -234,12 +297,19 @@ void compactor<Arena>::begin(const compact_request& request) {
             std::fill(skip_.begin(), skip_.end(), false);
         }
     }
+    if (request.strategy == compact_strategy::least_moves &&
+        stats_.outcome != compact_outcome::deferred) {
+        plan(request);
+    }
 }
 
-template <class Arena>
-bool compactor<Arena>::finished() noexcept {
+template <class Arena, class Clock>
+bool compactor<Arena, Clock>::finished() noexcept {
     if (stats_.outcome != compact_outcome::running) {
         return true;
+    }
+    if (request_.strategy == compact_strategy::least_moves) {
+        return plan_finished();
     }
     // Targets taken but not used yet are free frames the arena counts as allocated, so the
     // arena is judged only without them: with every free frame held, its fragmentation score
@@ -260,131 +330,33 @@ bool compactor<Arena>::finished() noexcept {
     return stats_.outcome != compact_outcome::running;
 }
 
-template <class Arena>
-bool compactor<Arena>::start_another_round() noexcept {
-    // A sweep can leave free frames above the meeting point, between used ones (a target
-    // whose source failed to migrate, a frame freed meanwhile). Sweep again from the meeting
-    // point: every migration moves a frame to a higher index, so the sweeps end.
-    free_unused_targets();
-    if (request_.order >= 0 || round_migrated_ == 0 || highest_returned_ <= migrate_position_) {
+// True, once, when a time-budgeted pass has run past its budget (read after every frame).
+template <class Arena, class Clock>
+bool compactor<Arena, Clock>::out_of_time() noexcept {
+    if (request_.max_duration_per_pass.count() == 0 ||
+        Clock::now() - pass_start_ < request_.max_duration_per_pass) {
         return false;
     }
-    round_migrated_ = 0;
-    highest_returned_ = 0;
-    free_position_ = arena_.frame_count();
-    ++stats_.rounds;
-    return migrate_position_ < free_position_;
+    ++stats_.passes_timed_out;
+    return true;
 }
 
-template <class Arena>
-frame* compactor<Arena>::scan_for_free_frame() noexcept {
-    // Walk down from the free scanner's position, never below the migration scanner.
-    while (free_position_ > migrate_position_ && may_scan()) {
-        const std::size_t index = --free_position_;
-        ++stats_.free_scanned;
-        scanned_one();
-        if (arena_.is_free(index)) {
-            if (frame* f = arena_.try_take_free_frame(index)) {
-                return f;
-            }
-        }
-    }
-    return nullptr; // the scanners met, or this pass may not scan further
-}
-
-template <class Arena>
-frame* compactor<Arena>::next_target() noexcept {
-    if (frame* f = targets_.pop_front()) {
-        return f;
-    }
-    return scan_for_free_frame();
-}
-
-template <class Arena>
-void compactor<Arena>::free_unused_targets() noexcept {
-    // Unused targets go back, and the free scanner will see them again next pass.
-    while (frame* f = targets_.pop_front()) {
-        const std::size_t index = arena_.index_of(*f);
-        free_position_ = std::max(free_position_, index + 1);
-        highest_returned_ = std::max(highest_returned_, index);
-        arena_.free_frame(*f);
-    }
-}
-
-template <class Arena>
-bool compactor<Arena>::isolate_next(frame_list& batch) {
-    const bool use_hints = !full_;
-    while (migrate_position_ < free_position_) {
-        const std::size_t index = migrate_position_;
-        const std::size_t block = index >> Arena::max_order;
-        if (index % frames_per_block == 0) {
-            block_isolated_ = 0;
-            if (use_hints && skip_[block]) {
-                ++stats_.blocks_skipped;
-                migrate_position_ = index + frames_per_block;
-                continue;
-            }
-        }
-        if (!may_scan()) {
-            return false;
-        }
-        ++stats_.migrate_scanned;
-        scanned_one();
-        if (arena_.is_free(index)) {
-            // Nothing to isolate in a free run: jump to its end (never past the free scanner).
-            migrate_position_ = std::min(detail::free_run_end(arena_, index), free_position_);
-        } else {
-            ++migrate_position_;
-        }
-        frame& f = arena_.frame_at(index);
-        const bool isolated = migrate_position_ == index + 1 && !arena_.is_free(index) &&
-                              isolate_movable_frame(f, request_.mode);
-        if (isolated) {
-            batch.push_back(f);
-            ++stats_.isolated;
-            ++block_isolated_;
-        }
-        // Leaving a block in which nothing could be isolated: hint later compactions past it.
-        if (migrate_position_ % frames_per_block == 0 && migrate_position_ > index &&
-            block_isolated_ == 0) {
-            skip_[block] = true;
-        }
-        if (isolated) {
-            return true;
-        }
-    }
-    return false;
-}
-
-template <class Arena>
-void compactor<Arena>::pair_batch(frame_list& batch, std::size_t limit) {
-    // One target from the top, then one source from the bottom, in turn: each isolated frame
-    // has a place to go, and the scanners meet where the used frames above balance the free
-    // frames below, so no free frame is left between used ones.
-    while (batch.size() < limit) {
-        if (targets_.size() <= batch.size()) {
-            frame* target = scan_for_free_frame();
-            if (target == nullptr) {
-                return;
-            }
-            targets_.push_back(*target);
-        }
-        if (!isolate_next(batch)) {
-            return;
-        }
-    }
-}
-
-template <class Arena>
-compact_progress compactor<Arena>::pass() {
+template <class Arena, class Clock>
+compact_progress compactor<Arena, Clock>::pass() {
     MOVABLE_CONTRACT(running_, "compactor::pass: no compaction running; call begin()");
+    pass_start_ = Clock::now();
     // Frames an async pass could not put back (their lock was busy): try again, still
     // without waiting in async mode; end() puts back whatever is left.
     frame_list still_busy;
     while (frame* f = left_isolated_.pop_front()) {
-        free_scanner_targets targets{*this};
-        const std::optional<putback_result> result =
-            putback_or_free_movable_frame(*f, targets, request_.mode);
+        std::optional<putback_result> result;
+        if (request_.strategy == compact_strategy::least_moves) {
+            plan_targets targets{*this};
+            result = putback_or_free_movable_frame(*f, targets, request_.mode);
+        } else {
+            free_scanner_targets targets{*this};
+            result = putback_or_free_movable_frame(*f, targets, request_.mode);
+        }
         if (!result) {
             still_busy.push_back(*f);
         } else if (*result == putback_result::released) {
@@ -403,46 +375,45 @@ compact_progress compactor<Arena>::pass() {
     if (request_.max_bytes_per_pass != 0) {
         budget = std::min(budget, request_.max_bytes_per_pass / Arena::frame_size);
     }
-
     // A budgeted pass also bounds how far the scanners look, so a pass over a long stretch of
     // used or free frames is a bounded pause too.
     scan_allowance_ = budget == std::numeric_limits<std::size_t>::max()
                           ? std::numeric_limits<std::size_t>::max()
                           : std::max<std::size_t>(budget * scan_frames_per_budget_frame, 1024);
-
-    std::size_t isolated_this_pass = 0;
-    while (isolated_this_pass < budget && may_scan() && !finished()) {
-        frame_list batch;
-        pair_batch(batch, std::min(batch_frames, budget - isolated_this_pass));
-        if (batch.empty()) {
-            continue; // the scanners met (finished() sees it) or the scan allowance ran out
-        }
-        isolated_this_pass += batch.size();
-        free_scanner_targets targets{*this};
-        // Targets were paired up front; should a retry need one more, let the free scanner
-        // find it rather than stop the call for want of scan allowance.
-        const std::size_t allowance = scan_allowance_;
-        scan_allowance_ = std::numeric_limits<std::size_t>::max();
-        const migrate_stats result = migrate_frames(batch, targets, request_.mode);
-        scan_allowance_ = allowance;
-        stats_.migrated += result.succeeded;
-        round_migrated_ += result.succeeded;
-        stats_.failed += result.failed;
-        stats_.released += result.released;
-        stats_.bytes_moved += result.succeeded * Arena::frame_size;
-        left_isolated_.splice_back(batch);
+    if (request_.strategy == compact_strategy::least_moves) {
+        least_moves_pass(budget);
+    } else {
+        scanners_pass(budget);
     }
     free_unused_targets();
     return finished() ? compact_progress::done : compact_progress::incomplete;
 }
 
-template <class Arena>
-compact_stats compactor<Arena>::end() {
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::free_unused_targets() noexcept {
+    // Unused targets go back, and the free scanner will see them again next pass.
+    while (frame* f = targets_.pop_front()) {
+        const std::size_t index = arena_.index_of(*f);
+        free_position_ = std::max(free_position_, index + 1);
+        highest_returned_ = std::max(highest_returned_, index);
+        arena_.free_frame(*f);
+    }
+}
+
+template <class Arena, class Clock>
+compact_stats compactor<Arena, Clock>::end() {
     MOVABLE_CONTRACT(running_, "compactor::end: no compaction running");
     free_unused_targets();
-    free_scanner_targets targets{*this};
     const std::size_t left_isolated = left_isolated_.size();
-    stats_.released += left_isolated - putback_movable_frames(left_isolated_, targets);
+    std::size_t put_back = 0;
+    if (request_.strategy == compact_strategy::least_moves) {
+        plan_targets targets{*this};
+        put_back = putback_movable_frames(left_isolated_, targets);
+    } else {
+        free_scanner_targets targets{*this};
+        put_back = putback_movable_frames(left_isolated_, targets);
+    }
+    stats_.released += left_isolated - put_back;
     running_ = false;
     const std::size_t blocks_after = detail::free_max_order_blocks(arena_);
     stats_.max_order_blocks_freed =
@@ -461,3 +432,6 @@ compact_stats compactor<Arena>::end() {
 }
 
 } // namespace movable
+
+#include <movable/detail/compaction_least_moves.hpp>
+#include <movable/detail/compaction_scanners.hpp>

@@ -1,0 +1,227 @@
+// The least_moves strategy of compactor (compaction.hpp includes this file at its end): plan
+// which regions to empty (detail/compaction_plan.hpp), then empty them one at a time, cheapest
+// first, into the holes of the densest blocks. Each region is looked at again when its turn
+// comes (owners allocate and free meanwhile): one that holds a frame that will not move is
+// given up and the next cheapest candidate opened in its place.
+#pragma once
+
+#include <movable/compaction.hpp>
+
+namespace movable {
+
+// migrate_frames' Targets for least_moves: free frames of the destination blocks. A frame
+// handed back is a source (in a block being emptied: it goes back to the arena) or an unused
+// target (kept for the next frame).
+template <class Arena, class Clock>
+struct compactor<Arena, Clock>::plan_targets {
+    compactor& self;
+    frame* allocate(const frame& /*source*/) noexcept {
+        if (frame* f = self.targets_.pop_front()) {
+            return f;
+        }
+        return self.next_destination_frame();
+    }
+    void free(frame& f) noexcept {
+        if (self.is_source(self.arena_.index_of(f))) {
+            self.arena_.free_frame(f);
+        } else {
+            self.targets_.push_front(f);
+        }
+    }
+};
+
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::plan(const compact_request& request) {
+    const unsigned order =
+        request.order >= 0 ? static_cast<unsigned>(request.order) : Arena::max_order;
+    detail::region_census census = detail::take_census(arena_, order);
+    region_frames_ = census.region_frames;
+    std::size_t regions = 0;
+    if (request.order >= 0) {
+        if (census.free_regions == 0 && detail::largest_free_order(arena_) < request.order) {
+            detail::keep_fitting_regions(census);
+            regions = census.candidates.empty() ? 0 : 1;
+        }
+    } else if (request.stop_at_score >= 0) {
+        regions = detail::regions_to_empty_for_score(census,
+                                                     static_cast<unsigned>(request.stop_at_score));
+    } else {
+        regions = detail::regions_to_empty_for_full(census);
+    }
+    stats_.minimum_moves = detail::moves_of(census, regions);
+    regions_left_ = regions;
+    plan_next_ = 0;
+    region_open_ = false;
+    destinations_ = regions == 0 ? std::vector<std::size_t>{}
+                                 : detail::destination_blocks(census, frames_per_block);
+    destination_next_ = 0;
+    destination_cursor_ = 0;
+    out_of_destinations_ = false;
+    plan_ = std::move(census.candidates);
+    source_block_.assign(arena_.frame_count() >> Arena::max_order, false);
+    target_block_.assign(source_block_.size(), false);
+}
+
+template <class Arena, class Clock>
+bool compactor<Arena, Clock>::plan_finished() noexcept {
+    // Unused targets are free frames the arena counts as allocated: judge it without them.
+    if (request_.order >= 0 && !region_open_) {
+        free_unused_targets();
+        if (detail::largest_free_order(arena_) >= request_.order) {
+            stats_.outcome = compact_outcome::order_available;
+            return true;
+        }
+    }
+    if (request_.stop_at_score >= 0 && !region_open_) {
+        free_unused_targets();
+        if (static_cast<int>(detail::fragmentation_score(arena_)) <= request_.stop_at_score) {
+            stats_.outcome = compact_outcome::score_reached;
+            return true;
+        }
+    }
+    if (!region_open_ &&
+        (regions_left_ == 0 || plan_next_ >= plan_.size() || out_of_destinations_)) {
+        free_unused_targets();
+        stats_.outcome = compact_outcome::planned;
+        return true;
+    }
+    return false;
+}
+
+// Opens the next candidate that can still be emptied: every used frame movable (a hint), and
+// no target placed in its block by this compaction (that would move a frame twice). A region
+// found free meanwhile counts as emptied. False when the plan has none left.
+template <class Arena, class Clock>
+bool compactor<Arena, Clock>::open_next_region() {
+    while (regions_left_ > 0 && plan_next_ < plan_.size()) {
+        const detail::region_cost region = plan_[plan_next_++];
+        const std::size_t block = region.first >> Arena::max_order;
+        if (target_block_[block]) {
+            continue;
+        }
+        std::size_t used = 0;
+        bool movable_now = true;
+        for (std::size_t i = region.first; i < region.first + region_frames_; ++i) {
+            if (!arena_.is_free(i)) {
+                ++used;
+                movable_now = movable_now && detail::may_move(arena_, i);
+            }
+        }
+        if (!movable_now) {
+            ++stats_.regions_given_up;
+            continue;
+        }
+        if (used == 0) {
+            --regions_left_;
+            continue;
+        }
+        source_block_[block] = true;
+        region_first_ = region.first;
+        region_end_ = region.first + region_frames_;
+        region_cursor_ = region.first;
+        region_open_ = true;
+        return true;
+    }
+    return false;
+}
+
+// The next free frame of the destination blocks, densest first, outside every block being
+// emptied; null when there is none left (the compaction then stops).
+template <class Arena, class Clock>
+frame* compactor<Arena, Clock>::next_destination_frame() noexcept {
+    while (destination_next_ < destinations_.size()) {
+        const std::size_t block = destinations_[destination_next_];
+        const std::size_t first = block << Arena::max_order;
+        const std::size_t end = first + frames_per_block;
+        if (source_block_[block]) {
+            ++destination_next_;
+            destination_cursor_ = 0;
+            continue;
+        }
+        std::size_t index = std::max(destination_cursor_, first);
+        while (index < end) {
+            ++stats_.free_scanned;
+            if (arena_.is_free(index)) {
+                if (frame* f = arena_.try_take_free_frame(index)) {
+                    destination_cursor_ = index + 1;
+                    target_block_[block] = true;
+                    return f;
+                }
+            }
+            ++index;
+        }
+        ++destination_next_;
+        destination_cursor_ = 0;
+    }
+    out_of_destinations_ = true;
+    return nullptr;
+}
+
+// One pass of least_moves: empties the open region (opening the next one when it is done),
+// batch by batch (one frame at a time under a time budget, so the clock is read after every
+// frame), until the budget or the plan runs out.
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
+    const std::size_t batch_limit =
+        request_.max_duration_per_pass.count() != 0 ? std::size_t{1} : batch_frames;
+    std::size_t isolated_this_pass = 0;
+    while (isolated_this_pass < budget && !finished()) {
+        if (!region_open_ && !open_next_region()) {
+            regions_left_ = 0; // nothing left to open: finished() says `planned`
+            continue;
+        }
+        frame_list batch;
+        bool blocked = false;
+        const std::size_t limit = std::min(batch_limit, budget - isolated_this_pass);
+        while (batch.size() < limit && region_cursor_ < region_end_) {
+            const std::size_t index = region_cursor_;
+            ++stats_.migrate_scanned;
+            if (arena_.is_free(index)) {
+                region_cursor_ = std::min(detail::free_run_end(arena_, index), region_end_);
+                continue;
+            }
+            ++region_cursor_;
+            frame& f = arena_.frame_at(index);
+            if (!isolate_movable_frame(f, request_.mode)) {
+                // Not movable (any more), refused by its owner, or freed meanwhile.
+                blocked = !arena_.is_free(index);
+                if (blocked) {
+                    break;
+                }
+                continue;
+            }
+            batch.push_back(f);
+            ++stats_.isolated;
+        }
+        isolated_this_pass += batch.size();
+        plan_targets targets{*this};
+        if (blocked) {
+            // The region cannot be emptied: give it up without moving what was isolated.
+            putback_movable_frames(batch, targets);
+            ++stats_.regions_given_up;
+            region_open_ = false;
+            continue;
+        }
+        if (!batch.empty()) {
+            const migrate_stats result = migrate_frames(batch, targets, request_.mode);
+            stats_.migrated += result.succeeded;
+            stats_.failed += result.failed;
+            stats_.released += result.released;
+            stats_.bytes_moved += result.succeeded * Arena::frame_size;
+            left_isolated_.splice_back(batch);
+            if (result.failed > 0 || result.target_exhausted) {
+                ++stats_.regions_given_up;
+                region_open_ = false;
+            }
+        }
+        if (region_open_ && region_cursor_ >= region_end_) {
+            region_open_ = false;
+            --regions_left_;
+        }
+        if (out_of_time()) {
+            return;
+        }
+    }
+}
+
+} // namespace movable
