@@ -213,6 +213,14 @@ TEST_CASE("compaction across balloon frames frees a max-order block") {
     }
     SUBCASE("full") {
         const compact_stats stats = compaction.compact();
+        CHECK(stats.outcome == compact_outcome::planned);
+        CHECK(stats.migrated == stats.minimum_moves);
+        CHECK(h.arena.stats().free_blocks_of_order(arena_type::max_order) == 4);
+    }
+    SUBCASE("full, scanners") {
+        compact_request request;
+        request.strategy = compact_strategy::scanners;
+        const compact_stats stats = compaction.compact(request);
         CHECK(stats.outcome == compact_outcome::scanners_met);
         CHECK(h.arena.stats().free_blocks_of_order(arena_type::max_order) == 4);
     }

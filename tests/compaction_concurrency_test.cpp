@@ -39,6 +39,9 @@ TEST_CASE("compaction running against page churn on other threads loses nothing"
             request.mode = modes[round % 3];
             request.max_frames_per_pass = round % 2 == 0 ? 0 : 8;
             request.order = round % 4 == 3 ? static_cast<int>(arena_type::max_order) : -1;
+            // Both strategies, and the plans least_moves makes go stale as the workers churn.
+            request.strategy =
+                (round / 4) % 2 == 0 ? compact_strategy::least_moves : compact_strategy::scanners;
             migrated += compaction.compact(request).migrated;
             ++compactions;
         }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -253,7 +254,14 @@ TEST_CASE("busy frames are put back once and stay; retried frames move in a late
     CHECK(stats.failed >= 1);
     CHECK(c.owner.putback_calls == static_cast<int>(stats.failed));
     for (auto [page, count] : retries) {
-        CHECK(count == 3); // two retries, then success
+        if constexpr (testing_scanners) {
+            CHECK(count == 3); // two retries, then success
+        } else {
+            // Two retries, then success; least_moves may move a frame once more when a region
+            // with a busy frame was given up and one that received targets stands in for it.
+            CHECK(count >= 3);
+            CHECK(count <= 4);
+        }
     }
     CHECK(c.all_pages_intact());
 }
@@ -692,4 +700,50 @@ TEST_CASE("async compaction never waits for a frame lock held elsewhere; end() p
     CHECK(c.owner.putback_calls == 1);
     CHECK(stats.failed >= 1);
     CHECK(c.all_pages_intact());
+}
+
+namespace {
+// A clock the test moves: each migrated frame "takes" 10 µs.
+struct test_clock {
+    using duration = std::chrono::nanoseconds;
+    using rep = duration::rep;
+    using period = duration::period;
+    using time_point = std::chrono::time_point<test_clock>;
+    static constexpr bool is_steady = true;
+    static inline duration elapsed{0};
+    static time_point now() noexcept { return time_point(elapsed); }
+};
+} // namespace
+
+TEST_CASE("a time-budgeted pass stops after the frame that crossed its budget") {
+    churned c(8, 8 * block / 2);
+    c.owner.migrate_policy = [](frame&) {
+        test_clock::elapsed += std::chrono::microseconds(10);
+        return migrate_status::success;
+    };
+    compactor<arena_type, test_clock> compaction(c.arena);
+    compact_request request = tested_request();
+    request.max_duration_per_pass = std::chrono::microseconds(25);
+    compaction.begin(request);
+    std::vector<std::size_t> per_pass;
+    std::size_t before = 0;
+    while (compaction.pass() == compact_progress::incomplete) {
+        per_pass.push_back(compaction.stats().migrated - before);
+        before = compaction.stats().migrated;
+    }
+    const compact_stats stats = compaction.end();
+    REQUIRE(per_pass.size() >= 2);
+    for (const std::size_t moved : per_pass) {
+        CHECK(moved == 3); // 10, 20 µs: under 25; the third frame crosses it, and the pass stops
+    }
+    CHECK(stats.passes_timed_out >= per_pass.size());
+    CHECK(stats.migrated > 0);
+    CHECK(c.all_pages_intact());
+
+    // Without a time budget the clock is never the reason a pass stops.
+    churned d(8, 8 * block / 2);
+    compactor<arena_type, test_clock> unbudgeted(d.arena);
+    const compact_stats whole = unbudgeted.compact(tested_request());
+    CHECK(whole.passes == 1);
+    CHECK(whole.passes_timed_out == 0);
 }

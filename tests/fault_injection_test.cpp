@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "support/arena_frames.hpp"
@@ -232,13 +233,15 @@ struct run_result {
 // One run with the fault at point k.
 enum class request_kind { full, incremental, order_targeted };
 
-run_result run_compaction(fault_kind kind, migrate_mode mode, request_kind how, std::size_t k) {
+run_result run_compaction(fault_kind kind, migrate_mode mode, request_kind how,
+                          compact_strategy strategy, std::size_t k) {
     fault_plan plan{kind, k};
     world w(plan, static_cast<unsigned>(k));
     faulty_arena arena{w.arena, plan};
     compactor<faulty_arena> compaction(arena);
     compact_request request;
     request.mode = mode;
+    request.strategy = strategy;
     switch (how) {
     case request_kind::full:
         break;
@@ -274,36 +277,55 @@ run_result run_migrate_frames(migrate_mode mode, std::size_t k) {
     return {plan.fired.load(), plan.calls.load()};
 }
 
+// Every migrate mode, request kind and strategy.
+std::vector<std::tuple<migrate_mode, request_kind, compact_strategy>> scenarios() {
+    std::vector<std::tuple<migrate_mode, request_kind, compact_strategy>> out;
+    for (const compact_strategy strategy :
+         {compact_strategy::least_moves, compact_strategy::scanners}) {
+        for (const migrate_mode mode :
+             {migrate_mode::async, migrate_mode::sync_light, migrate_mode::sync}) {
+            for (const request_kind how :
+                 {request_kind::full, request_kind::incremental, request_kind::order_targeted}) {
+                out.emplace_back(mode, how, strategy);
+            }
+        }
+    }
+    return out;
+}
+
 } // namespace
 
-TEST_CASE("every fault point of a compaction, in every migrate mode, loses nothing") {
+TEST_CASE("every fault point of a compaction, in every migrate mode and strategy, loses "
+          "nothing") {
     std::size_t faults_injected = 0;
     std::size_t runs = 0;
     for (fault_kind kind : all_faults) {
         std::size_t fired_in_kind = 0;
-        for (migrate_mode mode :
-             {migrate_mode::async, migrate_mode::sync_light, migrate_mode::sync}) {
-            for (request_kind how :
-                 {request_kind::full, request_kind::incremental, request_kind::order_targeted}) {
-                if (kind == fault_kind::engine_target_fails && how != request_kind::full) {
+        for (const auto& [mode, how, strategy] : scenarios()) {
+            {
+                if (kind == fault_kind::engine_target_fails &&
+                    (how != request_kind::full || strategy != compact_strategy::least_moves)) {
                     continue; // runs migrate_frames directly: no request
                 }
-                INFO(std::string(name_of(kind)) << ", mode " << static_cast<int>(mode)
-                                                << ", request " << static_cast<int>(how));
+                INFO(std::string(name_of(kind))
+                     << ", mode " << static_cast<int>(mode) << ", request " << static_cast<int>(how)
+                     << ", strategy " << static_cast<int>(strategy));
                 std::size_t fired_here = 0;
                 for (std::size_t k = 1;; ++k) {
                     CAPTURE(k);
                     const run_result result = kind == fault_kind::engine_target_fails
                                                   ? run_migrate_frames(mode, k)
-                                                  : run_compaction(kind, mode, how, k);
+                                                  : run_compaction(kind, mode, how, strategy, k);
                     ++runs;
                     fired_here += result.fired;
                     if (result.calls < k) {
                         break; // no k-th call: every point of this scenario failed once
                     }
                 }
-                // Full compaction reaches every fault point (order-targeted may stop first).
-                if (how == request_kind::full) {
+                // The scanners' full compaction reaches every fault point (order-targeted may
+                // stop first; least_moves moves only what frees a block, which in this world
+                // may leave the balloon's frames where they are).
+                if (how == request_kind::full && strategy == compact_strategy::scanners) {
                     CHECK(fired_here > 0);
                 }
                 fired_in_kind += fired_here;

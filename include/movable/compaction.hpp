@@ -206,6 +206,7 @@ private:
     void plan(const compact_request& request);
     bool plan_finished() noexcept;
     bool open_next_region();
+    void give_up_region() noexcept;
     frame* next_destination_frame() noexcept;
     bool is_source(std::size_t index) const noexcept {
         return source_block_[index >> Arena::max_order];
@@ -241,6 +242,7 @@ private:
     typename Clock::time_point pass_start_{};
     // least_moves: the plan, the region being emptied, where targets come from.
     std::vector<detail::region_cost> plan_; // candidate regions, cheapest first
+    std::vector<bool> plan_opened_;         // candidates opened (or found unmovable) already
     std::size_t region_frames_ = 0;
     std::size_t plan_next_ = 0;    // next candidate to open
     std::size_t regions_left_ = 0; // regions still to empty
@@ -414,6 +416,7 @@ compact_stats compactor<Arena, Clock>::end() {
         put_back = putback_movable_frames(left_isolated_, targets);
     }
     stats_.released += left_isolated - put_back;
+    free_unused_targets(); // a released frame handed to Targets::free may have joined them
     running_ = false;
     const std::size_t blocks_after = detail::free_max_order_blocks(arena_);
     stats_.max_order_blocks_freed =

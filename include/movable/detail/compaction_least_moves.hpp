@@ -58,6 +58,7 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
     destination_cursor_ = 0;
     out_of_destinations_ = false;
     plan_ = std::move(census.candidates);
+    plan_opened_.assign(plan_.size(), false);
     source_block_.assign(arena_.frame_count() >> Arena::max_order, false);
     target_block_.assign(source_block_.size(), false);
 }
@@ -89,39 +90,51 @@ bool compactor<Arena, Clock>::plan_finished() noexcept {
 }
 
 // Opens the next candidate that can still be emptied: every used frame movable (a hint), and
-// no target placed in its block by this compaction (that would move a frame twice). A region
-// found free meanwhile counts as emptied. False when the plan has none left.
+// no target placed in its block by this compaction (that would move a frame twice), unless a
+// region was given up (then one that received targets may stand in for it: the failure is the
+// cause). A region found free meanwhile counts as emptied. False when the plan has none left.
 template <class Arena, class Clock>
 bool compactor<Arena, Clock>::open_next_region() {
-    while (regions_left_ > 0 && plan_next_ < plan_.size()) {
-        const detail::region_cost region = plan_[plan_next_++];
-        const std::size_t block = region.first >> Arena::max_order;
-        if (target_block_[block]) {
-            continue;
+    // First the candidates no target went to; after a region was given up, also the others.
+    for (int round = 0; round < 2 && regions_left_ > 0; ++round) {
+        if (round == 1 && stats_.regions_given_up == 0) {
+            break;
         }
-        std::size_t used = 0;
-        bool movable_now = true;
-        for (std::size_t i = region.first; i < region.first + region_frames_; ++i) {
-            if (!arena_.is_free(i)) {
-                ++used;
-                movable_now = movable_now && detail::may_move(arena_, i);
+        for (std::size_t i = plan_next_; i < plan_.size() && regions_left_ > 0; ++i) {
+            const detail::region_cost region = plan_[i];
+            const std::size_t block = region.first >> Arena::max_order;
+            if (plan_opened_[i] || (round == 0 && target_block_[block])) {
+                continue;
             }
+            plan_opened_[i] = true;
+            while (plan_next_ < plan_.size() && plan_opened_[plan_next_]) {
+                ++plan_next_;
+            }
+            std::size_t used = 0;
+            bool movable_now = true;
+            for (std::size_t f = region.first; f < region.first + region_frames_; ++f) {
+                if (!arena_.is_free(f)) {
+                    ++used;
+                    movable_now = movable_now && detail::may_move(arena_, f);
+                }
+            }
+            if (!movable_now) {
+                ++stats_.regions_given_up;
+                continue;
+            }
+            if (used == 0) {
+                --regions_left_;
+                continue;
+            }
+            source_block_[block] = true;
+            region_first_ = region.first;
+            region_end_ = region.first + region_frames_;
+            region_cursor_ = region.first;
+            region_open_ = true;
+            return true;
         }
-        if (!movable_now) {
-            ++stats_.regions_given_up;
-            continue;
-        }
-        if (used == 0) {
-            --regions_left_;
-            continue;
-        }
-        source_block_[block] = true;
-        region_first_ = region.first;
-        region_end_ = region.first + region_frames_;
-        region_cursor_ = region.first;
-        region_open_ = true;
-        return true;
     }
+    regions_left_ = 0; // nothing left to open
     return false;
 }
 
@@ -157,6 +170,18 @@ frame* compactor<Arena, Clock>::next_destination_frame() noexcept {
     return nullptr;
 }
 
+// Gives up the open region: a frame in it will not move. Its holes may then take targets (the
+// frames they receive were never in it). Another candidate is opened in its place.
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::give_up_region() noexcept {
+    ++stats_.regions_given_up;
+    region_open_ = false;
+    source_block_[region_first_ >> Arena::max_order] = false;
+    // Destination blocks before the cursor may have been passed over as sources: look again.
+    destination_next_ = 0;
+    destination_cursor_ = 0;
+}
+
 // One pass of least_moves: empties the open region (opening the next one when it is done),
 // batch by batch (one frame at a time under a time budget, so the clock is read after every
 // frame), until the budget or the plan runs out.
@@ -167,8 +192,7 @@ void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
     std::size_t isolated_this_pass = 0;
     while (isolated_this_pass < budget && !finished()) {
         if (!region_open_ && !open_next_region()) {
-            regions_left_ = 0; // nothing left to open: finished() says `planned`
-            continue;
+            continue; // nothing left to open: finished() says `planned`
         }
         frame_list batch;
         bool blocked = false;
@@ -196,10 +220,19 @@ void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
         isolated_this_pass += batch.size();
         plan_targets targets{*this};
         if (blocked) {
-            // The region cannot be emptied: give it up without moving what was isolated.
-            putback_movable_frames(batch, targets);
-            ++stats_.regions_given_up;
-            region_open_ = false;
+            // The region cannot be emptied: give it up without moving what was isolated (async:
+            // a frame whose lock is busy stays isolated for a later pass, as migrate_frames
+            // leaves it).
+            while (frame* f = batch.pop_front()) {
+                const std::optional<putback_result> result =
+                    putback_or_free_movable_frame(*f, targets, request_.mode);
+                if (!result) {
+                    left_isolated_.push_back(*f);
+                } else if (*result == putback_result::released) {
+                    ++stats_.released;
+                }
+            }
+            give_up_region();
             continue;
         }
         if (!batch.empty()) {
@@ -210,8 +243,7 @@ void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
             stats_.bytes_moved += result.succeeded * Arena::frame_size;
             left_isolated_.splice_back(batch);
             if (result.failed > 0 || result.target_exhausted) {
-                ++stats_.regions_given_up;
-                region_open_ = false;
+                give_up_region();
             }
         }
         if (region_open_ && region_cursor_ >= region_end_) {
