@@ -152,6 +152,23 @@ struct frame_access {
             f.flags_.fetch_and(~std::uint32_t{frame::isolated_flag}, std::memory_order_release);
         }
     }
+    // Unlocks the frame and sets or clears ISOLATED in one read-modify-write (the core ends
+    // isolate and migrate with both). Frame locked.
+    static void unlock_setting_isolated(frame& f, bool isolated) noexcept {
+        std::uint32_t current = f.flags_.load(std::memory_order_relaxed);
+        std::uint32_t desired = 0;
+        do {
+            MOVABLE_CONTRACT((current & frame::locked_flag) != 0,
+                             "frame::unlock: frame is not locked");
+            desired = (current & ~std::uint32_t{frame::locked_flag | frame::lock_waiters_flag |
+                                                frame::isolated_flag}) |
+                      (isolated ? std::uint32_t{frame::isolated_flag} : 0);
+        } while (!f.flags_.compare_exchange_weak(current, desired, std::memory_order_release,
+                                                 std::memory_order_relaxed));
+        if ((current & frame::lock_waiters_flag) != 0) {
+            f.flags_.notify_all();
+        }
+    }
     // Stores the mapping word and the owner. Frame locked.
     static void store_mapping(frame& f, std::uintptr_t mapping, void* owner) noexcept {
         f.owner_.store(owner, std::memory_order_relaxed);

@@ -127,11 +127,11 @@ migrate_stats migrate_frames(frame_list& from, Targets& targets, migrate_mode mo
 namespace detail {
 
 // Frame locked and isolated, its owner gone: make it a plain allocated frame again (count 1)
-// so it can be handed to an allocator.
-inline void unisolate_for_free(frame& f) noexcept {
-    frame_access::set_isolated(f, false);
+// so it can be handed to an allocator, and unlock it (one read-modify-write for both).
+inline void unisolate_for_free_and_unlock(frame& f) noexcept {
     frame_access::store_mapping(f, 0, nullptr);
     f.set_private_word(0);
+    frame_access::unlock_setting_isolated(f, false);
     f.put(); // the isolation reference; the allocation reference remains
 }
 
@@ -147,8 +147,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
     }
     const movable_operations* ops = movable_ops(src);
     if (ops == nullptr) {
-        unisolate_for_free(src);
-        src.unlock();
+        unisolate_for_free_and_unlock(src);
         targets.free(src);
         return migrate_one_result::released;
     }
@@ -172,8 +171,7 @@ migrate_one_result migrate_one(frame& src, Targets& targets, migrate_mode mode,
         detail::release_check(movable_ops(*dst) != nullptr,
                               "migrate_frames: owner answered success without set_movable(dst)");
         dst->unlock();
-        unisolate_for_free(src);
-        src.unlock();
+        unisolate_for_free_and_unlock(src);
         targets.free(src);
         return migrate_one_result::succeeded;
     }
@@ -193,8 +191,7 @@ inline putback_result putback_locked(frame& f) noexcept {
     MOVABLE_CONTRACT(f.is_isolated(), "putback_movable_frame: frame is not isolated");
     const movable_operations* ops = movable_ops(f);
     if (ops == nullptr) {
-        unisolate_for_free(f);
-        f.unlock();
+        unisolate_for_free_and_unlock(f);
         return putback_result::released;
     }
     frame_access::set_isolated(f, false);
@@ -220,8 +217,7 @@ inline bool isolate_movable_frame(frame& f, migrate_mode mode) noexcept {
         f.put();
         return false;
     }
-    detail::frame_access::set_isolated(f, true);
-    f.unlock();
+    detail::frame_access::unlock_setting_isolated(f, true);
     return true;
 }
 
