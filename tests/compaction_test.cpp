@@ -709,7 +709,6 @@ struct test_clock {
     using rep = duration::rep;
     using period = duration::period;
     using time_point = std::chrono::time_point<test_clock>;
-    static constexpr bool is_steady = true;
     static inline duration elapsed{0};
     static time_point now() noexcept { return time_point(elapsed); }
 };
