@@ -301,8 +301,12 @@ TEST_CASE("every fault point of a compaction, in every migrate mode and strategy
     std::size_t runs = 0;
     for (fault_kind kind : all_faults) {
         std::size_t fired_in_kind = 0;
-        for (const auto& [mode, how, strategy] : scenarios()) {
+        for (const auto& scenario : scenarios()) {
             {
+                // (Named copies, not structured bindings: doctest's INFO captures them.)
+                const migrate_mode mode = std::get<0>(scenario);
+                const request_kind how = std::get<1>(scenario);
+                const compact_strategy strategy = std::get<2>(scenario);
                 if (kind == fault_kind::engine_target_fails &&
                     (how != request_kind::full || strategy != compact_strategy::least_moves)) {
                     continue; // runs migrate_frames directly: no request
