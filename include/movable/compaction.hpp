@@ -366,6 +366,9 @@ compact_progress compactor<Arena, Clock>::pass() {
         }
     }
     left_isolated_.splice_back(still_busy);
+    // A released frame handed to Targets::free above may have joined the unused targets: give
+    // it back now, so that between passes (and after the last) no free frame is held.
+    free_unused_targets();
     if (finished()) {
         return compact_progress::done;
     }
