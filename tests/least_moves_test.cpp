@@ -215,3 +215,33 @@ TEST_CASE("a plan that goes stale while it runs loses nothing and moves no frame
     // Every frame is free or holds a live page.
     CHECK(p.arena.free_frames() + p.pages.size() == p.arena.frame_count());
 }
+
+TEST_CASE("the plan counts only holes that can take a frame, and reserves the blocks it empties") {
+    // Block 0: one unmovable frame (its holes take no movable frame). Blocks 1 and 2: 4 pages
+    // each (the cheapest). Blocks 3..7: 12 pages each.
+    populated p(8);
+    p.pack(p.arena.frame_count());
+    for (std::size_t page = 0; page < block; ++page) {
+        p.owner.release_page(page);
+        p.pages.erase(page);
+    }
+    frame* unmovable = p.arena.try_allocate(0, frame_kind::unmovable);
+    REQUIRE(unmovable != nullptr);
+    REQUIRE(p.arena.index_of(*unmovable) / block == 0);
+    for (std::size_t b = 1; b < 8; ++b) {
+        const std::size_t keep = b <= 2 ? 4 : 12;
+        for (std::size_t page = b * block + keep; page < (b + 1) * block; ++page) {
+            p.owner.release_page(page);
+            p.pages.erase(page);
+        }
+    }
+    // 12 + 12 + 5 * 4 = 44 usable holes: two blocks can be emptied, the two cheapest (8 moves),
+    // into the holes of blocks 3..7 (not block 0's, which are unmovable, nor each other's).
+    const compact_stats stats = compactor<arena_type>(p.arena).compact();
+    CHECK(stats.minimum_moves == 8);
+    CHECK(stats.migrated == 8);
+    CHECK(stats.max_order_blocks_freed == 2);
+    CHECK(stats.regions_given_up == 0);
+    CHECK(p.all_intact());
+    p.arena.deallocate(*unmovable);
+}

@@ -207,6 +207,7 @@ private:
     bool plan_finished() noexcept;
     bool open_next_region();
     void give_up_region() noexcept;
+    void release_reserved_block(std::size_t block) noexcept;
     frame* next_destination_frame() noexcept;
     bool is_source(std::size_t index) const noexcept {
         return source_block_[index >> Arena::max_order];
@@ -250,7 +251,7 @@ private:
     std::size_t region_first_ = 0;
     std::size_t region_end_ = 0;
     std::size_t region_cursor_ = 0;  // next frame of the open region to look at
-    std::vector<bool> source_block_; // max-order blocks being emptied (never targets)
+    std::vector<bool> source_block_; // max-order blocks planned or being emptied (no targets)
     std::vector<bool> target_block_; // max-order blocks that received a target (never emptied)
     std::vector<std::size_t> destinations_; // max-order blocks to take targets from, in order
     std::size_t destination_next_ = 0;

@@ -61,6 +61,12 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
     plan_opened_.assign(plan_.size(), false);
     source_block_.assign(arena_.frame_count() >> Arena::max_order, false);
     target_block_.assign(source_block_.size(), false);
+    // The planned regions' blocks are reserved from the start: no target goes there, even
+    // before their turn comes (the destinations run densest first, and a block that cannot be
+    // emptied may be sparser than the planned ones).
+    for (std::size_t i = 0; i < regions && i < plan_.size(); ++i) {
+        source_block_[plan_[i].first >> Arena::max_order] = true;
+    }
 }
 
 template <class Arena, class Clock>
@@ -120,6 +126,7 @@ bool compactor<Arena, Clock>::open_next_region() {
             }
             if (!movable_now) {
                 ++stats_.regions_given_up;
+                release_reserved_block(block);
                 continue;
             }
             if (used == 0) {
@@ -176,8 +183,14 @@ template <class Arena, class Clock>
 void compactor<Arena, Clock>::give_up_region() noexcept {
     ++stats_.regions_given_up;
     region_open_ = false;
-    source_block_[region_first_ >> Arena::max_order] = false;
-    // Destination blocks before the cursor may have been passed over as sources: look again.
+    release_reserved_block(region_first_ >> Arena::max_order);
+}
+
+// A block no longer to be emptied may take targets; the destinations passed over it are
+// looked at again.
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::release_reserved_block(std::size_t block) noexcept {
+    source_block_[block] = false;
     destination_next_ = 0;
     destination_cursor_ = 0;
 }

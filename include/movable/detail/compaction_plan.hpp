@@ -34,10 +34,18 @@ struct region_cost {
 // allocating and freeing, so the compactor revalidates each region as it empties it).
 struct region_census {
     std::size_t region_frames = 0;
-    std::size_t free_frames = 0;            // in the whole arena
+    std::size_t free_frames = 0;            // that could take a frame (or form a free block)
     std::size_t free_regions = 0;           // regions wholly free already
     std::vector<region_cost> candidates;    // evacuable regions with a used frame, cheapest first
     std::vector<std::size_t> used_of_block; // used frames of each max-order block
+};
+
+// An arena that says which kind of allocation a max-order block serves (frame_arena): free
+// frames of an unmovable block are never handed out as migration targets
+// (try_take_free_frame refuses them), so the plan must not count them as holes.
+template <class Arena>
+concept arena_has_block_kind = requires(const Arena& arena, std::size_t block) {
+    { arena.block_kind(block) } -> std::same_as<frame_kind>;
 };
 
 // A used frame that the compactor could isolate: movable (a hint, re-checked under its lock
@@ -57,20 +65,35 @@ region_census take_census(Arena& arena, unsigned order) {
     for (std::size_t first = 0; first + census.region_frames <= frames;
          first += census.region_frames) {
         std::size_t used = 0;
+        std::size_t free = 0;
         bool evacuable = true;
         for (std::size_t i = first; i < first + census.region_frames; ++i) {
             if (arena.is_free(i)) {
-                ++census.free_frames;
+                ++free;
             } else {
                 ++used;
                 evacuable = evacuable && may_move(arena, i);
             }
         }
+        bool holes_usable = true;
+        if constexpr (arena_has_block_kind<Arena>) {
+            holes_usable =
+                used == 0 || arena.block_kind(first / block_frames) == frame_kind::movable;
+        }
+        census.free_frames += holes_usable ? free : 0;
         census.used_of_block[first / block_frames] += used;
         if (used == 0) {
             ++census.free_regions;
         } else if (evacuable) {
             census.candidates.push_back({first, used});
+        }
+    }
+    if constexpr (arena_has_block_kind<Arena>) {
+        // A partly used unmovable block gives no targets: count it full for the destinations.
+        for (std::size_t b = 0; b < census.used_of_block.size(); ++b) {
+            if (census.used_of_block[b] != 0 && arena.block_kind(b) != frame_kind::movable) {
+                census.used_of_block[b] = block_frames;
+            }
         }
     }
     std::stable_sort(census.candidates.begin(), census.candidates.end(),
