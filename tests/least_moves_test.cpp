@@ -245,3 +245,33 @@ TEST_CASE("the plan counts only holes that can take a frame, and reserves the bl
     CHECK(p.all_intact());
     p.arena.deallocate(*unmovable);
 }
+
+TEST_CASE("no target lands in a planned block before its turn, even when sparser holes exist") {
+    // Block 0: one frame nobody made movable (not evacuable; its holes take frames). Blocks 1
+    // and 2: 6 pages each (planned). Blocks 3..7: 14 pages each. The destinations run densest
+    // first, so after blocks 3..7's 10 holes come blocks 1 and 2, then block 0: the planned
+    // blocks must be passed over.
+    populated p(8);
+    p.pack(p.arena.frame_count());
+    for (std::size_t page = 0; page < block; ++page) {
+        p.owner.release_page(page);
+        p.pages.erase(page);
+    }
+    frame* pinned_frame = p.arena.try_allocate(0, frame_kind::movable);
+    REQUIRE(pinned_frame != nullptr);
+    REQUIRE(p.arena.index_of(*pinned_frame) / block == 0);
+    for (std::size_t b = 1; b < 8; ++b) {
+        const std::size_t keep = b <= 2 ? 6 : 14;
+        for (std::size_t page = b * block + keep; page < (b + 1) * block; ++page) {
+            p.owner.release_page(page);
+            p.pages.erase(page);
+        }
+    }
+    const compact_stats stats = compactor<arena_type>(p.arena).compact();
+    CHECK(stats.minimum_moves == 12);
+    CHECK(stats.migrated == 12);
+    CHECK(stats.max_order_blocks_freed == 2);
+    CHECK(stats.regions_given_up == 0);
+    CHECK(p.all_intact());
+    p.arena.deallocate(*pinned_frame);
+}
