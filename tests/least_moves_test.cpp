@@ -248,9 +248,9 @@ TEST_CASE("the plan counts only holes that can take a frame, and reserves the bl
 
 TEST_CASE("no target lands in a planned block before its turn, even when sparser holes exist") {
     // Block 0: one frame nobody made movable (not evacuable; its holes take frames). Blocks 1
-    // and 2: 6 pages each (planned). Blocks 3..7: 14 pages each. The destinations run densest
-    // first, so after blocks 3..7's 10 holes come blocks 1 and 2, then block 0: the planned
-    // blocks must be passed over.
+    // and 2: 6 pages each (planned). Block 3: 14 pages; blocks 4..7 full. The destinations run
+    // densest first, so after block 3's 2 holes come blocks 1 and 2, then block 0: block 2 must
+    // be passed over while block 1 empties.
     populated p(8);
     p.pack(p.arena.frame_count());
     for (std::size_t page = 0; page < block; ++page) {
@@ -261,7 +261,7 @@ TEST_CASE("no target lands in a planned block before its turn, even when sparser
     REQUIRE(pinned_frame != nullptr);
     REQUIRE(p.arena.index_of(*pinned_frame) / block == 0);
     for (std::size_t b = 1; b < 8; ++b) {
-        const std::size_t keep = b <= 2 ? 6 : 14;
+        const std::size_t keep = b <= 2 ? 6 : (b == 3 ? 14 : block);
         for (std::size_t page = b * block + keep; page < (b + 1) * block; ++page) {
             p.owner.release_page(page);
             p.pages.erase(page);
