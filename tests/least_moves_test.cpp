@@ -275,3 +275,22 @@ TEST_CASE("no target lands in a planned block before its turn, even when sparser
     CHECK(p.all_intact());
     p.arena.deallocate(*pinned_frame);
 }
+
+TEST_CASE("an order-targeted region may send its frames to holes in its own block") {
+    // One block: pages everywhere but frames 1, 2, 3 and 7. Frames 0..3 hold one page: moving
+    // it to frame 7 frees an order-2 block; the only holes are in the same max-order block.
+    populated p(1);
+    p.pack(p.arena.frame_count());
+    for (const std::size_t page : {1u, 2u, 3u, 7u}) {
+        p.owner.release_page(page);
+        p.pages.erase(page);
+    }
+    compact_request request;
+    request.order = 2;
+    const compact_stats stats = compactor<arena_type>(p.arena).compact(request);
+    CHECK(stats.outcome == compact_outcome::order_available);
+    CHECK(stats.minimum_moves == 1);
+    CHECK(stats.migrated == 1);
+    CHECK(p.arena.largest_free_order() >= 2);
+    CHECK(p.all_intact());
+}

@@ -209,8 +209,11 @@ private:
     void give_up_region() noexcept;
     void release_reserved_block(std::size_t block) noexcept;
     frame* next_destination_frame() noexcept;
+    // A frame of a block being emptied, or of the (last) region opened: handed back, it goes to
+    // the arena, not to the unused targets.
     bool is_source(std::size_t index) const noexcept {
-        return source_block_[index >> Arena::max_order];
+        return source_block_[index >> Arena::max_order] ||
+               (index >= region_first_ && index < region_end_);
     }
     void least_moves_pass(std::size_t budget);
     // scanners

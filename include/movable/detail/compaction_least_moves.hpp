@@ -52,6 +52,8 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
     regions_left_ = regions;
     plan_next_ = 0;
     region_open_ = false;
+    region_first_ = 0;
+    region_end_ = 0;
     destinations_ = regions == 0 ? std::vector<std::size_t>{}
                                  : detail::destination_blocks(census, frames_per_block);
     destination_next_ = 0;
@@ -64,7 +66,10 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
     // The planned regions' blocks are reserved from the start: no target goes there, even
     // before their turn comes (the destinations run densest first, and a block that cannot be
     // emptied may be sparser than the planned ones).
-    for (std::size_t i = 0; i < regions && i < plan_.size(); ++i) {
+    // (An order-targeted region smaller than a block reserves only itself: the holes around it
+    // in its block take targets.)
+    for (std::size_t i = 0; i < regions && i < plan_.size() && region_frames_ == frames_per_block;
+         ++i) {
         source_block_[plan_[i].first >> Arena::max_order] = true;
     }
 }
@@ -133,7 +138,7 @@ bool compactor<Arena, Clock>::open_next_region() {
                 --regions_left_;
                 continue;
             }
-            source_block_[block] = true;
+            source_block_[block] = region_frames_ == frames_per_block;
             region_first_ = region.first;
             region_end_ = region.first + region_frames_;
             region_cursor_ = region.first;
@@ -160,6 +165,10 @@ frame* compactor<Arena, Clock>::next_destination_frame() noexcept {
         }
         std::size_t index = std::max(destination_cursor_, first);
         while (index < end) {
+            if (region_open_ && index >= region_first_ && index < region_end_) {
+                index = region_end_; // the region being emptied
+                continue;
+            }
             ++stats_.free_scanned;
             if (arena_.is_free(index)) {
                 if (frame* f = arena_.try_take_free_frame(index)) {
