@@ -144,6 +144,7 @@ struct run_totals {
     unsigned long long least_moves = 0;      // compactions (any kind) with that strategy
     unsigned long long plans_met = 0;        // least_moves compactions held to the exact plan
     unsigned long long passes_timed_out = 0; // by the fake clock
+    unsigned long long stray_frames = 0;     // frames a done compaction held, op after op (known)
 };
 run_totals totals;
 
@@ -151,9 +152,11 @@ void print_totals() {
     std::fprintf(stderr,
                  "movable_fuzz: %llu ops executed in %llu inputs (%llu faults injected, %llu "
                  "compactions, %llu incremental passes, %llu frames migrated; %llu least_moves "
-                 "compactions, %llu held to their exact plan, %llu passes timed out)\n",
+                 "compactions, %llu held to their exact plan, %llu passes timed out; %llu "
+                 "frame-ops held by a done compaction)\n",
                  totals.ops, totals.inputs, totals.faults, totals.compactions, totals.passes,
-                 totals.migrated, totals.least_moves, totals.plans_met, totals.passes_timed_out);
+                 totals.migrated, totals.least_moves, totals.plans_met, totals.passes_timed_out,
+                 totals.stray_frames);
 }
 
 // ---- input --------------------------------------------------------------------------------------
@@ -266,9 +269,11 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
-// MOVABLE_FUZZ_STRICT_PLAN=1: hold every unobstructed least_moves compaction to its plan, also
-// where the plan counts holes the arena will not hand out as targets (plan_expectation::exact).
-const bool strict_plans = std::getenv("MOVABLE_FUZZ_STRICT_PLAN") != nullptr;
+// MOVABLE_FUZZ_STRICT=1: no allowance for the library's known problems (reported from the
+// lm-fuzz branch): hold every unobstructed least_moves compaction to its plan, also where the
+// plan counts holes the arena will not hand out as targets (plan_expectation::exact); and no
+// frame may be held by an incremental compaction that answered done (harness::stray_frames).
+const bool strict = std::getenv("MOVABLE_FUZZ_STRICT") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
 // recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
@@ -1875,7 +1880,7 @@ private:
     // targets from (frame_arena hands out no frame of an unmovable pageblock). The plan counts
     // every free frame, and for an order below max_order the holes of the region's own block,
     // so it can promise more than that: then only minimum_moves and the loss-free invariants are
-    // checked, unless MOVABLE_FUZZ_STRICT_PLAN is set.
+    // checked, unless MOVABLE_FUZZ_STRICT is set.
     struct plan_expectation {
         std::size_t regions = 0;     // regions to empty
         std::size_t moves = 0;       // their used frames: minimum_moves
@@ -1888,12 +1893,7 @@ private:
         const unsigned order =
             request.order >= 0 ? static_cast<unsigned>(request.order) : arena_type::max_order;
         const std::size_t region = std::size_t{1} << order;
-        std::vector<bool> unmovable(arena_.frame_count(), false);
-        for (const unmovable_block& block : unmovable_) {
-            const std::size_t first = arena_.index_of(*block.first);
-            std::fill_n(unmovable.begin() + static_cast<std::ptrdiff_t>(first),
-                        std::size_t{1} << block.order, true);
-        }
+        const std::vector<bool> unmovable = unmovable_map();
         std::size_t free_frames = 0;
         std::size_t free_regions = 0;
         struct cost {
@@ -1971,6 +1971,17 @@ private:
         return expected;
     }
 
+    // The frames of the unmovable allocations, by index.
+    [[nodiscard]] std::vector<bool> unmovable_map() const {
+        std::vector<bool> unmovable(arena_.frame_count(), false);
+        for (const unmovable_block& block : unmovable_) {
+            const std::size_t first = arena_.index_of(*block.first);
+            std::fill_n(unmovable.begin() + static_cast<std::ptrdiff_t>(first),
+                        std::size_t{1} << block.order, true);
+        }
+        return unmovable;
+    }
+
     // Free max-order blocks, counted from is_free.
     [[nodiscard]] std::size_t free_max_blocks() const {
         std::size_t blocks = 0;
@@ -1997,7 +2008,7 @@ private:
                    "least_moves isolated frames where nothing could be gained (an already "
                    "compact arena, or no region worth emptying)");
         }
-        if (!unobstructed || !(expected.exact || strict_plans)) {
+        if (!unobstructed || !(expected.exact || strict)) {
             return;
         }
         ++totals.plans_met;
@@ -2332,6 +2343,8 @@ private:
         std::size_t owned_by_pool = 0;
         std::size_t owned_by_object_pools = 0;
         std::array<std::size_t, balloon_count> owned_by_balloon{};
+        std::size_t stray = 0;
+        const std::vector<bool> unmovable_at = unmovable_map();
         for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
             frame& f = arena_.frame_at(index);
             expect(!f.is_locked(), "a frame is locked between operations");
@@ -2357,7 +2370,10 @@ private:
                 ++isolated_pages;
             }
             if (movable_ops(f) == nullptr) {
-                continue; // unmovable, or a frame inside a higher-order block
+                // An unmovable allocation (or a frame inside one), or a frame allocated to
+                // nobody: a target a compactor still holds.
+                stray += unmovable_at[index] ? 0 : 1;
+                continue;
             }
             expect(isolated || f.reference_count() == 1,
                    "a movable frame's reference count is not 1");
@@ -2408,7 +2424,16 @@ private:
             records_.pool->stats().frames + plains_.pool->stats().frames;
         expect(owned_by_object_pools == object_frames,
                "frames owned by the object pools differ from their frame counts");
-        expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames ==
+        // Known library problem (not under MOVABLE_FUZZ_STRICT): a frame an async pass left
+        // isolated, released by its owner meanwhile, joins the targets when a later pass puts it
+        // back; once the compaction is done that pass answers `done` without giving its targets
+        // back, so the frame is allocated to nobody until end().
+        expect(stray == 0 || (!strict && incremental_running_ && incremental_done_),
+               "a frame is allocated to nobody between operations (a target a compaction "
+               "kept after its pass)");
+        totals.stray_frames += stray;
+        expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames +
+                       stray ==
                    arena_.frame_count(),
                "free + pages + unmovable + balloon + released isolated (+ pool, object pools) "
                "frames != the arena's frames (leak?)");
