@@ -249,6 +249,12 @@ def strategy_seeds():
     p = Program(3).add_pages(8).op("allocate_unmovable", 0, 0x11).add_pages(5).release(0, 1)
     p.op("compact_full", opts(SYNC)).op("compact_full", opts(SYNC, scanners=True))
     yield "least_moves_unusable_holes", p
+    # A block holding only an unmovable frame in a movable pageblock (stolen from a full arena),
+    # two sparse blocks and a full one: the plan empties the two sparse ones into its holes
+    # (4 moves), but targets are taken densest block first, from the second before its turn.
+    p = Program(4).add_pages(32).release(0).op("allocate_unmovable", 0, 0x5a)
+    p.release(*[0] * 7, *[2] * 6, *[4] * 6).op("compact_full", opts(SYNC))
+    yield "least_moves_sparse_unmovable", p
     p = Program(1).add_pages(8).release(1, 1, 1, 4).op("compact_order", 2, opts(SYNC))
     p.op("incremental_begin", 1, opts(SYNC, scanners=True), 0, 0, 2).op("incremental_pass", 0)
     yield "least_moves_own_block", p.op("incremental_end")

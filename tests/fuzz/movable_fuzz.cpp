@@ -1876,11 +1876,13 @@ private:
     // used frames fit in the free frames outside it, none when a free region exists.
     //
     // `exact`: the plan can be carried out as planned, because the holes the moved frames need
-    // are there, outside the max-order blocks being emptied and in blocks the arena takes
-    // targets from (frame_arena hands out no frame of an unmovable pageblock). The plan counts
-    // every free frame, and for an order below max_order the holes of the region's own block,
-    // so it can promise more than that: then only minimum_moves and the loss-free invariants are
-    // checked, unless MOVABLE_FUZZ_STRICT is set.
+    // are there, outside the max-order blocks being emptied, in blocks the arena takes targets
+    // from (frame_arena hands out no frame of an unmovable pageblock) and that the compactor
+    // fills before it reaches a chosen block. The plan counts every free frame, and for an order
+    // below max_order the holes of the region's own block; and the compactor fills the chosen
+    // blocks' holes before those of a sparser block holding an unmovable frame: known problems,
+    // where least_moves moves more than its plan or frees less. Then only minimum_moves and the
+    // loss-free invariants are checked, unless MOVABLE_FUZZ_STRICT is set.
     struct plan_expectation {
         std::size_t regions = 0;     // regions to empty
         std::size_t moves = 0;       // their used frames: minimum_moves
@@ -1902,6 +1904,7 @@ private:
         };
         std::vector<cost> costs; // the evacuable regions
         std::vector<std::size_t> free_of_block(arena_.block_count(), 0);
+        std::vector<bool> holds_unmovable(arena_.block_count(), false);
         for (std::size_t first = 0; first < arena_.frame_count(); first += region) {
             std::size_t used = 0;
             bool evacuable = true;
@@ -1913,6 +1916,8 @@ private:
                 }
                 ++used;
                 evacuable = evacuable && !unmovable[index];
+                holds_unmovable[index / block_frames] =
+                    holds_unmovable[index / block_frames] || unmovable[index];
                 // The shadow and the frames' MOVABLE bits must agree (an isolated frame, or one
                 // released while isolated, keeps its bit).
                 expect(is_movable(arena_.frame_at(index)) == !unmovable[index],
@@ -1933,6 +1938,7 @@ private:
         expected.most =
             std::min(possible > free_regions ? possible - free_regions : 0, costs.size());
         std::vector<bool> emptied(arena_.block_count(), false); // blocks of the chosen regions
+        std::size_t densest_emptied = 0; // full, proactive: used frames of the fullest chosen
         if (request.order >= 0) {
             if (free_regions == 0) {
                 for (const cost& c : costs) { // cheapest first
@@ -1956,14 +1962,19 @@ private:
             for (std::size_t i = 0; i < expected.regions; ++i) {
                 expected.moves += costs[i].used;
                 emptied[costs[i].first / block_frames] = true;
+                densest_emptied = std::max(densest_emptied, costs[i].used);
             }
         }
-        // The holes targets can come from: partly used max-order blocks not being emptied,
-        // tagged movable.
+        // The holes targets can surely come from: partly used max-order blocks not being
+        // emptied, tagged movable, and either evacuable (then, not chosen, at least as dense as
+        // every chosen block) or denser than every chosen block. (Targets are taken densest
+        // block first; a sparser block holding an unmovable frame comes after the chosen blocks,
+        // which would then take targets before their turn to be emptied.)
         std::size_t holes = 0;
         for (std::size_t b = 0; b < arena_.block_count(); ++b) {
-            if (!emptied[b] && free_of_block[b] != block_frames &&
-                arena_.block_kind(b) == frame_kind::movable) {
+            const std::size_t used = block_frames - free_of_block[b];
+            if (!emptied[b] && used != 0 && arena_.block_kind(b) == frame_kind::movable &&
+                (!holds_unmovable[b] || used > densest_emptied)) {
                 holes += free_of_block[b];
             }
         }
