@@ -288,8 +288,10 @@ def strategy_seeds():
     # back (a known problem: allowed until incremental_end unless MOVABLE_FUZZ_STRICT).
     p = Program(8).add_pages(14).release(0, 1).op("allocate_unmovable", 1, 0x15).release(0x18)
     p.callback("hold_lock", False, 2, 3).op("incremental_begin", 0, opts(ASYNC), 6, 0, 0)
+    # Compactions meanwhile see that frame as allocated to nobody, which cannot move.
     p.op("incremental_pass", 0).release(5).op("incremental_pass", 0).op("add_pages", 0)
-    yield "released_after_done", p.op("incremental_end")
+    p.op("clear_faults").op("compact_order", 3, opts(SYNC)).op("compact_full", opts(SYNC, True))
+    yield "released_after_done", p.op("compact_full", opts(SYNC)).op("incremental_end")
 
 
 def main():

@@ -272,7 +272,7 @@ const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
 // MOVABLE_FUZZ_STRICT=1: no allowance for the library's known problems (reported from the
 // lm-fuzz branch): hold every unobstructed least_moves compaction to its plan, also where the
 // plan counts holes the arena will not hand out as targets (plan_expectation::exact); and no
-// frame may be held by an incremental compaction that answered done (harness::stray_frames).
+// frame may be held by an incremental compaction that answered done (check_invariants: stray).
 const bool strict = std::getenv("MOVABLE_FUZZ_STRICT") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
@@ -1792,7 +1792,8 @@ private:
         if (mapping_ || records_.pins_held() != 0 || plains_.pins_held() != 0) {
             return false; // a pinned zspage or object cannot move
         }
-        return isolated_between_ops_ == 0; // a frame left isolated cannot move either
+        // A frame left isolated cannot move either, nor one a compaction holds (stray_frames).
+        return isolated_between_ops_ == 0 && stray_between_ops_ == 0;
     }
 
     // As plan_unobstructed, and no unmovable frame is allocated and no pageblock is unmovable: a
@@ -1915,14 +1916,18 @@ private:
                     continue;
                 }
                 ++used;
-                evacuable = evacuable && !unmovable[index];
-                holds_unmovable[index / block_frames] =
-                    holds_unmovable[index / block_frames] || unmovable[index];
                 // The shadow and the frames' MOVABLE bits must agree (an isolated frame, or one
-                // released while isolated, keeps its bit).
-                expect(is_movable(arena_.frame_at(index)) == !unmovable[index],
+                // released while isolated, keeps its bit), but for a frame allocated to nobody
+                // that a done incremental compaction still holds (see check_invariants), which
+                // cannot move either.
+                const bool movable = is_movable(arena_.frame_at(index));
+                expect(movable != unmovable[index] ||
+                           (!movable && !strict && incremental_running_ && incremental_done_),
                        "a used frame's MOVABLE bit differs from whether it is an unmovable "
                        "allocation");
+                evacuable = evacuable && movable;
+                holds_unmovable[index / block_frames] =
+                    holds_unmovable[index / block_frames] || !movable;
             }
             if (used == 0) {
                 ++free_regions;
@@ -2443,6 +2448,7 @@ private:
                "a frame is allocated to nobody between operations (a target a compaction "
                "kept after its pass)");
         totals.stray_frames += stray;
+        stray_between_ops_ = stray;
         expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames +
                        stray ==
                    arena_.frame_count(),
@@ -2557,7 +2563,8 @@ private:
     bool may_hold_locks_ = false; // an async pass or migrate_frames call is running
     std::vector<frame*> held_;    // frame locks hold_lock took, released after each op
     std::size_t isolated_between_ops_ = 0;
-    compaction_sums finished_; // compactions that ended
+    std::size_t stray_between_ops_ = 0; // frames allocated to nobody (check_invariants)
+    compaction_sums finished_;          // compactions that ended
     compact_request incremental_request_;
     bool incremental_running_ = false;
     bool incremental_done_ = false;          // a pass of the running compaction answered done
