@@ -29,8 +29,9 @@
 // the harness works out the plan itself from the arena and the shadow (the evacuable regions,
 // cheapest first, as many as the free frames allow): minimum_moves must match it, nothing may
 // move when nothing can be gained (an already-compact arena), and with nothing in the plan's way
-// (no fault knob, nothing pinned) it must move exactly those frames and free exactly those
-// blocks. At the end every frame must be back in a free max-order block.
+// (no fault knob, nothing pinned, the holes it needs where the compactor takes targets: see
+// plan_expectation) it must move exactly those frames and free exactly those blocks. At the end
+// every frame must be back in a free max-order block.
 //
 // The object pools: every live object's handle, key and version in a shadow (contents are a
 // function of those, with a self-check: keyed_record's pointer into its own string, checksums);
