@@ -2,10 +2,13 @@
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
 // allocations, two balloons lending to recording hosts, a zspage_pool, two object_pools (of a
 // type its pool moves by its move constructor, keyed_record, and of a trivially copyable one it
-// moves by memcpy, plain_record), and three compactors: one-shot
-// compactions (full, order-targeted, proactive; async, sync_light, sync), an incremental one
-// whose budgeted passes interleave with every other operation, and one nested inside owner
-// callbacks. migrate_frames and putback are also driven directly, with targets that run out.
+// moves by memcpy, plain_record), and three compactors: one-shot compactions (full,
+// order-targeted, proactive; async, sync_light, sync), an incremental one whose budgeted passes
+// interleave with every other operation, and one nested inside owner callbacks; each compaction
+// takes its strategy (least_moves or scanners) from the input. The one-shot and incremental
+// compactors read fake_clock, which moves one tick per page the owner migrates for them, so a
+// time budget (max_duration_per_pass) is a budget of migrated pages. migrate_frames and putback
+// are also driven directly, with targets that run out.
 // Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned pages),
 // answer migrate with retry/busy/failed, act from inside its callbacks (release or add pages,
 // inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second thread
@@ -20,9 +23,15 @@
 // hosts' views against the shadow; every isolation ended exactly once (migrated, put back or
 // released); the compactors' statistics against what the owners saw; pages unmoved outside
 // compaction and pinned pages never moved; contents after every compaction; outcomes (order
-// available, score reached, deferral) true of the arena; per-pass budgets; and, after a full
-// compaction with nothing in the way, at most one max-order block partly free. At the end every
-// frame must be back in a free max-order block.
+// available, score reached, deferral) true of the arena; per-pass budgets, frames and time (a
+// pass stops right after the page that used up its time, never later); after a full scanners
+// compaction with nothing in the way, at most one max-order block partly free. For least_moves
+// the harness works out the plan itself from the arena and the shadow (the evacuable regions,
+// cheapest first, as many as the free frames allow): minimum_moves must match it, nothing may
+// move when nothing can be gained (an already-compact arena), and with nothing in the plan's way
+// (no fault knob, nothing pinned, the holes it needs where the compactor takes targets: see
+// plan_expectation) it must move exactly those frames and free exactly those blocks. At the end
+// every frame must be back in a free max-order block.
 //
 // The object pools: every live object's handle, key and version in a shadow (contents are a
 // function of those, with a self-check: keyed_record's pointer into its own string, checksums);
@@ -35,7 +44,8 @@
 // keyed_record's constructions, moves and destructions (each object destroyed exactly once, by
 // destroy or by its pool's destructor). Any divergence aborts with a message; contract
 // checks are on (MOVABLE_HARDENED), so a contract violation is a finding too. The run is
-// deterministic per input: no threads, no clocks, no randomness but the input.
+// deterministic per input: no threads, no real clock read that matters (the nested compactor
+// reads steady_clock but has no time budget), no randomness but the input.
 //
 // Input format (tests/fuzz/make_corpus.py writes seeds in it): byte 0 sizes the arena; then each
 // operation is one opcode byte (taken modulo op::count) followed by its argument bytes. Reading
@@ -50,6 +60,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -83,7 +94,20 @@ using arena_type = frame_arena<4096, 3>; // 8 frames per max-order block: small 
 using owner_type = test::arena_owner<arena_type>;
 using host_type = test::replacing_host;
 using balloon_type = balloon<arena_type, host_type>;
-using compactor_type = compactor<arena_type>;
+// The one-shot and incremental compactors' clock: it stands still but for the pages the owner
+// migrates for the compaction being timed (harness::timing_), one tick (1 ns) each; so a pass
+// with a time budget of n ns stops right after the n-th page it migrated.
+struct fake_clock {
+    using duration = std::chrono::nanoseconds;
+    using rep = duration::rep;
+    using period = duration::period;
+    using time_point = std::chrono::time_point<fake_clock>;
+    static inline rep ticks = 0;
+    static time_point now() noexcept { return time_point(duration(ticks)); }
+};
+
+using compactor_type = compactor<arena_type, fake_clock>;
+using nested_compactor_type = compactor<arena_type>; // steady_clock, never a time budget
 using pool_type = zspage_pool<arena_type>;
 constexpr std::size_t frame_size = arena_type::frame_size;
 constexpr std::size_t block_frames = arena_type::block_frames;
@@ -118,15 +142,22 @@ struct run_totals {
     unsigned long long compactions = 0;
     unsigned long long passes = 0;
     unsigned long long migrated = 0;
+    unsigned long long least_moves = 0;      // compactions (any kind) with that strategy
+    unsigned long long plans_met = 0;        // least_moves compactions held to the exact plan
+    unsigned long long passes_timed_out = 0; // by the fake clock
+    unsigned long long stray_frames = 0;     // frames a done compaction held, op after op (known)
 };
 run_totals totals;
 
 void print_totals() {
     std::fprintf(stderr,
                  "movable_fuzz: %llu ops executed in %llu inputs (%llu faults injected, %llu "
-                 "compactions, %llu incremental passes, %llu frames migrated)\n",
+                 "compactions, %llu incremental passes, %llu frames migrated; %llu least_moves "
+                 "compactions, %llu held to their exact plan, %llu passes timed out; %llu "
+                 "frame-ops held by a done compaction)\n",
                  totals.ops, totals.inputs, totals.faults, totals.compactions, totals.passes,
-                 totals.migrated);
+                 totals.migrated, totals.least_moves, totals.plans_met, totals.passes_timed_out,
+                 totals.stray_frames);
 }
 
 // ---- input --------------------------------------------------------------------------------------
@@ -160,11 +191,11 @@ enum class op : std::uint8_t {
     free_unmovable,      // choice
     inflate,             // balloon, count
     deflate,             // balloon, count
-    compact_full,        // mode
-    compact_order,       // order, mode
-    compact_proactive,   // proactiveness, mode
-    incremental_begin,   // kind (full/order/score), mode, frame budget, byte budget in frames,
-                         // order or score
+    compact_full,        // options (mode, strategy, time budget: request_of)
+    compact_order,       // order, options
+    compact_proactive,   // proactiveness, options
+    incremental_begin,   // kind (full/order/score), options, frame budget, byte budget in
+                         // frames, order or score
     incremental_pass,    // passes
     incremental_end,     //
     set_owner_faults,    // refuse-isolate period, retry period, busy period, failed period
@@ -239,10 +270,16 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
+// MOVABLE_FUZZ_STRICT=1: no allowance for the library's known problems (reported from the
+// lm-fuzz branch): hold every unobstructed least_moves compaction to its plan, also where the
+// plan counts holes the arena will not hand out as targets (plan_expectation::exact); and no
+// frame may be held by an incremental compaction that answered done (check_invariants: stray).
+const bool strict = std::getenv("MOVABLE_FUZZ_STRICT") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
 // recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
-// compact runs a full compaction on a third compactor, nested in the running one; hold_lock
+// compact runs a full compaction on a third compactor, nested in the running one (mode and
+// strategy from the choice byte, as request_of reads an options byte); hold_lock
 // locks another page's frame until the operation ends, as another thread would, but only in an
 // async incremental pass or async migrate_direct (which never wait for a frame lock), so frames
 // can be left isolated between operations. object_destroy, object_compact and object_recreate
@@ -638,22 +675,24 @@ private:
             deflate(b, in.byte() % 16, /*in_callback=*/false);
             break;
         }
-        case op::compact_full: {
-            compact_request request;
-            request.mode = mode_of(in.byte());
-            compact_once(request);
+        case op::compact_full:
+            compact_once(request_of(in.byte()));
             break;
-        }
         case op::compact_order: {
-            compact_request request;
-            request.order = static_cast<int>(in.byte() % (arena_type::max_order + 1));
-            request.mode = mode_of(in.byte());
+            const int order = static_cast<int>(in.byte() % (arena_type::max_order + 1));
+            compact_request request = request_of(in.byte());
+            request.order = order;
             compact_once(request);
             break;
         }
         case op::compact_proactive: {
             const unsigned proactiveness = 1 + in.byte() % 100;
-            compact_once(compactor_type::proactive_request(proactiveness, mode_of(in.byte())));
+            const compact_request options = request_of(in.byte());
+            compact_request request =
+                compactor_type::proactive_request(proactiveness, options.mode);
+            request.strategy = options.strategy;
+            request.max_duration_per_pass = options.max_duration_per_pass;
+            compact_once(request);
             break;
         }
         case op::incremental_begin:
@@ -802,6 +841,22 @@ private:
 
     static migrate_mode mode_of(std::uint8_t byte) noexcept {
         return static_cast<migrate_mode>(byte % 3);
+    }
+
+    static compact_strategy strategy_of(std::uint8_t byte) noexcept {
+        return (byte & 0x80) != 0 ? compact_strategy::scanners : compact_strategy::least_moves;
+    }
+
+    // A compaction's options byte: the mode (byte % 3), the strategy (bit 7: scanners, else
+    // least_moves) and a time budget of (byte >> 4) % 8 fake_clock ticks, that is migrated
+    // pages (0: none). Seeds written before there were strategies (0..2) run least_moves, the
+    // default, without a time budget.
+    static compact_request request_of(std::uint8_t byte) noexcept {
+        compact_request request;
+        request.mode = mode_of(byte);
+        request.strategy = strategy_of(byte);
+        request.max_duration_per_pass = fake_clock::duration((byte >> 4) % 8);
+        return request;
     }
 
     // ---- zspage_pool ----------------------------------------------------------------------------
@@ -1571,6 +1626,9 @@ private:
         }
         if (answer == migrate_status::success) {
             ++answers_.migrations_succeeded;
+            if (timing_ && !in_nested_compaction_) {
+                ++fake_clock::ticks; // a page migrated for the timed compaction "takes" 1 ns
+            }
         } else {
             ++totals.faults;
         }
@@ -1619,7 +1677,7 @@ private:
             }
             break;
         case callback_action::compact:
-            run_nested_compaction(mode_of(static_cast<std::uint8_t>(action_choice_)));
+            run_nested_compaction(static_cast<std::uint8_t>(action_choice_));
             break;
         case callback_action::hold_lock: {
             if (!may_hold_locks_ || in_nested_compaction_ || live_.empty()) {
@@ -1653,16 +1711,22 @@ private:
     }
 
     // A full compaction on the third compactor, from inside an owner or host callback (never
-    // nested twice).
-    void run_nested_compaction(migrate_mode mode) {
+    // nested twice), its mode and strategy from an options byte (no time budget: this one
+    // reads steady_clock).
+    void run_nested_compaction(std::uint8_t options) {
         if (in_nested_compaction_) {
             return;
         }
         in_nested_compaction_ = true;
         compact_request request;
-        request.mode = mode;
+        request.mode = mode_of(options);
+        request.strategy = strategy_of(options);
         const compact_stats stats = nested_.compact(request);
-        ++totals.compactions;
+        expect(stats.outcome == (request.strategy == compact_strategy::least_moves
+                                     ? compact_outcome::planned
+                                     : compact_outcome::scanners_met),
+               "a full compaction ended for a reason other than its strategy's");
+        count_compaction(request);
         totals.migrated += stats.migrated;
         finished_.add(stats);
         in_nested_compaction_ = false;
@@ -1678,7 +1742,7 @@ private:
         ++totals.faults;
         const bool was_in_host_callback = in_host_callback_;
         in_host_callback_ = true;
-        run_nested_compaction(mode_of(static_cast<std::uint8_t>(host_faults_[b].compact.calls)));
+        run_nested_compaction(static_cast<std::uint8_t>(host_faults_[b].compact.calls * 37));
         in_host_callback_ = was_in_host_callback;
         after_compaction(); // pages may have moved during inflate or deflate
     }
@@ -1706,11 +1770,11 @@ private:
         }
     }
 
-    // No knob can make a compaction leave anything behind, no page is pinned, no unmovable frame
-    // is allocated and no pageblock is unmovable: a full compaction must then leave every max-order
-    // block wholly free or wholly used, but for the one where the scanners met (used frames need
-    // not fill whole blocks).
-    [[nodiscard]] bool nothing_in_the_way() const {
+    // No knob can make a compaction refuse, fail or release a frame, or act from its callbacks;
+    // no page, zspage or object is pinned, and the incremental compaction left no frame
+    // isolated: every frame that is movable moves when asked. A least_moves compaction must then
+    // carry out its plan exactly (unmovable allocations may stay: the plan leaves their blocks).
+    [[nodiscard]] bool plan_unobstructed() const {
         if (refuse_isolate_.period != 0 || answer_retry_.period != 0 || answer_busy_.period != 0 ||
             answer_failed_.period != 0 || action_ != callback_action::none) {
             return false;
@@ -1729,23 +1793,61 @@ private:
         if (mapping_ || records_.pins_held() != 0 || plains_.pins_held() != 0) {
             return false; // a pinned zspage or object cannot move
         }
-        // Unmovable frames can sit in movable pageblocks (a movable allocation claims back a
-        // pageblock with free space), so both are ruled out. A frame left isolated by the
-        // incremental compaction cannot move either.
-        return unmovable_.empty() && isolated_between_ops_ == 0 &&
+        // A frame left isolated cannot move either, nor one a compaction holds (stray_frames).
+        return isolated_between_ops_ == 0 && stray_between_ops_ == 0;
+    }
+
+    // As plan_unobstructed, and no unmovable frame is allocated and no pageblock is unmovable: a
+    // full scanners compaction must then leave every max-order block wholly free or wholly used,
+    // but for the one where the scanners met (used frames need not fill whole blocks).
+    // (Unmovable frames can sit in movable pageblocks: a movable allocation claims back a
+    // pageblock with free space; so both are ruled out.)
+    [[nodiscard]] bool nothing_in_the_way() const {
+        return plan_unobstructed() && unmovable_.empty() &&
                arena_.stats().max_order_blocks_by_kind[1] == 0;
     }
 
     // ---- compaction -----------------------------------------------------------------------------
+    static void count_compaction(const compact_request& request) noexcept {
+        ++totals.compactions;
+        totals.least_moves += request.strategy == compact_strategy::least_moves ? 1 : 0;
+    }
+
+    // MOVABLE_FUZZ_TRACE: the arena, one character a frame, a space between max-order blocks:
+    // '.' free, 'm' movable, 'i' isolated, 'u' anything else (unmovable, a target held).
+    void trace_arena_map(const char* when) {
+        if (!tracing) {
+            return;
+        }
+        std::string map;
+        for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
+            if (index != 0 && index % block_frames == 0) {
+                map += ' ';
+            }
+            const frame& f = arena_.frame_at(index);
+            map += arena_.is_free(index) ? '.' : f.is_isolated() ? 'i' : is_movable(f) ? 'm' : 'u';
+        }
+        std::fprintf(stderr, "  arena %s: %s\n", when, map.c_str());
+    }
+
     void compact_once(const compact_request& request) {
+        trace_arena_map("before");
         const bool clean = nothing_in_the_way();
+        const bool unobstructed = plan_unobstructed();
         const int largest_before = arena_.largest_free_order();
         const bool deferred_before = request.order >= 0 && one_shot_.is_deferred(request.order);
+        const bool least_moves = request.strategy == compact_strategy::least_moves;
+        const plan_expectation expected = least_moves ? expected_plan(request) : plan_expectation{};
+        const fake_clock::rep ticks_before = fake_clock::ticks;
+        timing_ = true;
         const compact_stats stats = one_shot_.compact(request);
-        ++totals.compactions;
+        timing_ = false;
+        count_compaction(request);
         totals.migrated += stats.migrated;
         finished_.add(stats);
+        trace_arena_map("after");
         check_outcome(request, stats);
+        check_one_shot_time(request, stats, fake_clock::ticks - ticks_before);
         if (request.order >= 0 && stats.outcome != compact_outcome::deferred &&
             largest_before >= request.order) {
             expect(stats.outcome == compact_outcome::order_available && stats.isolated == 0,
@@ -1755,13 +1857,223 @@ private:
             expect(stats.outcome == compact_outcome::deferred,
                    "a compaction is_deferred said would be deferred ran");
         }
-        if (clean && request.order < 0 && request.stop_at_score < 0) {
+        if (least_moves && stats.outcome != compact_outcome::deferred) {
+            check_least_moves(request, expected, stats, unobstructed);
+        }
+        if (clean && !least_moves && request.order < 0 && request.stop_at_score < 0) {
             expect(partly_free_blocks() <= 1,
                    "full compaction with nothing in the way left free frames outside free "
                    "max-order blocks in more than the one block where the scanners met");
             expect(stats.failed == 0, "full compaction with nothing in the way failed a frame");
         }
         after_compaction();
+    }
+
+    // What least_moves must plan, worked out here from the arena's free frames and the shadow's
+    // unmovable allocations (not from the compactor's census): regions of 2^order frames (order:
+    // the request's, max_order for a full or proactive compaction) that hold a used frame and no
+    // unmovable one, cheapest (fewest used frames; then lowest address) first; a full compaction
+    // empties as many as the free frames allow beside the regions already free, a proactive one
+    // the fewest that bring the score to its target, an order-targeted one the cheapest whose
+    // used frames fit in the free frames outside it, none when a free region exists.
+    //
+    // `exact`: the plan can be carried out as planned, because the holes the moved frames need
+    // are there, outside the max-order blocks being emptied, in blocks the arena takes targets
+    // from (frame_arena hands out no frame of an unmovable pageblock) and that the compactor
+    // fills before it reaches a chosen block. The plan counts every free frame, and for an order
+    // below max_order the holes of the region's own block; and the compactor fills the chosen
+    // blocks' holes before those of a sparser block holding an unmovable frame: known problems,
+    // where least_moves moves more than its plan or frees less. Then only minimum_moves and the
+    // loss-free invariants are checked, unless MOVABLE_FUZZ_STRICT is set.
+    struct plan_expectation {
+        std::size_t regions = 0;     // regions to empty
+        std::size_t moves = 0;       // their used frames: minimum_moves
+        std::size_t most = 0;        // regions a full compaction would empty (the most possible)
+        std::size_t free_blocks = 0; // free max-order blocks before
+        bool exact = false;
+    };
+
+    [[nodiscard]] plan_expectation expected_plan(const compact_request& request) {
+        const unsigned order =
+            request.order >= 0 ? static_cast<unsigned>(request.order) : arena_type::max_order;
+        const std::size_t region = std::size_t{1} << order;
+        const std::vector<bool> unmovable = unmovable_map();
+        std::size_t free_frames = 0;
+        std::size_t free_regions = 0;
+        struct cost {
+            std::size_t first;
+            std::size_t used;
+        };
+        std::vector<cost> costs; // the evacuable regions
+        std::vector<std::size_t> free_of_block(arena_.block_count(), 0);
+        std::vector<bool> holds_unmovable(arena_.block_count(), false);
+        for (std::size_t first = 0; first < arena_.frame_count(); first += region) {
+            std::size_t used = 0;
+            bool evacuable = true;
+            for (std::size_t index = first; index < first + region; ++index) {
+                if (arena_.is_free(index)) {
+                    ++free_frames;
+                    ++free_of_block[index / block_frames];
+                    continue;
+                }
+                ++used;
+                // The shadow and the frames' MOVABLE bits must agree (an isolated frame, or one
+                // released while isolated, keeps its bit), but for a frame allocated to nobody
+                // that a done incremental compaction still holds (see check_invariants), which
+                // cannot move either.
+                const bool movable = is_movable(arena_.frame_at(index));
+                expect(movable != unmovable[index] ||
+                           (!movable && !strict && incremental_running_ && incremental_done_),
+                       "a used frame's MOVABLE bit differs from whether it is an unmovable "
+                       "allocation");
+                evacuable = evacuable && movable;
+                holds_unmovable[index / block_frames] =
+                    holds_unmovable[index / block_frames] || !movable;
+            }
+            if (used == 0) {
+                ++free_regions;
+            } else if (evacuable) {
+                costs.push_back({first, used});
+            }
+        }
+        std::stable_sort(costs.begin(), costs.end(),
+                         [](const cost& a, const cost& b) { return a.used < b.used; });
+        plan_expectation expected;
+        expected.free_blocks = order == arena_type::max_order ? free_regions : free_max_blocks();
+        const std::size_t possible = free_frames / region;
+        expected.most =
+            std::min(possible > free_regions ? possible - free_regions : 0, costs.size());
+        std::vector<bool> emptied(arena_.block_count(), false); // blocks of the chosen regions
+        std::size_t densest_emptied = 0; // full, proactive: used frames of the fullest chosen
+        if (request.order >= 0) {
+            if (free_regions == 0) {
+                for (const cost& c : costs) { // cheapest first
+                    if (free_frames - (region - c.used) >= c.used) {
+                        expected.regions = 1;
+                        expected.moves = c.used;
+                        emptied[c.first / block_frames] = true;
+                        break;
+                    }
+                }
+            }
+        } else {
+            expected.regions = expected.most;
+            for (std::size_t k = 0; request.stop_at_score >= 0 && k < expected.most; ++k) {
+                if (fragmentation_score(free_frames, (free_regions + k) * region) <=
+                    static_cast<unsigned>(request.stop_at_score)) {
+                    expected.regions = k;
+                    break;
+                }
+            }
+            for (std::size_t i = 0; i < expected.regions; ++i) {
+                expected.moves += costs[i].used;
+                emptied[costs[i].first / block_frames] = true;
+                densest_emptied = std::max(densest_emptied, costs[i].used);
+            }
+        }
+        // The holes targets can surely come from: partly used max-order blocks not being
+        // emptied, tagged movable, and either evacuable (then, not chosen, at least as dense as
+        // every chosen block) or denser than every chosen block. (Targets are taken densest
+        // block first; a sparser block holding an unmovable frame comes after the chosen blocks,
+        // which would then take targets before their turn to be emptied.)
+        std::size_t holes = 0;
+        for (std::size_t b = 0; b < arena_.block_count(); ++b) {
+            const std::size_t used = block_frames - free_of_block[b];
+            if (!emptied[b] && used != 0 && arena_.block_kind(b) == frame_kind::movable &&
+                (!holds_unmovable[b] || used > densest_emptied)) {
+                holes += free_of_block[b];
+            }
+        }
+        expected.exact = holes >= expected.moves;
+        return expected;
+    }
+
+    // The frames of the unmovable allocations, by index.
+    [[nodiscard]] std::vector<bool> unmovable_map() const {
+        std::vector<bool> unmovable(arena_.frame_count(), false);
+        for (const unmovable_block& block : unmovable_) {
+            const std::size_t first = arena_.index_of(*block.first);
+            std::fill_n(unmovable.begin() + static_cast<std::ptrdiff_t>(first),
+                        std::size_t{1} << block.order, true);
+        }
+        return unmovable;
+    }
+
+    // Free max-order blocks, counted from is_free.
+    [[nodiscard]] std::size_t free_max_blocks() const {
+        std::size_t blocks = 0;
+        for (std::size_t first = 0; first < arena_.frame_count(); first += block_frames) {
+            bool free = true;
+            for (std::size_t index = first; index < first + block_frames && free; ++index) {
+                free = arena_.is_free(index);
+            }
+            blocks += free ? 1 : 0;
+        }
+        return blocks;
+    }
+
+    // A finished one-shot least_moves compaction against the plan worked out before it: the same
+    // minimum_moves; nothing isolated when nothing could be gained; and with nothing in the
+    // plan's way, exactly the plan: its frames moved, nothing else isolated, failed or given
+    // up, and (full) exactly its regions freed.
+    void check_least_moves(const compact_request& request, const plan_expectation& expected,
+                           const compact_stats& stats, bool unobstructed) {
+        expect(stats.minimum_moves == expected.moves,
+               "least_moves' minimum_moves differs from the plan worked out from the arena");
+        if (expected.regions == 0) {
+            expect(stats.isolated == 0 && stats.migrated == 0,
+                   "least_moves isolated frames where nothing could be gained (an already "
+                   "compact arena, or no region worth emptying)");
+        }
+        if (!unobstructed || !(expected.exact || strict)) {
+            return;
+        }
+        ++totals.plans_met;
+        expect(stats.migrated == expected.moves && stats.isolated == stats.migrated &&
+                   stats.failed == 0 && stats.released == 0 && stats.regions_given_up == 0,
+               "least_moves with nothing in its way moved other than minimum_moves frames, or "
+               "isolated, failed, released or gave up a region");
+        if (request.order >= 0) {
+            expect(stats.outcome == (arena_.largest_free_order() >= request.order
+                                         ? compact_outcome::order_available
+                                         : compact_outcome::planned),
+                   "order-targeted least_moves ended for the wrong reason");
+            expect(expected.regions == 0 || arena_.largest_free_order() >= request.order,
+                   "order-targeted least_moves with nothing in its way did not free the region "
+                   "it planned");
+        } else if (request.stop_at_score >= 0) {
+            expect(stats.outcome == compact_outcome::score_reached ||
+                       (stats.outcome == compact_outcome::planned &&
+                        expected.regions == expected.most &&
+                        static_cast<int>(arena_.fragmentation_score()) > request.stop_at_score),
+                   "proactive least_moves stopped above its score with blocks left to free");
+        } else {
+            expect(stats.outcome == compact_outcome::planned,
+                   "full least_moves ended for a reason other than `planned`");
+            expect(free_max_blocks() == expected.free_blocks + expected.regions &&
+                       stats.max_order_blocks_freed == expected.regions,
+                   "full least_moves with nothing in its way did not free exactly the most "
+                   "max-order blocks the free frames allow");
+        }
+    }
+
+    // A one-shot compaction reads the clock after every frame only under a time budget of D
+    // ticks: every pass but the last then ends right after its D-th page (ticks == D), the last
+    // one before (< D), so the passes that timed out are ticks / D. Without a budget, one pass.
+    void check_one_shot_time(const compact_request& request, const compact_stats& stats,
+                             fake_clock::rep ticks) {
+        totals.passes_timed_out += stats.passes_timed_out;
+        const fake_clock::rep budget = request.max_duration_per_pass.count();
+        if (budget == 0) {
+            expect(stats.passes_timed_out == 0 && stats.passes <= 1,
+                   "a compaction without a time budget timed out or took several passes");
+            return;
+        }
+        expect(stats.passes_timed_out == static_cast<std::size_t>(ticks / budget) &&
+                   stats.passes >= stats.passes_timed_out &&
+                   stats.passes <= stats.passes_timed_out + 1,
+               "a time-budgeted compaction's passes did not stop right after the page that used "
+               "up their time");
     }
 
     // Max-order blocks that are neither wholly free nor wholly used.
@@ -1780,17 +2092,27 @@ private:
     void check_outcome(const compact_request& request, const compact_stats& stats) {
         if (tracing) {
             std::fprintf(stderr,
-                         "  compaction order %d score %d mode %d: outcome %d, isolated %zu, "
-                         "migrated %zu, failed %zu, released %zu, rounds %zu; score now %u\n",
+                         "  compaction order %d score %d mode %d strategy %d budget %lld: "
+                         "outcome %d, isolated %zu, migrated %zu (minimum %zu), failed %zu, "
+                         "released %zu, regions given up %zu, rounds %zu, passes %zu (%zu timed "
+                         "out); score now %u\n",
                          request.order, request.stop_at_score, static_cast<int>(request.mode),
+                         static_cast<int>(request.strategy),
+                         static_cast<long long>(request.max_duration_per_pass.count()),
                          static_cast<int>(stats.outcome), stats.isolated, stats.migrated,
-                         stats.failed, stats.released, stats.rounds, arena_.fragmentation_score());
+                         stats.minimum_moves, stats.failed, stats.released, stats.regions_given_up,
+                         stats.rounds, stats.passes, stats.passes_timed_out,
+                         arena_.fragmentation_score());
         }
+        const bool least_moves = request.strategy == compact_strategy::least_moves;
         expect(stats.outcome != compact_outcome::running, "a finished compaction is running");
         expect(stats.bytes_moved == stats.migrated * frame_size, "bytes_moved != migrated * size");
         // (A frame given up and then released by its owner counts as failed and released.)
         expect(stats.migrated + stats.released <= stats.isolated,
                "compaction moved or freed more frames than it isolated");
+        expect(stats.passes_timed_out <= stats.passes, "more passes timed out than passes ran");
+        expect(least_moves || (stats.minimum_moves == 0 && stats.regions_given_up == 0),
+               "a scanners compaction planned moves or gave up regions");
         switch (stats.outcome) {
         case compact_outcome::order_available:
             expect(request.order >= 0 && arena_.largest_free_order() >= request.order,
@@ -1806,6 +2128,11 @@ private:
                    "a deferred compaction scanned");
             break;
         case compact_outcome::scanners_met:
+            expect(!least_moves, "a least_moves compaction ended with scanners_met");
+            break;
+        case compact_outcome::planned:
+            expect(least_moves, "a scanners compaction ended with planned");
+            break;
         case compact_outcome::running:
             break;
         }
@@ -1813,8 +2140,7 @@ private:
 
     void incremental_begin(input_reader& in) {
         const std::uint8_t kind = in.byte() % 3;
-        compact_request request;
-        request.mode = mode_of(in.byte());
+        compact_request request = request_of(in.byte());
         request.max_frames_per_pass = in.byte() % 17;
         request.max_bytes_per_pass = (in.byte() % 9) * frame_size;
         const std::uint8_t parameter = in.byte();
@@ -1826,20 +2152,36 @@ private:
         if (incremental_running_) {
             incremental_end();
         }
+        const bool least_moves = request.strategy == compact_strategy::least_moves;
+        const plan_expectation expected = least_moves ? expected_plan(request) : plan_expectation{};
         incremental_.begin(request);
         incremental_request_ = request;
         incremental_running_ = true;
         incremental_done_ = false;
-        ++totals.compactions;
+        incremental_gains_nothing_ = false;
+        count_compaction(request);
+        if (least_moves && incremental_.stats().outcome != compact_outcome::deferred) {
+            expect(incremental_.stats().minimum_moves == expected.moves,
+                   "least_moves' minimum_moves differs from the plan worked out from the arena");
+            incremental_gains_nothing_ = expected.regions == 0;
+        }
     }
 
     void incremental_pass() {
         const compact_stats before = incremental_.stats();
+        const fake_clock::rep ticks_before = fake_clock::ticks;
         may_hold_locks_ = incremental_request_.mode == migrate_mode::async;
+        timing_ = true;
         const compact_progress progress = incremental_.pass();
+        timing_ = false;
         may_hold_locks_ = false;
         ++totals.passes;
         const compact_stats& after = incremental_.stats();
+        check_pass_time(after.passes_timed_out - before.passes_timed_out,
+                        fake_clock::ticks - ticks_before);
+        expect(!incremental_gains_nothing_ || after.isolated == 0,
+               "an incremental least_moves compaction isolated frames where nothing could be "
+               "gained (an already compact arena)");
         std::size_t budget = std::numeric_limits<std::size_t>::max();
         if (incremental_request_.max_frames_per_pass != 0) {
             budget = incremental_request_.max_frames_per_pass;
@@ -1864,6 +2206,20 @@ private:
             check_outcome(incremental_request_, after);
         }
         after_compaction();
+    }
+
+    // Under a time budget of D ticks a pass stops right after the page that makes its ticks D
+    // (so it moved at least one page), and only then: one tick per page, read after each.
+    void check_pass_time(std::size_t timed_out, fake_clock::rep ticks) {
+        totals.passes_timed_out += timed_out;
+        const fake_clock::rep budget = incremental_request_.max_duration_per_pass.count();
+        expect(timed_out <= 1, "one pass timed out more than once");
+        if (budget == 0) {
+            expect(timed_out == 0, "a pass without a time budget timed out");
+            return;
+        }
+        expect(ticks <= budget && (timed_out == 1) == (ticks == budget),
+               "a time-budgeted pass did not stop right after the page that used up its time");
     }
 
     void incremental_end() {
@@ -2004,6 +2360,8 @@ private:
         std::size_t owned_by_pool = 0;
         std::size_t owned_by_object_pools = 0;
         std::array<std::size_t, balloon_count> owned_by_balloon{};
+        std::size_t stray = 0;
+        const std::vector<bool> unmovable_at = unmovable_map();
         for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
             frame& f = arena_.frame_at(index);
             expect(!f.is_locked(), "a frame is locked between operations");
@@ -2029,7 +2387,10 @@ private:
                 ++isolated_pages;
             }
             if (movable_ops(f) == nullptr) {
-                continue; // unmovable, or a frame inside a higher-order block
+                // An unmovable allocation (or a frame inside one), or a frame allocated to
+                // nobody: a target a compactor still holds.
+                stray += unmovable_at[index] ? 0 : 1;
+                continue;
             }
             expect(isolated || f.reference_count() == 1,
                    "a movable frame's reference count is not 1");
@@ -2080,7 +2441,17 @@ private:
             records_.pool->stats().frames + plains_.pool->stats().frames;
         expect(owned_by_object_pools == object_frames,
                "frames owned by the object pools differ from their frame counts");
-        expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames ==
+        // Known library problem (not under MOVABLE_FUZZ_STRICT): a frame an async pass left
+        // isolated, released by its owner meanwhile, joins the targets when a later pass puts it
+        // back; once the compaction is done that pass answers `done` without giving its targets
+        // back, so the frame is allocated to nobody until end().
+        expect(stray == 0 || (!strict && incremental_running_ && incremental_done_),
+               "a frame is allocated to nobody between operations (a target a compaction "
+               "kept after its pass)");
+        totals.stray_frames += stray;
+        stray_between_ops_ = stray;
+        expect(free + pages + unmovable + lent + isolated_released + pool_frames + object_frames +
+                       stray ==
                    arena_.frame_count(),
                "free + pages + unmovable + balloon + released isolated (+ pool, object pools) "
                "frames != the arena's frames (leak?)");
@@ -2178,7 +2549,7 @@ private:
     std::array<std::optional<balloon_type>, balloon_count> balloons_;
     compactor_type one_shot_;
     compactor_type incremental_;
-    compactor_type nested_; // runs from inside owner callbacks
+    nested_compactor_type nested_; // runs from inside owner callbacks
 
     // shadow
     std::vector<page_shadow> pages_; // by page number
@@ -2193,10 +2564,13 @@ private:
     bool may_hold_locks_ = false; // an async pass or migrate_frames call is running
     std::vector<frame*> held_;    // frame locks hold_lock took, released after each op
     std::size_t isolated_between_ops_ = 0;
-    compaction_sums finished_; // compactions that ended
+    std::size_t stray_between_ops_ = 0; // frames allocated to nobody (check_invariants)
+    compaction_sums finished_;          // compactions that ended
     compact_request incremental_request_;
     bool incremental_running_ = false;
-    bool incremental_done_ = false; // a pass of the running compaction answered done
+    bool incremental_done_ = false;          // a pass of the running compaction answered done
+    bool incremental_gains_nothing_ = false; // least_moves planned no region: nothing may move
+    bool timing_ = false; // a one-shot compaction or incremental pass on fake_clock is running
     std::size_t rotating_check_ = 0;
 
     // knobs
