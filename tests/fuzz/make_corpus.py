@@ -237,10 +237,9 @@ def strategy_seeds():
     p.op("compact_proactive", 90, opts(SYNC)).op("compact_proactive", 90, opts(SYNC, True))
     yield "strategies_compared", p.op("compact_full", opts(SYNC_LIGHT, scanners=True))
 
-    # least_moves around unmovable allocations: blocks holding one are not evacuable; some
-    # arenas where the plan counts holes it cannot use as targets (an unmovable pageblock's
-    # free frames; for an order below max_order, the region's own block): only the loss-free
-    # checks hold there (MOVABLE_FUZZ_STRICT holds them to the plan).
+    # least_moves around unmovable allocations: blocks holding one are not evacuable; holes
+    # that take no target (an unmovable pageblock's free frames) are not in the plan, and for
+    # an order below max_order the region's own block takes targets around it.
     p = Program(5).add_pages(12).op("allocate_unmovable", 0, 0x3c).add_pages(10)
     p.op("allocate_unmovable", 1, 0xc3).add_pages(6).release(*range(0, 28, 3))
     p.op("compact_full", opts(SYNC)).op("compact_order", 3, opts(SYNC))
@@ -284,8 +283,8 @@ def strategy_seeds():
     yield "least_moves_faults", p.op("clear_faults").op("incremental_end").op("compact_full", 2)
 
     # An async least_moves pass leaves a frame isolated (its lock held) and is done; its page is
-    # released; the next pass puts it back into its targets and answers done without giving it
-    # back (a known problem: allowed until incremental_end unless MOVABLE_FUZZ_STRICT).
+    # released; the next pass puts it back into its targets and must give it back before it
+    # answers done (the fuzzer found it once held until incremental_end).
     p = Program(8).add_pages(14).release(0, 1).op("allocate_unmovable", 1, 0x15).release(0x18)
     p.callback("hold_lock", False, 2, 3).op("incremental_begin", 0, opts(ASYNC), 6, 0, 0)
     # Compactions meanwhile see that frame as allocated to nobody, which cannot move.

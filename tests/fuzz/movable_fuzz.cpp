@@ -270,11 +270,6 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
-// MOVABLE_FUZZ_STRICT=1: no allowance for the library's known problems (reported from the
-// lm-fuzz branch): hold every unobstructed least_moves compaction to its plan, also where the
-// plan counts holes the arena will not hand out as targets (plan_expectation::exact); and no
-// frame may be held by an incremental compaction that answered done (check_invariants: stray).
-const bool strict = std::getenv("MOVABLE_FUZZ_STRICT") != nullptr;
 
 // What the owner does from inside isolate or migrate, every `period`-th call.
 // recreate_balloon destroys a balloon while the compaction may hold some of its frames isolated;
@@ -1877,14 +1872,13 @@ private:
     // the fewest that bring the score to its target, an order-targeted one the cheapest whose
     // used frames fit in the free frames outside it, none when a free region exists.
     //
-    // `exact`: the plan can be carried out as planned, because the holes the moved frames need
-    // are there, outside the max-order blocks being emptied, in blocks the arena takes targets
-    // from (frame_arena hands out no frame of an unmovable pageblock) and that the compactor
-    // fills before it reaches a chosen block. The plan counts every free frame, and for an order
-    // below max_order the holes of the region's own block; and the compactor fills the chosen
-    // blocks' holes before those of a sparser block holding an unmovable frame: known problems,
-    // where least_moves moves more than its plan or frees less. Then only minimum_moves and the
-    // loss-free invariants are checked, unless MOVABLE_FUZZ_STRICT is set.
+    // Free frames of a partly used unmovable pageblock are not counted: frame_arena hands none
+    // of them out as a target.
+    //
+    // `exact`: the holes the moved frames need are in partly used movable blocks that are not
+    // being emptied (for an order below max_order, also around the region in its own block).
+    // Otherwise the plan needs free max-order blocks as targets too, which the compactor takes
+    // last: only minimum_moves and the loss-free invariants are checked there.
     struct plan_expectation {
         std::size_t regions = 0;     // regions to empty
         std::size_t moves = 0;       // their used frames: minimum_moves
@@ -1906,13 +1900,13 @@ private:
         };
         std::vector<cost> costs; // the evacuable regions
         std::vector<std::size_t> free_of_block(arena_.block_count(), 0);
-        std::vector<bool> holds_unmovable(arena_.block_count(), false);
         for (std::size_t first = 0; first < arena_.frame_count(); first += region) {
             std::size_t used = 0;
+            std::size_t free_here = 0;
             bool evacuable = true;
             for (std::size_t index = first; index < first + region; ++index) {
                 if (arena_.is_free(index)) {
-                    ++free_frames;
+                    ++free_here;
                     ++free_of_block[index / block_frames];
                     continue;
                 }
@@ -1922,13 +1916,15 @@ private:
                 // that a done incremental compaction still holds (see check_invariants), which
                 // cannot move either.
                 const bool movable = is_movable(arena_.frame_at(index));
-                expect(movable != unmovable[index] ||
-                           (!movable && !strict && incremental_running_ && incremental_done_),
+                expect(movable != unmovable[index],
                        "a used frame's MOVABLE bit differs from whether it is an unmovable "
                        "allocation");
                 evacuable = evacuable && movable;
-                holds_unmovable[index / block_frames] =
-                    holds_unmovable[index / block_frames] || !movable;
+            }
+            // Holes of a partly used unmovable pageblock take no target (frame_arena hands out
+            // none of its frames): they are not counted.
+            if (used == 0 || arena_.block_kind(first / block_frames) == frame_kind::movable) {
+                free_frames += free_here;
             }
             if (used == 0) {
                 ++free_regions;
@@ -1944,14 +1940,16 @@ private:
         expected.most =
             std::min(possible > free_regions ? possible - free_regions : 0, costs.size());
         std::vector<bool> emptied(arena_.block_count(), false); // blocks of the chosen regions
-        std::size_t densest_emptied = 0; // full, proactive: used frames of the fullest chosen
+        std::size_t free_in_region = 0; // order-targeted: the chosen region's own holes
         if (request.order >= 0) {
             if (free_regions == 0) {
                 for (const cost& c : costs) { // cheapest first
                     if (free_frames - (region - c.used) >= c.used) {
                         expected.regions = 1;
                         expected.moves = c.used;
-                        emptied[c.first / block_frames] = true;
+                        free_in_region = region - c.used;
+                        // A region smaller than a block leaves the rest of its block to targets.
+                        emptied[c.first / block_frames] = region == block_frames;
                         break;
                     }
                 }
@@ -1968,22 +1966,19 @@ private:
             for (std::size_t i = 0; i < expected.regions; ++i) {
                 expected.moves += costs[i].used;
                 emptied[costs[i].first / block_frames] = true;
-                densest_emptied = std::max(densest_emptied, costs[i].used);
             }
         }
-        // The holes targets can surely come from: partly used max-order blocks not being
-        // emptied, tagged movable, and either evacuable (then, not chosen, at least as dense as
-        // every chosen block) or denser than every chosen block. (Targets are taken densest
-        // block first; a sparser block holding an unmovable frame comes after the chosen blocks,
-        // which would then take targets before their turn to be emptied.)
+        // The holes targets can come from: partly used max-order blocks tagged movable that are
+        // not being emptied (the compactor reserves the chosen blocks from the start), less the
+        // chosen region's own holes (order-targeted).
         std::size_t holes = 0;
         for (std::size_t b = 0; b < arena_.block_count(); ++b) {
             const std::size_t used = block_frames - free_of_block[b];
-            if (!emptied[b] && used != 0 && arena_.block_kind(b) == frame_kind::movable &&
-                (!holds_unmovable[b] || used > densest_emptied)) {
+            if (!emptied[b] && used != 0 && arena_.block_kind(b) == frame_kind::movable) {
                 holes += free_of_block[b];
             }
         }
+        holes -= std::min(holes, free_in_region);
         expected.exact = holes >= expected.moves;
         return expected;
     }
@@ -2025,7 +2020,7 @@ private:
                    "least_moves isolated frames where nothing could be gained (an already "
                    "compact arena, or no region worth emptying)");
         }
-        if (!unobstructed || !(expected.exact || strict)) {
+        if (!unobstructed || !expected.exact) {
             return;
         }
         ++totals.plans_met;
@@ -2441,11 +2436,9 @@ private:
             records_.pool->stats().frames + plains_.pool->stats().frames;
         expect(owned_by_object_pools == object_frames,
                "frames owned by the object pools differ from their frame counts");
-        // Known library problem (not under MOVABLE_FUZZ_STRICT): a frame an async pass left
-        // isolated, released by its owner meanwhile, joins the targets when a later pass puts it
-        // back; once the compaction is done that pass answers `done` without giving its targets
-        // back, so the frame is allocated to nobody until end().
-        expect(stray == 0 || (!strict && incremental_running_ && incremental_done_),
+        // (A frame an async pass left isolated and its owner released joins the targets when a
+        // later pass puts it back; the pass gives it back before it answers, even `done`.)
+        expect(stray == 0,
                "a frame is allocated to nobody between operations (a target a compaction "
                "kept after its pass)");
         totals.stray_frames += stray;
