@@ -1892,7 +1892,8 @@ private:
             request.order >= 0 ? static_cast<unsigned>(request.order) : arena_type::max_order;
         const std::size_t region = std::size_t{1} << order;
         const std::vector<bool> unmovable = unmovable_map();
-        std::size_t free_frames = 0;
+        std::size_t free_frames = 0; // that can take a frame
+        std::size_t all_free_frames = 0;
         std::size_t free_regions = 0;
         struct cost {
             std::size_t first;
@@ -1926,6 +1927,7 @@ private:
             if (used == 0 || arena_.block_kind(first / block_frames) == frame_kind::movable) {
                 free_frames += free_here;
             }
+            all_free_frames += free_here; // the score counts every free frame
             if (used == 0) {
                 ++free_regions;
             } else if (evacuable) {
@@ -1957,7 +1959,7 @@ private:
         } else {
             expected.regions = expected.most;
             for (std::size_t k = 0; request.stop_at_score >= 0 && k < expected.most; ++k) {
-                if (fragmentation_score(free_frames, (free_regions + k) * region) <=
+                if (fragmentation_score(all_free_frames, (free_regions + k) * region) <=
                     static_cast<unsigned>(request.stop_at_score)) {
                     expected.regions = k;
                     break;

@@ -35,6 +35,7 @@ struct region_cost {
 struct region_census {
     std::size_t region_frames = 0;
     std::size_t free_frames = 0;            // that could take a frame (or form a free block)
+    std::size_t all_free_frames = 0;        // every free frame (the fragmentation score's)
     std::size_t free_regions = 0;           // regions wholly free already
     std::vector<region_cost> candidates;    // evacuable regions with a used frame, cheapest first
     std::vector<std::size_t> used_of_block; // used frames of each max-order block
@@ -81,6 +82,7 @@ region_census take_census(Arena& arena, unsigned order) {
                 used == 0 || arena.block_kind(first / block_frames) == frame_kind::movable;
         }
         census.free_frames += holes_usable ? free : 0;
+        census.all_free_frames += free;
         census.used_of_block[first / block_frames] += used;
         if (used == 0) {
             ++census.free_regions;
@@ -114,7 +116,7 @@ inline std::size_t regions_to_empty_for_score(const region_census& census, unsig
     const std::size_t most = regions_to_empty_for_full(census);
     for (std::size_t k = 0; k < most; ++k) {
         const std::size_t free_in_blocks = (census.free_regions + k) * census.region_frames;
-        if (movable::fragmentation_score(census.free_frames, free_in_blocks) <= score) {
+        if (movable::fragmentation_score(census.all_free_frames, free_in_blocks) <= score) {
             return k;
         }
     }
