@@ -354,6 +354,13 @@ std::string mark(double value, const char* format, bool missed) {
     return std::string(text) + (missed ? " !" : "");
 }
 
+// A count, or a mean of counts over the runs: whole when it is, else with one decimal.
+std::string count_text(double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, value == std::floor(value) ? "%.0f" : "%.1f", value);
+    return text;
+}
+
 void print_summary(bool large) {
     const summary& r = results();
     if (r.compactions.empty() && r.incrementals.empty() && r.frames.empty()) {
@@ -375,20 +382,20 @@ void print_summary(bool large) {
                 minimum > 0     ? mark(row.moved / minimum, "%.3f", row.moved > 1.05 * minimum)
                 : row.moved > 0 ? std::string("min 0 !")
                                 : std::string("0 (min 0)");
-            char freed[64];
-            std::snprintf(freed, sizeof freed, "%.0f / %.0f", row.freed, row.possible);
+            const std::string freed = count_text(row.freed) + " / " + count_text(row.possible);
             const std::string freed_ratio =
                 row.possible > 0
-                    ? std::string(freed) + " = " +
-                          mark(row.freed / row.possible, "%.2f", row.freed < row.possible)
-                    : std::string(freed) + (row.freed > 0 ? " (more than the maximum?)" : "");
+                    ? freed + " = " +
+                          mark(row.freed / row.possible, "%.3f", row.freed < row.possible)
+                    : freed + (row.freed > 0 ? " (more than the maximum?)" : "");
             const bool moved_any = row.moved > 0;
             const double protocol =
                 moved_any ? (row.milliseconds - row.scattered_milliseconds) * 1e6 / row.moved : 0;
             std::printf(
-                "| %s | %s | %s | %.0f | %.0f%s | %s | %s | %.3f | %s | %s | %s |\n",
-                row.arena.c_str(), row.scenario.c_str(), row.strategy.c_str(), row.moved, minimum,
-                planned ? "" : " (ref)", moved_ratio.c_str(), freed_ratio.c_str(), row.milliseconds,
+                "| %s | %s | %s | %s | %s%s | %s | %s | %.3f | %s | %s | %s |\n", row.arena.c_str(),
+                row.scenario.c_str(), row.strategy.c_str(), count_text(row.moved).c_str(),
+                count_text(minimum).c_str(), planned ? "" : " (ref)", moved_ratio.c_str(),
+                freed_ratio.c_str(), row.milliseconds,
                 moved_any ? mark(row.milliseconds / row.scattered_milliseconds, "%.2f",
                                  row.milliseconds > 1.11 * row.scattered_milliseconds)
                                 .c_str()
@@ -398,14 +405,18 @@ void print_summary(bool large) {
                     : "-",
                 moved_any ? mark(protocol, "%.0f", protocol > 25).c_str() : "-");
         }
-        std::printf(
-            "\nminimum_moves: compact_stats::minimum_moves for least_moves; for scanners, "
-            "which plan nothing (minimum_moves 0), the reference plan's count (ref). The "
-            "reference and the maximum of blocks freed are computed by this benchmark from "
-            "the arena before compacting (moved frames go only to free frames of movable "
-            "blocks). hot_cold: another thread frees and allocates pages during the "
-            "compaction (it competes for the arena and the memory bus; the memcpy replays "
-            "run alone), so its maximum and minimum are those of the arena at the start.\n");
+        std::printf("\nminimum_moves: compact_stats::minimum_moves for least_moves; for scanners, "
+                    "which plan nothing (minimum_moves 0), the reference plan's count (ref). The "
+                    "reference and the maximum of blocks freed are computed by this benchmark from "
+                    "the arena before compacting (moved frames go only to free frames of movable "
+                    "blocks). hot_cold: another thread frees and allocates pages during the "
+                    "compaction (it competes for the arena and the memory bus; the memcpy replays "
+                    "run alone), so its maximum and minimum are those of the arena at the start. "
+                    "Counts are means over "
+                    "the runs. The contiguous memcpy's buffers are touched beforehand; where a "
+                    "compaction moves frames into memory never touched (scanners on the packed "
+                    "arenas: the top of the arena), its time includes those first-touch page "
+                    "faults, as the scattered replay's does.\n");
         bool differs = false;
         for (const compaction_row& row : r.compactions) {
             if (row.strategy == "least_moves" && row.minimum != row.reference_moves) {
