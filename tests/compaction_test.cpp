@@ -746,3 +746,14 @@ TEST_CASE("a time-budgeted pass stops after the frame that crossed its budget") 
     CHECK(whole.passes == 1);
     CHECK(whole.passes_timed_out == 0);
 }
+
+TEST_CASE("compact_stats says what an ideal plan moves, whichever strategy runs") {
+    churned c(8, 8 * block / 2);
+    compactor<arena_type> compaction(c.arena);
+    const compact_stats stats = compaction.compact(tested_request());
+    CHECK(stats.minimum_moves > 0);
+    CHECK(stats.migrated >= stats.minimum_moves); // no strategy beats the ideal plan
+    if constexpr (!testing_scanners) {
+        CHECK(stats.migrated == stats.minimum_moves);
+    }
+}

@@ -85,10 +85,12 @@ enum class compact_outcome : std::uint8_t {
 };
 
 struct compact_stats {
-    std::size_t migrate_scanned = 0;  // frames looked at for sources (least_moves: in the
-                                      // regions it empties)
-    std::size_t free_scanned = 0;     // frames looked at for targets
-    std::size_t minimum_moves = 0;    // least_moves: what the plan needs, from the arena at begin()
+    std::size_t migrate_scanned = 0; // frames looked at for sources (least_moves: in the
+                                     // regions it empties)
+    std::size_t free_scanned = 0;    // frames looked at for targets
+    // What an ideal plan moves, worked out from the arena at begin(), for both strategies
+    // (least_moves carries that plan out).
+    std::size_t minimum_moves = 0;
     std::size_t regions_given_up = 0; // least_moves: regions found unmovable when their turn came
     std::size_t isolated = 0;         // frames isolated for migration
     std::size_t migrated = 0;         // frames moved
@@ -303,9 +305,8 @@ void compactor<Arena, Clock>::begin(const compact_request& request) {
             std::fill(skip_.begin(), skip_.end(), false);
         }
     }
-    if (request.strategy == compact_strategy::least_moves &&
-        stats_.outcome != compact_outcome::deferred) {
-        plan(request);
+    if (stats_.outcome != compact_outcome::deferred) {
+        plan(request); // least_moves' plan; for the scanners, only minimum_moves
     }
 }
 

@@ -49,6 +49,9 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
         regions = detail::regions_to_empty_for_full(census);
     }
     stats_.minimum_moves = detail::moves_of(census, regions);
+    if (request.strategy != compact_strategy::least_moves) {
+        return; // the scanners report what an ideal plan would move, and go their own way
+    }
     regions_left_ = regions;
     plan_next_ = 0;
     region_open_ = false;
