@@ -203,6 +203,19 @@ private:
 
     bool finished() noexcept;
     bool out_of_time() noexcept;
+    // Calls fn(targets) with the strategy's migration targets.
+    template <class Fn>
+    decltype(auto) with_targets(Fn&& fn) {
+        if (request_.strategy == compact_strategy::least_moves) {
+            plan_targets targets{*this};
+            return fn(targets);
+        }
+        free_scanner_targets targets{*this};
+        return fn(targets);
+    }
+    template <class Targets>
+    void end_isolations(frame_list& frames, Targets& targets) noexcept;
+    void count_migration(const migrate_stats& result, frame_list& left) noexcept;
     // least_moves
     struct plan_targets;
     void plan(const compact_request& request);
@@ -338,6 +351,35 @@ bool compactor<Arena, Clock>::finished() noexcept {
 }
 
 // True, once, when a time-budgeted pass has run past its budget (read after every frame).
+// Puts back (or, when their owner released them, frees) the isolated frames of `frames`, in the
+// request's mode: in async mode a frame whose lock is busy stays isolated, on left_isolated_,
+// for a later pass or end().
+template <class Arena, class Clock>
+template <class Targets>
+void compactor<Arena, Clock>::end_isolations(frame_list& frames, Targets& targets) noexcept {
+    while (frame* f = frames.pop_front()) {
+        const std::optional<putback_result> result =
+            putback_or_free_movable_frame(*f, targets, request_.mode);
+        if (!result) {
+            left_isolated_.push_back(*f);
+        } else if (*result == putback_result::released) {
+            ++stats_.released;
+        }
+    }
+}
+
+// Adds what one migrate_frames call did to the statistics; what it left isolated (async) goes
+// to left_isolated_.
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::count_migration(const migrate_stats& result,
+                                              frame_list& left) noexcept {
+    stats_.migrated += result.succeeded;
+    stats_.failed += result.failed;
+    stats_.released += result.released;
+    stats_.bytes_moved += result.succeeded * Arena::frame_size;
+    left_isolated_.splice_back(left);
+}
+
 template <class Arena, class Clock>
 bool compactor<Arena, Clock>::out_of_time() noexcept {
     if (request_.max_duration_per_pass.count() == 0 ||
@@ -355,22 +397,8 @@ compact_progress compactor<Arena, Clock>::pass() {
     // Frames an async pass could not put back (their lock was busy): try again, still
     // without waiting in async mode; end() puts back whatever is left.
     frame_list still_busy;
-    while (frame* f = left_isolated_.pop_front()) {
-        std::optional<putback_result> result;
-        if (request_.strategy == compact_strategy::least_moves) {
-            plan_targets targets{*this};
-            result = putback_or_free_movable_frame(*f, targets, request_.mode);
-        } else {
-            free_scanner_targets targets{*this};
-            result = putback_or_free_movable_frame(*f, targets, request_.mode);
-        }
-        if (!result) {
-            still_busy.push_back(*f);
-        } else if (*result == putback_result::released) {
-            ++stats_.released;
-        }
-    }
-    left_isolated_.splice_back(still_busy);
+    still_busy.splice_back(left_isolated_);
+    with_targets([&](auto& targets) { end_isolations(still_busy, targets); });
     // A released frame handed to Targets::free above may have joined the unused targets: give
     // it back now, so that between passes (and after the last) no free frame is held.
     free_unused_targets();
@@ -415,14 +443,8 @@ compact_stats compactor<Arena, Clock>::end() {
     MOVABLE_CONTRACT(running_, "compactor::end: no compaction running");
     free_unused_targets();
     const std::size_t left_isolated = left_isolated_.size();
-    std::size_t put_back = 0;
-    if (request_.strategy == compact_strategy::least_moves) {
-        plan_targets targets{*this};
-        put_back = putback_movable_frames(left_isolated_, targets);
-    } else {
-        free_scanner_targets targets{*this};
-        put_back = putback_movable_frames(left_isolated_, targets);
-    }
+    const std::size_t put_back = with_targets(
+        [&](auto& targets) { return putback_movable_frames(left_isolated_, targets); });
     stats_.released += left_isolated - put_back;
     free_unused_targets(); // a released frame handed to Targets::free may have joined them
     running_ = false;

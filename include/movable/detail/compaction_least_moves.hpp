@@ -248,25 +248,13 @@ void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
             // The region cannot be emptied: give it up without moving what was isolated (async:
             // a frame whose lock is busy stays isolated for a later pass, as migrate_frames
             // leaves it).
-            while (frame* f = batch.pop_front()) {
-                const std::optional<putback_result> result =
-                    putback_or_free_movable_frame(*f, targets, request_.mode);
-                if (!result) {
-                    left_isolated_.push_back(*f);
-                } else if (*result == putback_result::released) {
-                    ++stats_.released;
-                }
-            }
+            end_isolations(batch, targets);
             give_up_region();
             continue;
         }
         if (!batch.empty()) {
             const migrate_stats result = migrate_frames(batch, targets, request_.mode);
-            stats_.migrated += result.succeeded;
-            stats_.failed += result.failed;
-            stats_.released += result.released;
-            stats_.bytes_moved += result.succeeded * Arena::frame_size;
-            left_isolated_.splice_back(batch);
+            count_migration(result, batch);
             if (result.failed > 0 || result.target_exhausted) {
                 give_up_region();
             }

@@ -132,12 +132,8 @@ void compactor<Arena, Clock>::scanners_pass(std::size_t budget) {
         scan_allowance_ = std::numeric_limits<std::size_t>::max();
         const migrate_stats result = migrate_frames(batch, targets, request_.mode);
         scan_allowance_ = allowance;
-        stats_.migrated += result.succeeded;
         round_migrated_ += result.succeeded;
-        stats_.failed += result.failed;
-        stats_.released += result.released;
-        stats_.bytes_moved += result.succeeded * Arena::frame_size;
-        left_isolated_.splice_back(batch);
+        count_migration(result, batch);
         if (out_of_time()) {
             return;
         }
