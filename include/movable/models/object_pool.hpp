@@ -218,6 +218,13 @@ private:
     void for_each_in(Fn& fn) const;
     void check_not_relocating(const char* call) const noexcept;
     detail::handle_slot& slot_of(handle h, const char* call) const;
+    std::uint64_t live_word(handle h, const detail::handle_slot& entry, const char* call,
+                            const char* stale) const noexcept;
+    // Frames compact() could free now: frames held - ceil(taken places / per frame). Pool
+    // locked.
+    [[nodiscard]] std::size_t frames_freeable() const noexcept {
+        return slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+    }
 
     static detail::object_slab* slab_of(const frame& f) noexcept {
         return detail::slab_link::from_raw(f.private_word()).pointer();

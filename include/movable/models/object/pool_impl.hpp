@@ -115,6 +115,22 @@ detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) 
     return handles_->slot(slot);
 }
 
+// The slot word of the object `h` names, which the caller has pinned or claimed; a stale
+// handle (freed slot, or a later generation) is a contract violation reported as `stale`.
+template <class T, class Arena>
+std::uint64_t object_pool<T, Arena>::live_word(handle h, const detail::handle_slot& entry,
+                                               const char* call, const char* stale) const noexcept {
+    const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+    if constexpr (detail::contracts_enabled) {
+        if (!detail::slot_word::allocated(word) ||
+            entry.generation.load(std::memory_order_relaxed) !=
+                detail::handle_value::generation(h.value())) {
+            detail::contract_violation(call, stale);
+        }
+    }
+    return word;
+}
+
 template <class T, class Arena>
 detail::object_slab* object_pool<T, Arena>::give_back_place(detail::object_slab& slab,
                                                             std::uint32_t place,
@@ -238,15 +254,9 @@ void object_pool<T, Arena>::destroy(handle h) {
     const std::uint32_t slot = detail::handle_value::slot(h.value());
     // Claimed: no reader, no mover, no other destroyer while ~T runs.
     detail::pin_word::claim(entry.pool_word);
-    const std::uint64_t word = entry.word.load(std::memory_order_acquire);
-    if constexpr (detail::contracts_enabled) {
-        if (!detail::slot_word::allocated(word) ||
-            entry.generation.load(std::memory_order_relaxed) !=
-                detail::handle_value::generation(h.value())) {
-            detail::contract_violation(call, "handle is stale (object already destroyed: double "
-                                             "destroy?)");
-        }
-    }
+    const std::uint64_t word = live_word(h, entry, call,
+                                         "handle is stale (object already destroyed: double "
+                                         "destroy?)");
     const std::uint64_t location = detail::slot_word::location(word);
     std::destroy_at(object_at(location));
     live_.fetch_sub(1, std::memory_order_relaxed);
@@ -278,14 +288,7 @@ pinned<U> object_pool<T, Arena>::pin_checked(handle h, const char* call) const {
     detail::handle_slot& entry = slot_of(h, call);
     detail::pin_guard pin(entry.pool_word);
     // Pinned: the object can neither move nor end until the pin does.
-    const std::uint64_t word = entry.word.load(std::memory_order_acquire);
-    if constexpr (detail::contracts_enabled) {
-        if (!detail::slot_word::allocated(word) ||
-            entry.generation.load(std::memory_order_relaxed) !=
-                detail::handle_value::generation(h.value())) {
-            detail::contract_violation(call, "handle is stale (object destroyed)");
-        }
-    }
+    const std::uint64_t word = live_word(h, entry, call, "handle is stale (object destroyed)");
     return pinned<U>(object_at(detail::slot_word::location(word)), std::move(pin));
 }
 
@@ -392,7 +395,7 @@ std::size_t object_pool<T, Arena>::compact() {
         return slab.skip_epoch != epoch;
     };
     detail::object_slab* dst = nullptr;
-    while (slabs_ * objects_per_frame - taken_ >= objects_per_frame) {
+    while (frames_freeable() > 0) {
         if (dst == nullptr && (dst = groups_.take_densest(eligible)) == nullptr) {
             break;
         }
@@ -451,7 +454,7 @@ std::size_t object_pool<T, Arena>::compact() {
 template <class T, class Arena>
 std::size_t object_pool<T, Arena>::compactable_frames() const {
     std::lock_guard guard(lock_);
-    return slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+    return frames_freeable();
 }
 
 template <class T, class Arena>
@@ -465,7 +468,7 @@ object_pool_stats object_pool<T, Arena>::stats() const {
         std::lock_guard guard(lock_);
         out.frames = slabs_;
         out.reserve_frames = spare_ != nullptr ? 1 : 0;
-        out.frames_freeable = slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+        out.frames_freeable = frames_freeable();
         out.fullness = groups_.histogram();
     }
     out.objects = live_.load(std::memory_order_relaxed);
