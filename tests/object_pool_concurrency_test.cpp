@@ -19,9 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "support/isolate_and_migrate.hpp"
 #include "support/object_pool_access.hpp"
 
 using namespace movable;
+using movable::test::isolate_and_migrate;
 
 namespace {
 
@@ -58,26 +60,6 @@ struct record {
 };
 
 using pool_type = object_pool<record, arena_type>;
-
-void migrate_one(arena_type& arena, frame& f, migrate_mode mode, migrate_stats* out = nullptr) {
-    if (!isolate_movable_frame(f, mode)) {
-        return;
-    }
-    frame_list list;
-    list.push_back(f);
-    arena_targets<arena_type> targets{arena};
-    const migrate_stats stats = migrate_frames(list, targets, mode);
-    if (out != nullptr) {
-        *out = stats;
-    }
-    putback_movable_frames(list, targets);
-}
-
-frame& frame_holding(arena_type& arena, const void* object) {
-    const auto* base = arena.address_of(arena.frame_at(0));
-    const auto offset = static_cast<std::size_t>(static_cast<const std::byte*>(object) - base);
-    return arena.frame_at(offset / arena_type::frame_size);
-}
 
 // An object whose constructor, when asked, signals that it started and waits to be let go.
 struct slow {
@@ -193,8 +175,8 @@ TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and wa
             while (running.load() > 0) {
                 const std::size_t index = rng() % arena.frame_count();
                 if (!arena.is_free(index)) {
-                    migrate_one(arena, arena.frame_at(index),
-                                rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+                    (void)isolate_and_migrate(arena, arena.frame_at(index),
+                                              rng() % 2 ? migrate_mode::sync : migrate_mode::async);
                 }
             }
         };
@@ -306,7 +288,7 @@ TEST_CASE("an object being constructed is not migrated: its frame's migration an
     std::thread builder([&] { built = pool.emplace(99u, true); });
     slow::entered.acquire(); // the builder's object has a place in the first frame now
     migrate_stats stats;
-    migrate_one(arena, frame_holding(arena, first), migrate_mode::sync, &stats);
+    (void)isolate_and_migrate(arena, arena.frame_of(first), migrate_mode::sync, &stats);
     CHECK(stats.succeeded == 0);
     CHECK(stats.failed == 1);
     CHECK(pool.stats().migrations_refused == 1);
@@ -314,7 +296,7 @@ TEST_CASE("an object being constructed is not migrated: its frame's migration an
     slow::release.release();
     builder.join();
     CHECK(pool.pin(built)->value == 99);
-    migrate_one(arena, frame_holding(arena, first), migrate_mode::sync, &stats);
+    (void)isolate_and_migrate(arena, arena.frame_of(first), migrate_mode::sync, &stats);
     CHECK(stats.succeeded == 1);
     CHECK(pool.pin(handles[0])->value == 0);
     CHECK(pool.pin(handles[1])->value == 1);
@@ -326,7 +308,7 @@ TEST_CASE("async migration answers retry while the pool lock is held; sync waits
     arena_type arena(arena_type::block_bytes);
     pool_type pool(arena);
     const auto h = pool.emplace(1u);
-    frame& f = frame_holding(arena, pool.pin(h).get());
+    frame& f = arena.frame_of(pool.pin(h).get());
     std::atomic<bool> locked{false};
     std::binary_semaphore release{0};
     std::thread holder([&] {
@@ -350,7 +332,7 @@ TEST_CASE("async migration answers retry while the pool lock is held; sync waits
     release.release();
     holder.join();
     CHECK(pool.stats().isolated_frames == 0);
-    migrate_one(arena, f, migrate_mode::sync, &stats);
+    (void)isolate_and_migrate(arena, f, migrate_mode::sync, &stats);
     CHECK(stats.succeeded == 1);
     CHECK(pool.pin(h)->check());
 }

@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "support/death_test.hpp"
+#include "support/isolate_and_migrate.hpp"
 #include "support/object_pool_access.hpp"
 
 using namespace movable;
+using movable::test::isolate_and_migrate;
 
 namespace {
 
@@ -91,31 +93,6 @@ struct plain {
     std::uint64_t a;
     std::uint64_t b;
 };
-
-// Isolates f and migrates it to a fresh frame of the arena; the frames that moved.
-std::size_t isolate_and_migrate(arena_type& arena, frame& f, migrate_mode mode,
-                                migrate_stats* out = nullptr) {
-    if (!isolate_movable_frame(f, mode)) {
-        return 0;
-    }
-    frame_list list;
-    list.push_back(f);
-    arena_targets<arena_type> targets{arena};
-    const migrate_stats stats = migrate_frames(list, targets, mode);
-    if (out != nullptr) {
-        *out = stats;
-    }
-    putback_movable_frames(list, targets);
-    return stats.succeeded;
-}
-
-// The arena frame an object lives in now.
-template <class T>
-frame& frame_of(arena_type& arena, const T* object) {
-    const auto* base = arena.address_of(arena.frame_at(0));
-    const auto offset = static_cast<std::size_t>(reinterpret_cast<const std::byte*>(object) - base);
-    return arena.frame_at(offset / arena_type::frame_size);
-}
 
 template <class T, class Pool>
 const T* address_of(Pool& pool, object_handle<T> h) {
@@ -352,7 +329,7 @@ TEST_CASE("a trivially relocatable type is moved by memcpy, never by its move co
     declared_relocatable::moves = 0;
     CHECK(pool.compact() > 0);
     CHECK(pool.stats().objects_moved > 0);
-    frame& f = frame_of(arena, address_of(pool, live.front().first));
+    frame& f = arena.frame_of(address_of(pool, live.front().first));
     CHECK(isolate_and_migrate(arena, f, migrate_mode::sync) == 1);
     CHECK(declared_relocatable::moves == 0);
     for (const auto& [h, value] : live) {
@@ -371,12 +348,12 @@ TEST_CASE("frame migration relocates each object of a non-trivial type and rewri
             handles.push_back(pool.emplace(std::string(i % 3 == 0 ? 2 : 30, 'a') + "!", i));
         }
         const self_ref* before = address_of(pool, handles[0]);
-        frame& f = frame_of(arena, before);
+        frame& f = arena.frame_of(before);
         migrate_stats stats;
         CHECK(isolate_and_migrate(arena, f, migrate_mode::async, &stats) == 1);
         const self_ref* after = address_of(pool, handles[0]);
         CHECK(after != before);
-        CHECK(&frame_of(arena, after) != &f);
+        CHECK(&arena.frame_of(after) != &f);
         for (std::uint64_t i = 0; i < handles.size(); ++i) {
             const pinned<self_ref> p = pool.pin(handles[i]);
             CHECK(p->key == i);
@@ -436,7 +413,7 @@ TEST_CASE("a pinned object never moves: compact skips it and migration of its fr
     }
     pinned<plain> held = pool.pin(handles[0]);
     const plain* where = held.get();
-    frame& f = frame_of(arena, where);
+    frame& f = arena.frame_of(where);
     migrate_stats stats;
     CHECK(isolate_and_migrate(arena, f, migrate_mode::sync, &stats) == 0);
     CHECK(stats.failed == 1);
@@ -449,7 +426,7 @@ TEST_CASE("a pinned object never moves: compact skips it and migration of its fr
     pool.compact();
     CHECK(pool.stats().frames_per_min_frame() <= 1.02);
     CHECK(pool.pin(handles[0])->a == 0);
-    CHECK(isolate_and_migrate(arena, frame_of(arena, address_of(pool, handles[0])),
+    CHECK(isolate_and_migrate(arena, arena.frame_of(address_of(pool, handles[0])),
                               migrate_mode::sync) == 1);
     pool.check_invariants();
 }
@@ -553,7 +530,7 @@ TEST_CASE("calling the pool from T's move constructor during relocation is caugh
         object_pool<calls_pool_on_move, arena_type> pool(arena);
         calls_pool_on_move::pool = &pool;
         const auto h = pool.emplace(1u);
-        frame& f = frame_of(arena, address_of(pool, h));
+        frame& f = arena.frame_of(address_of(pool, h));
         const auto died = test::run_expecting_death(
             [&] { (void)isolate_and_migrate(arena, f, migrate_mode::sync); });
         CHECK(died.aborted);
@@ -661,7 +638,7 @@ TEST_CASE("a frame whose slab empties while it is isolated is freed by the core,
         pool.destroy(h2); // the second frame empties: kept as the reserve
     }
     REQUIRE(pool.stats().frames == 2);
-    frame& f = frame_of(arena, address_of(pool, h));
+    frame& f = arena.frame_of(address_of(pool, h));
     REQUIRE(isolate_movable_frame(f, migrate_mode::sync));
     CHECK(pool.stats().isolated_frames == 1);
     pool.destroy(h); // empties the slab: its frame is handed to the core
@@ -686,7 +663,7 @@ TEST_CASE("isolating a frame whose slab is being freed is refused, and migrating
     arena_type arena(arena_type::block_bytes);
     pool_type pool(arena);
     const auto h = pool.emplace(plain{1, 1});
-    frame& f = frame_of(arena, address_of(pool, h));
+    frame& f = arena.frame_of(address_of(pool, h));
     access::set_freeing(f, true);
     CHECK_FALSE(isolate_movable_frame(f, migrate_mode::sync));
     access::set_freeing(f, false);
@@ -721,7 +698,7 @@ TEST_CASE("a moved-from pinned is empty and the pin moves with the guard") {
     CHECK_FALSE(b); // NOLINT(bugprone-use-after-move)
     CHECK(c->b == 5);
     // The one pin left keeps the object from migrating; without it, it moves.
-    frame& f = frame_of(arena, where);
+    frame& f = arena.frame_of(where);
     CHECK(isolate_and_migrate(arena, f, migrate_mode::sync) == 0);
     c.reset();
     CHECK(isolate_and_migrate(arena, f, migrate_mode::sync) == 1);

@@ -19,9 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "support/isolate_and_migrate.hpp"
 #include "support/zspage_pool_access.hpp"
 
 using namespace movable;
+using movable::test::isolate_and_migrate;
 
 namespace {
 
@@ -60,18 +62,6 @@ std::size_t compressed_page_size(std::mt19937& rng) {
         return 800 + rng() % 1400;
     }
     return 2200 + rng() % (frame_size - 2200 + 1);
-}
-
-// Isolates `f` and migrates it to a fresh arena frame; every answer is acceptable here.
-void migrate_one(arena_type& arena, frame& f, migrate_mode mode) {
-    if (!isolate_movable_frame(f, mode)) {
-        return;
-    }
-    frame_list list;
-    list.push_back(f);
-    arena_targets<arena_type> targets{arena};
-    (void)migrate_frames(list, targets, mode);
-    putback_movable_frames(list, targets);
 }
 
 } // namespace
@@ -153,8 +143,8 @@ TEST_CASE("objects stay intact while threads allocate, free, read, write and map
         while (running.load() > 0) {
             const std::size_t index = rng() % arena.frame_count();
             if (!arena.is_free(index)) {
-                migrate_one(arena, arena.frame_at(index),
-                            rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+                (void)isolate_and_migrate(arena, arena.frame_at(index),
+                                          rng() % 2 ? migrate_mode::sync : migrate_mode::async);
             }
         }
     };

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "support/death_test.hpp"
+#include "support/isolate_and_migrate.hpp"
 #include "support/zspage_pool_access.hpp"
 
 using namespace movable;
+using movable::test::isolate_and_migrate;
 
 namespace {
 
@@ -105,22 +107,6 @@ void fill_and_thin(shadowed& s, std::size_t size, std::size_t count, double free
     for (std::size_t i = 0; i < freed; ++i) {
         s.remove(added[i]);
     }
-}
-
-std::size_t isolate_and_migrate(arena_type& arena, frame& f, migrate_mode mode,
-                                migrate_stats* out = nullptr) {
-    if (!isolate_movable_frame(f, mode)) {
-        return 0;
-    }
-    frame_list list;
-    list.push_back(f);
-    arena_targets<arena_type> targets{arena};
-    const migrate_stats stats = migrate_frames(list, targets, mode);
-    if (out != nullptr) {
-        *out = stats;
-    }
-    putback_movable_frames(list, targets);
-    return stats.succeeded;
 }
 
 } // namespace
