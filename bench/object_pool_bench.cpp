@@ -41,20 +41,12 @@
 #include <type_traits>
 #include <vector>
 
-#if MOVABLE_BENCH_HAVE_JEMALLOC
-#include <jemalloc/jemalloc.h>
-#endif
-#if MOVABLE_BENCH_HAVE_MIMALLOC
-#include <mimalloc.h>
-#endif
-
+#include "allocators.hpp"
 #include "baseline.hpp"
-#include "glibc_malloc.hpp"
 
 namespace {
 
 using movable::bench::glibc;
-using movable::bench::library_of;
 using arena_type = movable::frame_arena<>; // 4 KiB frames, 4 MiB max-order blocks
 constexpr std::size_t arena_bytes = std::size_t{64} << 20;
 
@@ -482,22 +474,7 @@ BENCHMARK_TEMPLATE(compact_after_destroying_60_percent, named_record)
 
 int main(int argc, char** argv) {
     benchmark::AddCustomContext("object", "64 bytes; compact() also with a std::string inside");
-    benchmark::AddCustomContext("glibc_malloc_from",
-                                library_of(reinterpret_cast<const void*>(glibc().malloc)));
-#if MOVABLE_BENCH_HAVE_MIMALLOC
-    benchmark::AddCustomContext("mimalloc_mi_malloc_from",
-                                library_of(reinterpret_cast<const void*>(&mi_malloc)));
-#else
-    benchmark::AddCustomContext("mimalloc", "not found at configure time; skipped");
-#endif
-#if MOVABLE_BENCH_HAVE_JEMALLOC
-    benchmark::AddCustomContext("jemalloc_mallocx_from",
-                                library_of(reinterpret_cast<const void*>(&mallocx)));
-#else
-    benchmark::AddCustomContext("jemalloc", "not found at configure time; skipped");
-#endif
-    if (glibc().malloc == nullptr || glibc().free == nullptr) {
-        std::fprintf(stderr, "object_pool_bench: cannot find glibc's malloc in libc.so.6\n");
+    if (!movable::bench::add_allocator_context("object_pool_bench")) {
         return 1;
     }
     benchmark::Initialize(&argc, argv);

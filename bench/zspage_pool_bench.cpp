@@ -34,16 +34,9 @@
 #include <string>
 #include <vector>
 
-#if MOVABLE_BENCH_HAVE_JEMALLOC
-#include <jemalloc/jemalloc.h>
-#endif
-#if MOVABLE_BENCH_HAVE_MIMALLOC
-#include <mimalloc.h>
-#endif
-
+#include "allocators.hpp"
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
-#include "glibc_malloc.hpp"
 
 namespace {
 
@@ -97,7 +90,6 @@ const workload& the_workload() {
 // ---- allocators, each through its own API --------------------------------------------------
 
 using movable::bench::glibc;
-using movable::bench::library_of;
 
 struct glibc_allocator {
     using handle = void*;
@@ -527,22 +519,7 @@ int main(int argc, char** argv) {
     }
     benchmark::AddCustomContext("sizes", "compressed 4 KiB pages: 10% 32..512 B, 70% ~N(1400, "
                                          "450) in 32..3264 B, 20% 2048..3264 B");
-    benchmark::AddCustomContext("glibc_malloc_from",
-                                library_of(reinterpret_cast<const void*>(glibc().malloc)));
-#if MOVABLE_BENCH_HAVE_JEMALLOC
-    benchmark::AddCustomContext("jemalloc_mallocx_from",
-                                library_of(reinterpret_cast<const void*>(&mallocx)));
-#else
-    benchmark::AddCustomContext("jemalloc", "not found at configure time; skipped");
-#endif
-#if MOVABLE_BENCH_HAVE_MIMALLOC
-    benchmark::AddCustomContext("mimalloc_mi_malloc_from",
-                                library_of(reinterpret_cast<const void*>(&mi_malloc)));
-#else
-    benchmark::AddCustomContext("mimalloc", "not found at configure time; skipped");
-#endif
-    if (glibc().malloc == nullptr || glibc().free == nullptr) {
-        std::fprintf(stderr, "zspage_pool_bench: cannot find glibc's malloc in libc.so.6\n");
+    if (!movable::bench::add_allocator_context("zspage_pool_bench")) {
         return 1;
     }
     benchmark::Initialize(&argc, argv);
