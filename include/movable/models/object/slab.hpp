@@ -13,6 +13,7 @@
 #include <movable/detail/contract.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
+#include <movable/pool/pool_frames.hpp>
 #include <movable/tagged_ptr.hpp>
 
 namespace movable::detail {
@@ -130,13 +131,7 @@ object_slab* slab_create(Arena& arena, std::uint32_t capacity, std::size_t align
 // isolated, which then frees it. Then the descriptor goes. True when the core frees the frame.
 template <class Arena>
 bool slab_release(Arena& arena, object_slab* slab) noexcept {
-    frame& f = *slab->home;
-    f.lock();
-    const bool core_frees_it = clear_movable(f);
-    f.unlock();
-    if (!core_frees_it) {
-        arena.deallocate(f, 0);
-    }
+    const bool core_frees_it = free_pool_frame(arena, *slab->home);
     object_slab::unmake(slab);
     return core_frees_it;
 }

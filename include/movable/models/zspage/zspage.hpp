@@ -20,6 +20,7 @@
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
 #include <movable/pool/fullness_groups.hpp>
+#include <movable/pool/pool_frames.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/tagged_ptr.hpp>
 
@@ -307,15 +308,7 @@ template <class Arena>
 std::size_t zspage_release(Arena& arena, zspage* zs, std::size_t frames) noexcept {
     std::size_t left_to_core = 0;
     for (std::size_t position = 0; position < frames; ++position) {
-        frame& f = *zs->frames[position];
-        f.lock();
-        const bool core_frees_it = clear_movable(f);
-        f.unlock();
-        if (core_frees_it) {
-            ++left_to_core;
-        } else {
-            arena.deallocate(f, 0);
-        }
+        left_to_core += free_pool_frame(arena, *zs->frames[position]) ? 1 : 0;
     }
     delete zs;
     return left_to_core;
