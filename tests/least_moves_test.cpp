@@ -40,9 +40,31 @@ struct populated {
         std::vector<std::size_t> order(pages.begin(), pages.end());
         std::shuffle(order.begin(), order.end(), std::mt19937(seed));
         for (std::size_t i = 0; i < freed; ++i) {
-            owner.release_page(order[i]);
-            pages.erase(order[i]);
+            release(order[i]);
         }
+    }
+    void release(std::size_t page) {
+        owner.release_page(page);
+        pages.erase(page);
+    }
+    // A packed arena reshaped block by block: block 0 holds one frame allocated as `kind`
+    // (owned by no owner: not movable) and nothing else; block b >= 1 keeps its first
+    // keep(b) pages. Returns block 0's frame, for the caller to deallocate.
+    template <class Keep>
+    frame* shape(frame_kind kind, Keep&& keep) {
+        pack(arena.frame_count());
+        for (std::size_t page = 0; page < block; ++page) {
+            release(page);
+        }
+        frame* f = arena.try_allocate(0, kind);
+        REQUIRE(f != nullptr);
+        REQUIRE(arena.index_of(*f) / block == 0);
+        for (std::size_t b = 1; b < arena.block_count(); ++b) {
+            for (std::size_t page = b * block + keep(b); page < (b + 1) * block; ++page) {
+                release(page);
+            }
+        }
+        return f;
     }
     bool all_intact() {
         return std::all_of(pages.begin(), pages.end(),
@@ -220,21 +242,8 @@ TEST_CASE("the plan counts only holes that can take a frame, and reserves the bl
     // Block 0: one unmovable frame (its holes take no movable frame). Blocks 1 and 2: 4 pages
     // each (the cheapest). Blocks 3..7: 12 pages each.
     populated p(8);
-    p.pack(p.arena.frame_count());
-    for (std::size_t page = 0; page < block; ++page) {
-        p.owner.release_page(page);
-        p.pages.erase(page);
-    }
-    frame* unmovable = p.arena.try_allocate(0, frame_kind::unmovable);
-    REQUIRE(unmovable != nullptr);
-    REQUIRE(p.arena.index_of(*unmovable) / block == 0);
-    for (std::size_t b = 1; b < 8; ++b) {
-        const std::size_t keep = b <= 2 ? 4 : 12;
-        for (std::size_t page = b * block + keep; page < (b + 1) * block; ++page) {
-            p.owner.release_page(page);
-            p.pages.erase(page);
-        }
-    }
+    frame* unmovable = p.shape(frame_kind::unmovable,
+                               [](std::size_t b) -> std::size_t { return b <= 2 ? 4 : 12; });
     // 12 + 12 + 5 * 4 = 44 usable holes: two blocks can be emptied, the two cheapest (8 moves),
     // into the holes of blocks 3..7 (not block 0's, which are unmovable, nor each other's).
     const compact_stats stats = compactor<arena_type>(p.arena).compact();
@@ -252,21 +261,9 @@ TEST_CASE("no target lands in a planned block before its turn, even when sparser
     // densest first, so after block 3's 2 holes come blocks 1 and 2, then block 0: block 2 must
     // be passed over while block 1 empties.
     populated p(8);
-    p.pack(p.arena.frame_count());
-    for (std::size_t page = 0; page < block; ++page) {
-        p.owner.release_page(page);
-        p.pages.erase(page);
-    }
-    frame* pinned_frame = p.arena.try_allocate(0, frame_kind::movable);
-    REQUIRE(pinned_frame != nullptr);
-    REQUIRE(p.arena.index_of(*pinned_frame) / block == 0);
-    for (std::size_t b = 1; b < 8; ++b) {
-        const std::size_t keep = b <= 2 ? 6 : (b == 3 ? 14 : block);
-        for (std::size_t page = b * block + keep; page < (b + 1) * block; ++page) {
-            p.owner.release_page(page);
-            p.pages.erase(page);
-        }
-    }
+    frame* pinned_frame = p.shape(frame_kind::movable, [](std::size_t b) -> std::size_t {
+        return b <= 2 ? 6 : (b == 3 ? 14 : block);
+    });
     const compact_stats stats = compactor<arena_type>(p.arena).compact();
     CHECK(stats.minimum_moves == 12);
     CHECK(stats.migrated == 12);
@@ -282,8 +279,7 @@ TEST_CASE("an order-targeted region may send its frames to holes in its own bloc
     populated p(1);
     p.pack(p.arena.frame_count());
     for (const std::size_t page : {1u, 2u, 3u, 7u}) {
-        p.owner.release_page(page);
-        p.pages.erase(page);
+        p.release(page);
     }
     compact_request request;
     request.order = 2;
