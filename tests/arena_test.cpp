@@ -188,6 +188,72 @@ TEST_CASE("taking a free frame by index returns exactly that frame and splits ar
     CHECK(arena.largest_free_order() == static_cast<int>(small_arena::max_order));
 }
 
+TEST_CASE("taking free frames in a range takes the lowest free ones, at most max, none in "
+          "unmovable blocks") {
+    small_arena arena(3 * small_arena::block_bytes);
+    // Block 0: frames 0..7 used, so 8..15 free. Block 1: one unmovable frame claims it.
+    std::vector<frame*> used;
+    for (int i = 0; i < 8; ++i) {
+        used.push_back(&arena.allocate(0, frame_kind::movable));
+    }
+    frame& unmovable = arena.allocate(0, frame_kind::unmovable);
+    const std::size_t unmovable_block = arena.index_of(unmovable) / block;
+    REQUIRE(unmovable_block != 0);
+    REQUIRE(arena.block_kind(unmovable_block) == frame_kind::unmovable);
+    const std::size_t free_before = arena.free_frames();
+
+    frame_list taken;
+    CHECK(arena.take_free_frames(4, 12, 3, taken) == 3); // 4..7 are used: 8, 9, 10
+    std::vector<std::size_t> indexes;
+    for (frame& f : taken) {
+        indexes.push_back(arena.index_of(f));
+        CHECK(f.reference_count() == 1);
+    }
+    CHECK(indexes == std::vector<std::size_t>{8, 9, 10});
+    // The range runs out before max: 11 only; the unmovable block gives nothing.
+    CHECK(arena.take_free_frames(11, 12, 5, taken) == 1);
+    CHECK(arena.take_free_frames(unmovable_block * block, (unmovable_block + 1) * block, 4,
+                                 taken) == 0);
+    CHECK(arena.take_free_frames(0, 0, 4, taken) == 0);
+    CHECK(taken.size() == 4);
+    CHECK(arena.free_frames() == free_before - 4);
+    for (std::size_t i = 8; i < 12; ++i) {
+        CHECK_FALSE(arena.is_free(i));
+    }
+
+    // Freeing them as one batch merges them back with their buddies.
+    arena.free_frame_batch(taken);
+    CHECK(taken.empty());
+    CHECK(arena.free_frames() == free_before);
+    for (std::size_t i = 8; i < block; ++i) {
+        CHECK(arena.is_free(i));
+    }
+    arena.check_invariants();
+    arena.deallocate(unmovable);
+    for (frame* f : used) {
+        arena.deallocate(*f);
+    }
+    CHECK(arena.free_block_count(small_arena::max_order) == 3);
+}
+
+TEST_CASE("freeing a batch of frames of both kinds keeps each block's unmovable count") {
+    small_arena arena(2 * small_arena::block_bytes);
+    frame_list batch;
+    for (int i = 0; i < 4; ++i) {
+        batch.push_back(arena.allocate(0, frame_kind::movable));
+        batch.push_back(arena.allocate(0, frame_kind::unmovable));
+    }
+    arena.free_frame_batch(batch);
+    CHECK(arena.free_frames() == arena.frame_count());
+    arena.check_invariants(); // checks each block's unmovable count against its frames
+    // The unmovable block is empty again: it can be claimed back by movable allocations whole.
+    const std::vector<frame*> all = allocate_all(arena);
+    CHECK(all.size() == arena.frame_count());
+    for (frame* f : all) {
+        arena.deallocate(*f);
+    }
+}
+
 TEST_CASE("unmovable allocations gather in few max-order blocks") {
     small_arena arena(8 * small_arena::block_bytes);
     std::vector<frame*> unmovable;

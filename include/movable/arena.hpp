@@ -32,6 +32,16 @@ enum class frame_kind : std::uint8_t { movable = 0, unmovable = 1 };
 //   unsigned fragmentation_score() const     0..100, fragmentation.hpp's formula
 //   std::size_t free_block_end(std::size_t i) const
 //                                            one past the free block holding i (i if not free)
+//   std::size_t take_free_frames(std::size_t first, std::size_t end, std::size_t max,
+//                                frame_list& out)
+//                                            try_take_free_frame of up to `max` free frames in
+//                                            [first, end), lowest first, under one lock,
+//                                            appended to `out`; returns how many
+//   void free_frame_batch(frame_list& frames)
+//                                            free_frame of every frame on the list (emptied),
+//                                            under one lock
+// The batched pair lets the compactor take its targets and free its sources one lock per
+// batch instead of one per frame.
 // compactable_arena_optional_members<Arena> says which of them an arena has, so a misspelt one
 // can be caught by a static_assert in the arena's own tests.
 template <class Arena>
@@ -61,8 +71,15 @@ struct compactable_arena_optional_members {
     static constexpr bool free_block_end = requires(const Arena& arena, std::size_t index) {
         { arena.free_block_end(index) } -> std::same_as<std::size_t>;
     };
-    static constexpr bool all =
-        largest_free_order && free_block_count && fragmentation_score && free_block_end;
+    static constexpr bool take_free_frames =
+        requires(Arena& arena, std::size_t index, frame_list& out) {
+        { arena.take_free_frames(index, index, index, out) } -> std::same_as<std::size_t>;
+    };
+    static constexpr bool free_frame_batch = requires(Arena& arena, frame_list& frames) {
+        arena.free_frame_batch(frames);
+    };
+    static constexpr bool all = largest_free_order && free_block_count && fragmentation_score &&
+                                free_block_end && take_free_frames && free_frame_batch;
 };
 
 namespace detail {

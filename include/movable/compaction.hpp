@@ -223,7 +223,8 @@ private:
     bool open_next_region();
     void give_up_region() noexcept;
     void release_reserved_block(std::size_t block) noexcept;
-    frame* next_destination_frame() noexcept;
+    bool take_destination_frames(std::size_t count) noexcept;
+    void rewind_destinations(std::size_t index) noexcept;
     // A frame of a block being emptied, or of the (last) region opened: handed back, it goes to
     // the arena, not to the unused targets.
     bool is_source(std::size_t index) const noexcept {
@@ -272,6 +273,7 @@ private:
     std::vector<bool> source_block_; // max-order blocks planned or being emptied (no targets)
     std::vector<bool> target_block_; // max-order blocks that received a target (never emptied)
     std::vector<std::size_t> destinations_; // max-order blocks to take targets from, in order
+    std::vector<std::size_t> destination_rank_; // block -> its place in destinations_
     std::size_t destination_next_ = 0;
     std::size_t destination_cursor_ = 0;
     bool out_of_destinations_ = false;
@@ -429,13 +431,17 @@ compact_progress compactor<Arena, Clock>::pass() {
 
 template <class Arena, class Clock>
 void compactor<Arena, Clock>::free_unused_targets() noexcept {
-    // Unused targets go back, and the free scanner will see them again next pass.
-    while (frame* f = targets_.pop_front()) {
-        const std::size_t index = arena_.index_of(*f);
+    // Unused targets go back, and the scanner (free_position_) or the destination walk
+    // (rewind_destinations) will see them again next pass.
+    for (frame& f : targets_) {
+        const std::size_t index = arena_.index_of(f);
         free_position_ = std::max(free_position_, index + 1);
         highest_returned_ = std::max(highest_returned_, index);
-        arena_.free_frame(*f);
+        if (request_.strategy == compact_strategy::least_moves) {
+            rewind_destinations(index);
+        }
     }
+    detail::free_frames(arena_, targets_);
 }
 
 template <class Arena, class Clock>

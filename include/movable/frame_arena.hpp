@@ -134,6 +134,13 @@ public:
     // unmovable block with movable frames (the kernel's suitable_migration_target).
     [[nodiscard]] frame* try_take_free_frame(std::size_t index) noexcept;
     void free_frame(frame& f) noexcept { deallocate(f, 0); }
+    // Batched forms, one arena lock for the whole batch (the compactor's optional members):
+    // take_free_frames takes up to `max` free frames of movable blocks in [first, end), lowest
+    // first, as try_take_free_frame does each, and appends them to `out`; it returns how many.
+    // free_frame_batch frees every frame of `frames` (each as free_frame) and empties the list.
+    std::size_t take_free_frames(std::size_t first, std::size_t end, std::size_t max,
+                                 frame_list& out) noexcept;
+    void free_frame_batch(frame_list& frames) noexcept;
 
     // ---- addresses -----------------------------------------------------------------------------
     [[nodiscard]] std::byte* address_of(const frame& f) const noexcept {
@@ -234,6 +241,13 @@ private:
     void remove_free_block(std::size_t head, unsigned order) noexcept;
     void mark_allocated(std::size_t head, unsigned order, frame_kind kind) noexcept;
     frame* allocate_locked(unsigned order, frame_kind kind) noexcept;
+    // Allocates the free frame `index` (in a free block of a movable pageblock) alone, giving
+    // back the rest of its free block; null when it is not such a frame.
+    frame* take_frame_locked(std::size_t index) noexcept;
+    // deallocate in two halves: the checks and the frame's reset (no lock), then the merge
+    // with free buddies (under the arena lock).
+    bool prepare_free(frame& first, unsigned order) noexcept; // true: an unmovable allocation
+    void free_locked(std::size_t head, unsigned order, bool unmovable) noexcept;
     // Takes the free block at `head` (of `order`), splits it down to `wanted` and allocates it.
     frame* take_block_locked(std::size_t head, unsigned order, unsigned wanted,
                              frame_kind kind) noexcept;

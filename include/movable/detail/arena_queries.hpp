@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include <movable/arena.hpp>
+#include <movable/frame.hpp>
 #include <movable/fragmentation.hpp>
 
 namespace movable::detail {
@@ -77,6 +78,48 @@ std::size_t free_run_end(const Arena& arena, std::size_t index) {
         return std::max(arena.free_block_end(index), index + 1);
     } else {
         return index + 1;
+    }
+}
+
+// Takes up to `max` free frames of [first, end) as migration targets (try_take_free_frame's
+// rule), lowest first, appending them to `out`. Returns one past the last frame it looked at:
+// `end` when the range ran out before `max` were taken. One arena lock in all where the arena
+// has take_free_frames; `scanned` counts the frames looked at.
+template <class Arena>
+std::size_t take_free_frames(Arena& arena, std::size_t first, std::size_t end, std::size_t max,
+                             frame_list& out, std::size_t& scanned) {
+    if constexpr (compactable_arena_optional_members<Arena>::take_free_frames) {
+        const std::size_t taken = arena.take_free_frames(first, end, max, out);
+        const std::size_t stop = taken == max && taken > 0 ? arena.index_of(*out.back()) + 1 : end;
+        scanned += stop - first;
+        return stop;
+    } else {
+        std::size_t taken = 0;
+        for (std::size_t index = first; index < end; ++index) {
+            ++scanned;
+            if (arena.is_free(index)) {
+                if (frame* f = arena.try_take_free_frame(index)) {
+                    out.push_back(*f);
+                    if (++taken == max) {
+                        return index + 1;
+                    }
+                }
+            }
+        }
+        return end;
+    }
+}
+
+// Frees every frame of `frames` (free_frame's contract each), one arena lock in all where the
+// arena has free_frame_batch.
+template <class Arena>
+void free_frames(Arena& arena, frame_list& frames) noexcept {
+    if constexpr (compactable_arena_optional_members<Arena>::free_frame_batch) {
+        arena.free_frame_batch(frames);
+    } else {
+        while (frame* f = frames.pop_front()) {
+            arena.free_frame(*f);
+        }
     }
 }
 

@@ -9,21 +9,27 @@
 
 namespace movable {
 
-// migrate_frames' Targets for least_moves: free frames of the destination blocks. A frame
-// handed back is a source (in a block being emptied: it goes back to the arena) or an unused
-// target (kept for the next frame).
+// migrate_frames' Targets for least_moves: free frames of the destination blocks, taken `want`
+// at a time (one arena lock for a batch's targets). A frame handed back is a source (in a block
+// being emptied: it goes back to the arena when this object ends, one arena lock for all) or an
+// unused target (kept for the next frame).
 template <class Arena, class Clock>
 struct compactor<Arena, Clock>::plan_targets {
     compactor& self;
+    std::size_t want = 1; // targets still to come in this batch, at least 1
+    frame_list sources{};
+    ~plan_targets() { detail::free_frames(self.arena_, sources); }
     frame* allocate(const frame& /*source*/) noexcept {
         if (frame* f = self.targets_.pop_front()) {
             return f;
         }
-        return self.next_destination_frame();
+        const std::size_t count = want;
+        want = want > 1 ? want - 1 : 1;
+        return self.take_destination_frames(count) ? self.targets_.pop_front() : nullptr;
     }
     void free(frame& f) noexcept {
         if (self.is_source(self.arena_.index_of(f))) {
-            self.arena_.free_frame(f);
+            sources.push_back(f);
         } else {
             self.targets_.push_front(f);
         }
@@ -59,6 +65,10 @@ void compactor<Arena, Clock>::plan(const compact_request& request) {
     region_end_ = 0;
     destinations_ = regions == 0 ? std::vector<std::size_t>{}
                                  : detail::destination_blocks(census, frames_per_block);
+    destination_rank_.assign(census.used_of_block.size(), destinations_.size());
+    for (std::size_t rank = 0; rank < destinations_.size(); ++rank) {
+        destination_rank_[destinations_[rank]] = rank;
+    }
     destination_next_ = 0;
     destination_cursor_ = 0;
     out_of_destinations_ = false;
@@ -153,40 +163,54 @@ bool compactor<Arena, Clock>::open_next_region() {
     return false;
 }
 
-// The next free frame of the destination blocks, densest first, outside every block being
-// emptied; null when there is none left (the compaction then stops).
+// Takes up to `count` free frames of the destination blocks, densest first, outside every block
+// being emptied and the open region, onto targets_ (one arena lock per block looked at where
+// the arena has take_free_frames). False when there is none left (the compaction then stops).
 template <class Arena, class Clock>
-frame* compactor<Arena, Clock>::next_destination_frame() noexcept {
+bool compactor<Arena, Clock>::take_destination_frames(std::size_t count) noexcept {
+    const std::size_t held = targets_.size();
     while (destination_next_ < destinations_.size()) {
         const std::size_t block = destinations_[destination_next_];
         const std::size_t first = block << Arena::max_order;
         const std::size_t end = first + frames_per_block;
-        if (source_block_[block]) {
-            ++destination_next_;
-            destination_cursor_ = 0;
-            continue;
-        }
         std::size_t index = std::max(destination_cursor_, first);
-        while (index < end) {
+        while (!source_block_[block] && index < end) {
             if (region_open_ && index >= region_first_ && index < region_end_) {
                 index = region_end_; // the region being emptied
                 continue;
             }
-            ++stats_.free_scanned;
-            if (arena_.is_free(index)) {
-                if (frame* f = arena_.try_take_free_frame(index)) {
-                    destination_cursor_ = index + 1;
-                    target_block_[block] = true;
-                    return f;
-                }
+            const bool region_ahead = region_open_ && region_first_ > index && region_first_ < end;
+            const std::size_t before = targets_.size();
+            index = detail::take_free_frames(arena_, index, region_ahead ? region_first_ : end,
+                                             count, targets_, stats_.free_scanned);
+            const std::size_t taken = targets_.size() - before;
+            target_block_[block] = target_block_[block] || taken > 0;
+            count -= taken;
+            if (count == 0) {
+                destination_cursor_ = index;
+                return true;
             }
-            ++index;
         }
         ++destination_next_;
         destination_cursor_ = 0;
     }
+    if (targets_.size() > held) {
+        return true;
+    }
     out_of_destinations_ = true;
-    return nullptr;
+    return false;
+}
+
+// An unused target at `index` went back to the arena: the destination walk, which took more
+// than a batch used, goes back to it so that the hole is filled after all.
+template <class Arena, class Clock>
+void compactor<Arena, Clock>::rewind_destinations(std::size_t index) noexcept {
+    const std::size_t rank = destination_rank_[index >> Arena::max_order];
+    if (rank < destination_next_ || (rank == destination_next_ && index < destination_cursor_)) {
+        destination_next_ = rank;
+        destination_cursor_ = index;
+        out_of_destinations_ = false;
+    }
 }
 
 // Gives up the open region: a frame in it will not move. Its holes may then take targets (the
@@ -243,7 +267,7 @@ void compactor<Arena, Clock>::least_moves_pass(std::size_t budget) {
             ++stats_.isolated;
         }
         isolated_this_pass += batch.size();
-        plan_targets targets{*this};
+        plan_targets targets{*this, std::max<std::size_t>(batch.size(), 1)};
         if (blocked) {
             // The region cannot be emptied: give it up without moving what was isolated (async:
             // a frame whose lock is busy stays isolated for a later pass, as migrate_frames

@@ -210,11 +210,37 @@ frame& frame_arena<FrameSize, MaxOrder>::allocate(unsigned order, frame_kind kin
 
 template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) noexcept {
+    const bool unmovable = prepare_free(first, order);
+    const std::size_t head = index_of(first);
+    std::lock_guard guard(mutex_);
+    free_locked(head, order, unmovable);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::free_frame_batch(frame_list& frames) noexcept {
+    if (frames.empty()) {
+        return;
+    }
+    // The checks and each frame's reset first (release_last_reference may wait out a transient
+    // reference), then every merge under one lock.
+    std::array<frame_list, 2> by_kind;
+    while (frame* f = frames.pop_front()) {
+        by_kind[prepare_free(*f, 0) ? 1U : 0U].push_back(*f);
+    }
+    std::lock_guard guard(mutex_);
+    for (unsigned unmovable = 0; unmovable < 2; ++unmovable) {
+        while (frame* f = by_kind[unmovable].pop_front()) {
+            free_locked(index_of(*f), 0, unmovable == 1);
+        }
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+bool frame_arena<FrameSize, MaxOrder>::prepare_free(frame& first, unsigned order) noexcept {
     MOVABLE_CONTRACT(owns(first), "frame_arena::deallocate: frame is not in this arena");
     MOVABLE_CONTRACT(order <= MaxOrder, "frame_arena::deallocate: order above max_order");
     MOVABLE_CONTRACT(movable_ops(first) == nullptr,
                      "frame_arena::deallocate: frame is still owned (call clear_movable first)");
-    std::size_t head = index_of(first);
     {
         const std::uint32_t word = first.allocator_word();
         MOVABLE_CONTRACT(buddy::state(word) == buddy::allocated_head,
@@ -226,11 +252,17 @@ void frame_arena<FrameSize, MaxOrder>::deallocate(frame& first, unsigned order) 
     const bool unmovable = buddy::kind(first.allocator_word()) == frame_kind::unmovable;
     first.release_last_reference(); // waits out transient references; resets the frame
     if (order > 0) {
+        const std::size_t head = index_of(first);
         for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
             frames_[i].set_multi_frame(false);
         }
     }
-    std::lock_guard guard(mutex_);
+    return unmovable;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::free_locked(std::size_t head, unsigned order,
+                                                   bool unmovable) noexcept {
     if (unmovable) {
         blocks_.remove_unmovable(block_of(head), std::size_t{1} << order);
     }
@@ -258,6 +290,39 @@ frame* frame_arena<FrameSize, MaxOrder>::try_take_free_frame(std::size_t index) 
         return nullptr;
     }
     std::lock_guard guard(mutex_);
+    return take_frame_locked(index);
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+std::size_t frame_arena<FrameSize, MaxOrder>::take_free_frames(std::size_t first, std::size_t end,
+                                                               std::size_t max,
+                                                               frame_list& out) noexcept {
+    end = end < frame_count_ ? end : frame_count_;
+    std::size_t taken = 0;
+    std::lock_guard guard(mutex_);
+    for (std::size_t index = first; index < end && taken < max;) {
+        if (kind_of_block_locked(index) != frame_kind::movable) {
+            index = (index | (block_frames - 1)) + 1; // no targets in an unmovable block
+            continue;
+        }
+        std::size_t head = 0;
+        unsigned order = 0;
+        if (!find_free_block(index, head, order)) {
+            ++index;
+            continue;
+        }
+        // Every frame of this free block from `index` on is a target, as far as wanted.
+        const std::size_t block_end = head + (std::size_t{1} << order);
+        for (; index < block_end && index < end && taken < max; ++index) {
+            out.push_back(*take_frame_locked(index));
+            ++taken;
+        }
+    }
+    return taken;
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+frame* frame_arena<FrameSize, MaxOrder>::take_frame_locked(std::size_t index) noexcept {
     std::size_t head = 0;
     unsigned order = 0;
     if (!find_free_block(index, head, order) || kind_of_block_locked(head) != frame_kind::movable) {
