@@ -72,10 +72,10 @@ struct compactable_arena_optional_members {
         { arena.free_block_end(index) } -> std::same_as<std::size_t>;
     };
     static constexpr bool take_free_frames =
-        requires(Arena& arena, std::size_t index, frame_list& out) {
+        requires(Arena & arena, std::size_t index, frame_list& out) {
         { arena.take_free_frames(index, index, index, out) } -> std::same_as<std::size_t>;
     };
-    static constexpr bool free_frame_batch = requires(Arena& arena, frame_list& frames) {
+    static constexpr bool free_frame_batch = requires(Arena & arena, frame_list& frames) {
         arena.free_frame_batch(frames);
     };
     static constexpr bool all = largest_free_order && free_block_count && fragmentation_score &&
