@@ -272,7 +272,7 @@ private:
     std::size_t region_cursor_ = 0;  // next frame of the open region to look at
     std::vector<bool> source_block_; // max-order blocks planned or being emptied (no targets)
     std::vector<bool> target_block_; // max-order blocks that received a target (never emptied)
-    std::vector<std::size_t> destinations_; // max-order blocks to take targets from, in order
+    std::vector<std::size_t> destinations_;     // max-order blocks to take targets from, in order
     std::vector<std::size_t> destination_rank_; // block -> its place in destinations_
     std::size_t destination_next_ = 0;
     std::size_t destination_cursor_ = 0;
