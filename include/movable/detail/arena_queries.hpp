@@ -7,8 +7,8 @@
 #include <cstddef>
 
 #include <movable/arena.hpp>
-#include <movable/frame.hpp>
 #include <movable/fragmentation.hpp>
+#include <movable/frame.hpp>
 
 namespace movable::detail {
 
