@@ -282,7 +282,8 @@ TEST_CASE("an object being constructed is not migrated: its frame's migration an
     for (std::size_t i = 2; i < handles.size(); ++i) {
         pool.destroy(handles[i]);
     }
-    handles.resize(2); // both in the first frame; the second frame was freed
+    pool.release_thread_cache(); // the destroyed objects' places go back now
+    handles.resize(2);           // both in the first frame; the second frame was freed
     const slow* first = pool.pin(handles[0]).get();
     object_handle<slow> built;
     std::thread builder([&] { built = pool.emplace(99u, true); });
@@ -355,6 +356,7 @@ TEST_CASE("compact leaves an object being constructed where it is") {
         pool.destroy(a[i]);
     }
     a.resize(5);
+    pool.release_thread_cache(); // this thread's reserved places (in A and B) go back now
     object_handle<slow_wide> built;
     std::thread builder([&] { built = pool.emplace(99u, true); }); // into B, the fullest
     slow::entered.acquire();

@@ -187,6 +187,12 @@ TEST_CASE("destroy runs the destructor and frees the place; one emptied frame is
         for (const auto h2 : second) {
             pool.destroy(h2);
         }
+        // Destroyed objects' places stay reserved for this thread's next emplace until it gives
+        // them back (or exits, or compact() takes them).
+        CHECK(pool.stats().reserved_places > 0);
+        CHECK(pool.stats().reserved_places <= pool_type::magazine_capacity);
+        pool.release_thread_cache();
+        CHECK(pool.stats().reserved_places == 0);
         CHECK(pool.stats().frames == 1);
         CHECK(arena.free_frames() == frames_before - 1);
         pool.check_invariants();
@@ -212,6 +218,14 @@ TEST_CASE("a constructor that throws leaves nothing allocated and passes its exc
     const std::size_t frames_before = arena.free_frames();
     CHECK_THROWS_AS((void)pool.emplace(0), std::runtime_error);
     CHECK(pool.size() == 0);
+    // Its place went back to this thread's reservations; given back, nothing is left.
+    CHECK(pool.stats().reserved_places > 0);
+    pool.check_invariants();
+    pool.release_thread_cache(); // the emptied frame is kept in reserve, as destroy keeps one
+    CHECK(pool.stats().reserved_places == 0);
+    CHECK(pool.stats().frames == 1);
+    CHECK(pool.stats().reserve_frames == 1);
+    CHECK(pool.compact() == 1);
     CHECK(arena.free_frames() == frames_before);
     CHECK(pool.stats().frames == 0);
     const auto kept = pool.emplace(1);
@@ -561,7 +575,7 @@ TEST_CASE("a slot whose generation runs out is retired, never reused") {
 TEST_CASE("a compaction started while another runs returns 0 at once") {
     using pool_type = object_pool<plain, arena_type>;
     arena_type arena(2 * arena_type::block_bytes);
-    pool_type pool(arena);
+    pool_type pool(arena, {.thread_cache = false}); // destroy gives each place back at once
     std::vector<object_handle<plain>> handles;
     for (std::uint64_t i = 0; i < 4 * pool_type::objects_per_frame; ++i) {
         handles.push_back(pool.emplace(plain{i, i}));
@@ -622,7 +636,7 @@ TEST_CASE("stats count frames, the minimum they need and the fullness of each sl
 TEST_CASE("a frame whose slab empties while it is isolated is freed by the core, not migrated") {
     using pool_type = object_pool<plain, arena_type>;
     arena_type arena(arena_type::block_bytes);
-    pool_type pool(arena);
+    pool_type pool(arena, {.thread_cache = false}); // destroy gives each place back at once
     const std::size_t free_before = arena.free_frames();
     // Fill the pool's reserve first: an emptied slab then goes back at once.
     const auto reserve = pool.emplace(plain{0, 0});

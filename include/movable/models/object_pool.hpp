@@ -12,6 +12,7 @@
 //
 //     frame lock  ->  pool lock  ->  an object's pin word (claimed with try only)
 //     compaction lock  ->  pool lock
+//     live-pool registry (thread exit)  ->  pool lock  ->  the pool's cache list
 //     handle-table growth lock, the arena's lock: leaves, taken with no pool lock held
 //
 //   * The core calls isolate/migrate/putback with the frame(s) locked; migrate takes the pool
@@ -24,11 +25,19 @@
 //     for a pin: compact() skips a pinned object, migrate answers `busy` for a frame that
 //     holds one. A reader waits only while a mover holds the word for one object's move (or,
 //     for migration, one frame's). destroy() waits for the readers of its object to leave.
-//   * emplace constructs T with no pool lock held (T's constructor may call the pool), the
-//     object's place taken and its slot word not yet marked allocated: movers leave such an
-//     object alone (compaction skips it, migration of its frame answers busy), and the release
-//     store that marks it allocated is all emplace does after the constructor;
-//     destroy runs ~T with the object claimed and no pool lock held.
+//   * Per-thread caches (object_pool_options::thread_cache, on by default): each thread keeps
+//     up to magazine_capacity reserved places (a taken place and its handle slot, no object) in
+//     a magazine only it touches (pool/thread_cache.hpp, object/reservations.hpp). emplace
+//     builds in one, destroy leaves the place reserved again: neither takes the pool lock nor
+//     touches the handle table on the common path. Movers treat a reservation as an object
+//     (migration moves it with its frame) and compact() takes back every idle one first, so a
+//     reservation never pins a frame. A thread's reservations go back when it holds too many,
+//     when it exits, and on release_thread_cache().
+//   * emplace constructs T with no pool lock held (T's constructor may call the pool), holding
+//     the claim of its place's slot: movers leave an object being built alone (compaction
+//     skips it, migration of its frame answers busy); it marks the slot allocated and lets go
+//     of the claim after the constructor. destroy runs ~T with the object claimed and no pool
+//     lock held.
 //   * T's move constructor and destructor run under the pool lock when compact() or migrate
 //     relocates an object (and the frame locks, for migrate). They must not call the pool or
 //     take a lock that a thread holding the pool's lock could wait for: calling the pool from
@@ -37,13 +46,15 @@
 //
 // Errors: arena exhaustion (or the handle table's) throws std::bad_alloc from emplace
 // (try_emplace: the empty handle); whatever T's constructor throws passes through, and the
-// place is given back. An empty handle throws std::invalid_argument. A stale handle (destroyed,
-// double destroy) is a contract violation: abort with a message naming the call in Debug and
-// MOVABLE_HARDENED builds, undefined in Release. Every handle a slot gives out has its own 32-bit
-// generation (a slot whose generation runs out is retired), so a stale handle is caught however
-// often its slot was reused. Destroying an object the calling thread holds pinned deadlocks.
+// place is reserved again (given back at once without a thread cache). An empty handle throws
+// std::invalid_argument. A stale handle (destroyed, double destroy) is a contract violation: abort
+// with a message naming the call in Debug and MOVABLE_HARDENED builds, undefined in Release. Every
+// handle a slot gives out has its own 32-bit generation (a slot whose generation runs out is
+// retired), so a stale handle is caught however often its slot was reused. Destroying an object the
+// calling thread holds pinned deadlocks.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -66,6 +77,7 @@
 #include <movable/pool/handle_table.hpp>
 #include <movable/pool/pins.hpp>
 #include <movable/pool/relocation.hpp>
+#include <movable/pool/thread_cache.hpp>
 
 namespace movable {
 
@@ -96,6 +108,28 @@ consteval bool check_fits_frame() {
     return true;
 }
 
+// A thread's reserved places in one object_pool (its per-thread cache): handle slots whose place
+// in a slab is taken but holds no object, the slot word saying where (location, not allocated).
+// emplace pops one and builds there; destroy pushes the object's slot back. Only its thread
+// touches the array; movers move a reservation as they move an object, by rewriting its slot
+// word under the slot's claim.
+struct object_magazine {
+    // The word of a reserved slot whose place compact() took back: its thread releases the slot
+    // when it comes to it (a class field object_pool never uses otherwise).
+    static constexpr std::uint64_t stolen = slot_word::make(0, 1, false);
+    static constexpr std::uint32_t capacity = 32;
+    static constexpr std::uint32_t refill = 16; // reserved at once when empty; kept when full
+    std::uint32_t count = 0;
+    std::array<std::uint32_t, capacity> slots{};
+    // Objects this thread emplaced less those it destroyed (negative when it destroys others'
+    // objects): written by its thread alone (a load and a store, no read-modify-write), summed
+    // by size().
+    std::atomic<std::int64_t> live{0};
+    void count_live(std::int64_t change) noexcept {
+        live.store(live.load(std::memory_order_relaxed) + change, std::memory_order_relaxed);
+    }
+};
+
 // The pool whose objects the calling thread is relocating (T's move constructor is running
 // under that pool's lock), for the contract that T's move must not call the pool.
 inline const void*& relocating_pool() noexcept {
@@ -103,6 +137,14 @@ inline const void*& relocating_pool() noexcept {
     return pool;
 }
 } // namespace detail
+
+struct object_pool_options {
+    // Each thread keeps the places of objects it destroyed (up to magazine_capacity) for its
+    // next emplace, so the common emplace and destroy take no pool lock (see
+    // release_thread_cache). Off: every destroy gives its place back at once, and every emplace
+    // takes the pool lock.
+    bool thread_cache = true;
+};
 
 template <class T, class Arena = frame_arena<>>
 class object_pool {
@@ -124,7 +166,7 @@ public:
 
     // A pool over `arena` (which must outlive it, and give frames aligned to alignof(T)). Throws
     // std::invalid_argument for an arena too large for the handle encoding.
-    explicit object_pool(Arena& arena);
+    explicit object_pool(Arena& arena, object_pool_options options = {});
     // Destroys every object (~T) and frees every frame. No other call may run concurrently and
     // no object may be pinned (contract). Waits for in-flight migrations of the pool's frames;
     // frames the core holds isolated are handed to it (it frees them).
@@ -141,15 +183,19 @@ public:
     template <class... Args>
     [[nodiscard]] handle
     try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args...>);
-    // Runs ~T and frees the object's place. A frame it empties goes back to the arena, but for
-    // one kept in reserve for the next emplace that finds no room (compact() frees that one).
-    // Waits while other threads pin the object. Throws
-    // std::invalid_argument for the empty handle; a stale handle (double destroy) is a contract
-    // violation.
+    // Runs ~T. The object's place stays reserved for this thread's next emplace (see
+    // release_thread_cache); without a thread cache it is freed at once, and a frame that
+    // empties goes back to the arena, but for one kept in reserve for the next emplace that
+    // finds no room (compact() frees that one). Waits while other threads pin the object.
+    // Throws std::invalid_argument for the empty handle; a stale handle (double destroy) is a
+    // contract violation.
     void destroy(handle h);
     // Live objects.
     [[nodiscard]] std::size_t size() const noexcept {
-        return live_.load(std::memory_order_relaxed);
+        std::int64_t live = live_.load(std::memory_order_relaxed);
+        caches_.for_each(
+            [&](const magazine& m) { live += m.live.load(std::memory_order_relaxed); });
+        return live > 0 ? static_cast<std::size_t>(live) : 0;
     }
 
     // ---- access ---------------------------------------------------------------------------------
@@ -182,6 +228,13 @@ public:
     // and yields whenever another thread waits for it. One compaction runs per pool at a time: a
     // call made while another runs returns 0 at once. Returns the frames freed.
     std::size_t compact();
+    // Gives back the calling thread's reserved places: each thread keeps up to
+    // magazine_capacity places of objects it destroyed (or reserved in advance) for its next
+    // emplace, so that the common emplace and destroy take no lock. A thread's places go back
+    // when it exits, when it holds more than magazine_capacity, when compact() runs (it takes
+    // back every idle one of every thread), or with this call.
+    void release_thread_cache() noexcept;
+    static constexpr std::size_t magazine_capacity = detail::object_magazine::capacity;
     // Frames compact() could free now (no pins): frames held - ceil(taken places / per frame).
     [[nodiscard]] std::size_t compactable_frames() const;
 
@@ -248,15 +301,51 @@ private:
     detail::object_slab* give_back_place(detail::object_slab& slab, std::uint32_t place,
                                          bool may_keep) noexcept;
     // True when the object of a taken place's slot is built (its slot word is allocated); a
-    // place taken by an emplace whose constructor still runs is not. Pool locked. Acquire: a
-    // mover that sees it built sees the object.
+    // reserved place (in a thread's magazine, or being built with its slot claimed) is not.
+    // Acquire: a mover that sees it built sees the object.
     bool built(std::uint32_t slot) const noexcept {
         return detail::slot_word::allocated(handles_->word(slot).load(std::memory_order_acquire));
     }
     void free_chain(detail::object_slab* first) noexcept;
     std::size_t relocate_objects(detail::object_slab& src, detail::object_slab& dst) noexcept;
+    // Moves the claimed place `from` of `src` to place `to` of frame `dst`: an object (its bytes
+    // too, unless `copied` already), or a reservation (its slot word's location only). Pool
+    // locked.
+    void relocate_place(std::uint32_t slot, const frame& dst, std::uint32_t to, const frame& src,
+                        std::uint32_t from, bool copied = false) noexcept;
+
+    // ---- per-thread caches (pool/thread_cache.hpp) -------------------------------------------
+    using magazine = detail::object_magazine;
+    // The calling thread's magazine; null when memory for it ran out.
+    magazine* local_magazine() noexcept {
+        return options_.thread_cache ? caches_.local(&flush_exiting_thread) : nullptr;
+    }
+    // Reserves up to `want` places into `m` (takes the pool lock); false when it reserved none
+    // (the arena or the handle table is exhausted).
+    bool refill(magazine& m, std::uint32_t want) noexcept;
+    // Keeps the reservation of `slot` in `m`, or gives it back when m is null or full.
+    void keep_reservation(magazine* m, std::uint32_t slot) noexcept;
+    // Gives the places of `count` reserved slots back (pool lock) and their slots to the handle
+    // table (retired instead when `retire`). A slab that empties becomes the spare when
+    // `may_keep` and there is none (give_back_place).
+    void give_back_reservations(const std::uint32_t* slots, std::size_t count, bool may_keep,
+                                bool retire = false) noexcept;
+    static void flush_exiting_thread(void* pool, void* cache) noexcept;
+    // Counts an object in or out: in this thread's magazine, or the pool's count without one.
+    void count_live(magazine* m, std::int64_t change) noexcept {
+        if (m != nullptr) {
+            m->count_live(change);
+        } else {
+            live_.fetch_add(change, std::memory_order_relaxed);
+        }
+    }
+    // compact()'s first step: takes back the place of every idle reservation of every thread
+    // (their slots stay in the magazines, marked stolen). Pool locked; returns emptied slabs
+    // (chained through next) to free once it is dropped.
+    detail::object_slab* steal_reservations();
 
     Arena& arena_;
+    object_pool_options options_;
     detail::location_format locations_; // frame index << place bits | place
     std::unique_ptr<detail::handle_table> handles_;
     mutable detail::contended_mutex lock_; // the pool lock
@@ -270,12 +359,13 @@ private:
     std::size_t taken_ = 0;   // places taken (live objects + those being built or destroyed)
     std::uint32_t epoch_ = 0; // compaction passes, for object_slab::skip_epoch
     std::mutex compaction_lock_;
-    std::atomic<std::size_t> live_{0};
+    std::atomic<std::int64_t> live_{0}; // less what the magazines count (size())
     struct counters {
         std::atomic<std::size_t> compactions{0};
         std::atomic<std::size_t> objects_moved{0};
         std::atomic<std::size_t> frames_freed_by_compaction{0};
         std::atomic<std::size_t> objects_skipped_pinned{0};
+        std::atomic<std::size_t> reservations_stolen{0};
         std::atomic<std::size_t> compaction_yields{0};
         std::atomic<std::size_t> frames_migrated{0};
         std::atomic<std::size_t> migrations_refused{0};
@@ -283,9 +373,11 @@ private:
         std::atomic<std::size_t> isolated_frames{0};
     };
     counters counters_;
+    detail::pool_caches<magazine> caches_{this};
 };
 
 } // namespace movable
 
 #include <movable/models/object/invariants.hpp>
 #include <movable/models/object/pool_impl.hpp>
+#include <movable/models/object/reservations.hpp>

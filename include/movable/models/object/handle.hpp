@@ -103,6 +103,10 @@ struct object_pool_stats {
     std::size_t frames_released_while_isolated = 0; // emptied slabs' frames the core freed
     std::size_t isolated_frames = 0;                // frames isolated by the core right now
     std::size_t handle_slots_retired = 0;           // slots whose 32-bit generation ran out
+    // Places the threads' magazines hold for their next emplace (taken, no object), and those
+    // compact() took back from them.
+    std::size_t reserved_places = 0;
+    std::size_t reservations_stolen = 0;
 
     // Frames held per frame needed (1.0 is perfectly packed; 0 when there are no objects).
     [[nodiscard]] double frames_per_min_frame() const noexcept {

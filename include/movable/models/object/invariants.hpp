@@ -8,17 +8,19 @@
 //   for every listed slab and the spare s: !s.freeing, s.capacity == capacity; |free list of s| ==
 //     capacity - s.in_use, its places distinct and free; s.home is an arena frame, movable
 //     with the pool as owner, its private word == s
-//   for every taken place p of s, owned by slot k: k's word is allocated (no emplace is in
-//     flight) with location (index_of(s.home), p); k's pin word is not claimed (no mover or
-//     destroyer is in flight)
+//   for every taken place p of s, owned by slot k: k's word holds location (index_of(s.home),
+//     p), marked allocated (an object) or not (a reservation in a thread's magazine; no emplace
+//     is in flight); k's pin word is not claimed (no mover, builder or destroyer is in flight)
 // Full walk:
 //   |arena frames owned by the pool| == slabs_; isolated_frames == |those that are ISOLATED|
 //   every allocated slot is owned by exactly one taken place; |allocated slots| == size()
-//   handle table: |allocated| + |free stack| + retired == published
+//   handle table: |allocated| + |reserved| + |free stack| + retired == published
+//   |reserved| == the reservations in the threads' magazines, each a reserved slot, none twice
 // The pool must be quiescent: no call on it and no migration of its frames in flight (frames the
 // core holds isolated between calls are fine; objects may be pinned).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -42,19 +44,20 @@ struct object_pool_invariants {
         std::vector<bool> owned(published, false); // slots owned by a taken place
         std::size_t slabs = 0;
         std::size_t taken = 0;
+        std::vector<bool> reserved(published, false); // slots of reserved places
         {
             std::lock_guard guard(pool.lock_);
             pool.groups_.check(invariant, [&](object_slab& slab) {
                 ++slabs;
                 taken += slab.in_use;
-                check_slab(pool, slab, owned);
+                check_slab(pool, slab, owned, reserved);
             });
             if (const object_slab* spare = pool.spare_) {
                 invariant(spare->in_use == 0 &&
                               spare->group == fullness_groups<object_slab>::unlisted,
                           "the spare slab has objects or is on a fullness list");
                 ++slabs;
-                check_slab(pool, *spare, owned);
+                check_slab(pool, *spare, owned, reserved);
             }
             invariant(slabs == pool.slabs_,
                       "the slab count differs from the fullness lists and the spare");
@@ -77,8 +80,29 @@ struct object_pool_invariants {
             return true;
         });
         invariant(stack_ends, "the handle table's free stack leaves the published slots");
-        invariant(allocated + on_stack + handles.retired() == published,
-                  "allocated + free + retired handle slots != published slots");
+        const auto reserved_count =
+            static_cast<std::size_t>(std::count(reserved.begin(), reserved.end(), true));
+        std::size_t in_magazines = 0;
+        std::size_t stolen = 0; // slots whose place compact() took back, still in a magazine
+        pool.caches_.for_each([&](const auto& magazine) {
+            for (std::uint32_t i = 0; i < magazine.count; ++i) {
+                const std::uint32_t slot = magazine.slots[i];
+                invariant(slot < published, "a magazine holds a slot the table never gave out");
+                if (handles.word(slot).load(std::memory_order_relaxed) == magazine.stolen) {
+                    invariant(!owned[slot], "a stolen reservation's slot still owns a place");
+                    owned[slot] = true; // so a slot held twice is caught
+                    ++stolen;
+                    continue;
+                }
+                invariant(reserved[slot], "a magazine holds a slot that owns no reserved place");
+                reserved[slot] = false; // so a slot held twice is caught
+                ++in_magazines;
+            }
+        });
+        invariant(in_magazines == reserved_count,
+                  "the reserved places differ from the reservations in the threads' magazines");
+        invariant(allocated + reserved_count + stolen + on_stack + handles.retired() == published,
+                  "allocated + reserved + stolen + free + retired handle slots != published");
 
         std::size_t frames = 0;
         std::size_t isolated = 0;
@@ -97,7 +121,8 @@ struct object_pool_invariants {
 
 private:
     template <class Pool>
-    static void check_slab(const Pool& pool, const object_slab& slab, std::vector<bool>& owned) {
+    static void check_slab(const Pool& pool, const object_slab& slab, std::vector<bool>& owned,
+                           std::vector<bool>& reserved) {
         invariant(slab.freeing.load(std::memory_order_relaxed) == 0 &&
                       slab.capacity == Pool::objects_per_frame,
                   "a listed slab is being freed or has the wrong capacity");
@@ -137,12 +162,11 @@ private:
             const std::uint32_t pins = handles.slot(slot).pool_word.load(std::memory_order_acquire);
             invariant(!pin_word::is_exclusive(pins),
                       "an object's pin word is claimed with no mover or destroyer in flight");
-            invariant(slot_word::allocated(word),
-                      "a slab place is owned by a free slot (or an emplace is in flight)");
+            reserved[slot] = !slot_word::allocated(word);
             const std::uint64_t location = slot_word::location(word);
             invariant(pool.locations_.frame_index(location) == home_index &&
                           pool.locations_.object(location) == place,
-                      "an allocated slot's location is not the slab place that owns it");
+                      "a slot's location is not the slab place that owns it");
         }
     }
 

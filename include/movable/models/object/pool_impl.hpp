@@ -36,8 +36,8 @@ private:
 // ---- construction and destruction ------------------------------------------------------------
 
 template <class T, class Arena>
-object_pool<T, Arena>::object_pool(Arena& arena)
-    : arena_(arena), locations_(objects_per_frame - 1) {
+object_pool<T, Arena>::object_pool(Arena& arena, object_pool_options options)
+    : arena_(arena), options_(options), locations_(objects_per_frame - 1) {
     static_assert(sizeof(T) > frame_size || // said once, by check_fits_frame
                       (objects_per_frame >= 1 && objects_per_frame <= 0x7fffffff),
                   "object_pool: a slab's places must fit its 31-bit free links");
@@ -54,6 +54,7 @@ object_pool<T, Arena>::object_pool(Arena& arena)
 
 template <class T, class Arena>
 object_pool<T, Arena>::~object_pool() {
+    caches_.retire(); // no exiting thread flushes into the pool from now on
     detail::object_slab* chain = nullptr;
     {
         std::lock_guard guard(lock_);
@@ -74,7 +75,8 @@ object_pool<T, Arena>::~object_pool() {
     for (detail::object_slab* slab = chain; slab != nullptr; slab = slab->next) {
         for (std::uint32_t place = 0; place < slab->capacity; ++place) {
             const std::uint32_t entry = slab->entries()[place];
-            if (detail::slab_entry::is_taken(entry)) {
+            // A taken place holds an object, or is a thread's reservation (nothing to end).
+            if (detail::slab_entry::is_taken(entry) && built(detail::slab_entry::slot(entry))) {
                 MOVABLE_CONTRACT(handles_->slot(detail::slab_entry::slot(entry))
                                          .pool_word.load(std::memory_order_acquire) == 0,
                                  "object_pool::~object_pool: an object is still pinned");
@@ -83,6 +85,7 @@ object_pool<T, Arena>::~object_pool() {
         }
     }
     live_.store(0, std::memory_order_relaxed);
+    caches_.for_each([](magazine& m) { m.live.store(0, std::memory_order_relaxed); });
     free_chain(chain);
 }
 
@@ -172,61 +175,43 @@ template <class T, class Arena>
 template <class... Args>
 auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     check_not_relocating("object_pool::emplace");
-    const std::uint32_t slot = handles_->acquire();
-    if (slot == detail::handle_table::none) {
-        return {};
+    // The common case takes a reservation from this thread's magazine: no pool lock, no shared
+    // cache line. A thread without one (memory ran out) reserves one place for this call.
+    magazine* m = local_magazine();
+    magazine just_one;
+    magazine& from = m != nullptr ? *m : just_one;
+    std::uint32_t slot = 0;
+    std::uint64_t word = 0;
+    for (;;) {
+        if (from.count == 0 && !refill(from, m != nullptr ? magazine::refill : 1)) {
+            return {};
+        }
+        slot = from.slots[--from.count];
+        // Claimed while T is built: movers leave the place alone (compaction skips it,
+        // migration of its frame answers busy), so the location read here stays its home. The
+        // claim's acquire sees where a mover last put the reservation.
+        detail::pin_word::claim(handles_->slot(slot).pool_word);
+        word = handles_->word(slot).load(std::memory_order_relaxed);
+        if (word != magazine::stolen) {
+            break;
+        }
+        detail::pin_word::end_claim(handles_->slot(slot).pool_word);
+        handles_->release(slot); // compact() took its place back
     }
     detail::handle_slot& entry = handles_->slot(slot);
-    pool_lock guard(lock_);
-    detail::object_slab* slab = groups_.fullest_not_full();
-    const bool listed = slab != nullptr;
-    bool created = false;
-    if (!listed) {
-        slab = std::exchange(spare_, nullptr);
-        if (slab == nullptr) {
-            created = true;
-            guard.unlock();
-            slab = detail::slab_create(arena_, static_cast<std::uint32_t>(objects_per_frame),
-                                       alignof(T), *this);
-            if (slab == nullptr) {
-                handles_->release(slot); // never marked allocated: its generation stays
-                return {};
-            }
-            guard.lock();
-            ++slabs_;
-        }
-    }
-    const std::uint32_t place = slab->take(slot);
-    ++taken_;
-    if (listed) {
-        groups_.refile(*slab);
-    } else {
-        groups_.link(*slab);
-    }
-    // Until its slot word is marked allocated, the object is being built: movers leave it
-    // alone (compaction skips it, migration of its frame answers busy), so the frame read here
-    // stays its home.
-    const frame& home = *slab->home;
-    live_.fetch_add(1, std::memory_order_relaxed);
-    guard.unlock();
-    T* object = object_at(home, place);
+    const std::uint64_t location = detail::slot_word::location(word);
     try {
-        ::new (static_cast<void*>(object)) T(std::forward<Args>(args)...);
+        ::new (static_cast<void*>(object_at(location))) T(std::forward<Args>(args)...);
     } catch (...) {
-        guard.lock();
-        live_.fetch_sub(1, std::memory_order_relaxed);
-        // A failed emplace leaves the pool as it found it: a slab it created is freed, the
-        // spare it took is the spare again.
-        detail::object_slab* emptied = give_back_place(*slab, place, !created);
-        guard.unlock();
-        handles_->release(slot);
-        free_chain(emptied);
+        detail::pin_word::end_claim(entry.pool_word);
+        // T's constructor may have called the pool: look the magazine up again.
+        keep_reservation(m != nullptr ? local_magazine() : nullptr, slot);
         throw;
     }
+    count_live(m, 1);
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
-    // Release: a mover that reads the word allocated sees the object built. No locked
-    // instruction after the constructor's stores.
-    set_location(slot, home, place);
+    entry.word.store(detail::slot_word::make(location, 0, true), std::memory_order_release);
+    detail::pin_word::end_claim(entry.pool_word);
     return handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -259,25 +244,19 @@ void object_pool<T, Arena>::destroy(handle h) {
                                          "destroy?)");
     const std::uint64_t location = detail::slot_word::location(word);
     std::destroy_at(object_at(location));
-    live_.fetch_sub(1, std::memory_order_relaxed);
-    detail::object_slab* emptied = nullptr;
-    bool retire = false;
-    {
-        std::lock_guard guard(lock_);
-        detail::object_slab& slab = *slab_of(arena_.frame_at(locations_.frame_index(location)));
-        emptied = give_back_place(slab, locations_.object(location), true);
-        // Every handle this slot gives out has a generation of its own: one that would wrap
-        // retires the slot instead.
-        retire = !handles_->end_generation(slot);
-        entry.word.store(detail::slot_word::make(0, 0, false), std::memory_order_release);
-    }
+    magazine* m = local_magazine();
+    count_live(m, -1);
+    // Every handle this slot gives out has a generation of its own: one that would wrap retires
+    // the slot instead.
+    const bool retire = !handles_->end_generation(slot);
+    // The place stays taken, as this thread's reservation (the word keeps its location).
+    entry.word.store(detail::slot_word::make(location, 0, false), std::memory_order_release);
     detail::pin_word::end_claim(entry.pool_word);
     if (retire) {
-        handles_->retire(slot);
+        give_back_reservations(&slot, 1, true, true);
     } else {
-        handles_->release(slot);
+        keep_reservation(m, slot);
     }
-    free_chain(emptied);
 }
 
 // ---- access ----------------------------------------------------------------------------------
@@ -362,14 +341,15 @@ std::size_t object_pool<T, Arena>::relocate_objects(detail::object_slab& src,
         }
         const std::uint32_t slot = detail::slab_entry::slot(entry);
         std::atomic<std::uint32_t>& pins = handles_->slot(slot).pool_word;
-        if (!built(slot) || !detail::pin_word::try_claim(pins)) {
+        // A pinned object, or a reservation being built on, is skipped; an idle reservation
+        // moves like an object (its place is as good as taken).
+        if (!detail::pin_word::try_claim(pins)) {
             ++skipped;
             continue;
         }
         const std::uint32_t to = dst.take(slot);
-        relocation_traits<T>::relocate(object_at(*dst.home, to), object_at(*src.home, from));
+        relocate_place(slot, *dst.home, to, *src.home, from);
         src.give_back(from);
-        set_location(slot, *dst.home, to);
         detail::pin_word::end_claim(pins);
         ++moved;
     }
@@ -386,8 +366,12 @@ std::size_t object_pool<T, Arena>::compact() {
         return 0;
     }
     std::size_t freed = 0;
-    detail::object_slab* emptied = nullptr; // freed once the pool lock is dropped
     pool_lock guard(lock_);
+    // Freed once the pool lock is dropped: first the slabs that held only idle reservations.
+    detail::object_slab* emptied = steal_reservations();
+    for (const detail::object_slab* s = emptied; s != nullptr; s = s->next) {
+        ++freed;
+    }
     const std::uint32_t epoch = ++epoch_;
     // A slab whose objects this pass found pinned and could not move is neither picked again
     // as a source nor as a target: each round moves an object or rules a slab out, so it ends.
@@ -470,8 +454,11 @@ object_pool_stats object_pool<T, Arena>::stats() const {
         out.reserve_frames = spare_ != nullptr ? 1 : 0;
         out.frames_freeable = frames_freeable();
         out.fullness = groups_.histogram();
+        const std::size_t live = size();
+        out.reserved_places = taken_ > live ? taken_ - live : 0; // less places being built on
     }
-    out.objects = live_.load(std::memory_order_relaxed);
+    out.reservations_stolen = counters_.reservations_stolen.load(std::memory_order_relaxed);
+    out.objects = size();
     out.min_frames = (out.objects + objects_per_frame - 1) / objects_per_frame;
     out.compactions = counters_.compactions.load(std::memory_order_relaxed);
     out.objects_moved = counters_.objects_moved.load(std::memory_order_relaxed);
@@ -524,11 +511,11 @@ migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mo
     const auto pins_of = [&](std::uint32_t place) -> std::atomic<std::uint32_t>& {
         return handles_->slot(detail::slab_entry::slot(entries[place])).pool_word;
     };
-    // Claim every object of the frame, or none (an object being built cannot move).
+    // Claim every object (and reservation) of the frame, or none: a pinned object, or a place
+    // being built on (its builder holds the claim), cannot move.
     for (std::uint32_t place = 0; place < slab.capacity; ++place) {
         if (detail::slab_entry::is_taken(entries[place]) &&
-            (!built(detail::slab_entry::slot(entries[place])) ||
-             !detail::pin_word::try_claim(pins_of(place)))) {
+            !detail::pin_word::try_claim(pins_of(place))) {
             while (place-- > 0) {
                 if (detail::slab_entry::is_taken(entries[place])) {
                     detail::pin_word::end_claim(pins_of(place));
@@ -539,12 +526,11 @@ migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mo
     }
     if constexpr (moves_by_memcpy) {
         std::memcpy(arena_.address_of(dst), arena_.address_of(src), frame_size);
-    } else {
-        const detail::relocation_scope relocating(this);
-        for (std::uint32_t place = 0; place < slab.capacity; ++place) {
-            if (detail::slab_entry::is_taken(entries[place])) {
-                relocation_traits<T>::relocate(object_at(dst, place), object_at(src, place));
-            }
+    }
+    for (std::uint32_t place = 0; place < slab.capacity; ++place) {
+        if (detail::slab_entry::is_taken(entries[place])) {
+            relocate_place(detail::slab_entry::slot(entries[place]), dst, place, src, place,
+                           moves_by_memcpy);
         }
     }
     slab.home = &dst;
@@ -552,7 +538,6 @@ migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mo
     set_movable(dst, *this);
     for (std::uint32_t place = 0; place < slab.capacity; ++place) {
         if (detail::slab_entry::is_taken(entries[place])) {
-            set_location(detail::slab_entry::slot(entries[place]), dst, place);
             detail::pin_word::end_claim(pins_of(place));
         }
     }
