@@ -124,7 +124,6 @@ struct mimalloc_allocator {
 #endif
 struct pool_allocator {
     using handle = movable::zspage_handle;
-    static constexpr const char* name = "zspage_pool";
     pool_type& pool;
     std::vector<std::byte> bytes = std::vector<std::byte>(frame_size);
     handle allocate(std::size_t size) { return pool.allocate(size); }
