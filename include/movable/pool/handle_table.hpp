@@ -284,7 +284,7 @@ private:
 
     std::size_t chunks_;
     static_assert(std::atomic<handle_slot*>::is_always_lock_free &&
-                      sizeof(std::atomic<handle_slot*>) == sizeof(handle_slot*),
+                      sizeof(std::atomic<handle_slot*>) == sizeof(std::uintptr_t),
                   "handle_table: a zero-filled directory entry must be a null chunk pointer");
     mapped_region directory_region_;                      // zero-filled until a chunk is published
     std::atomic<handle_slot*>* directory_;                // chunks_ entries in directory_region_
