@@ -582,10 +582,9 @@ TEST_CASE("a 2 GiB and a 256 MiB arena holding the same frames have the same res
 
 TEST_CASE("discarding a new arena releases nothing: its frames were never touched") {
     big_arena arena(std::size_t{64} << 20);
-    const std::size_t before = support::resident_bytes();
-    CHECK(arena.discard_free_memory(0) == 0);
-    CHECK(support::resident_bytes() <= before + (std::size_t{1} << 20)); // nothing was released
+    CHECK(arena.discard_free_memory(0) == 0); // was 64 MiB, while the resident set did not move
     CHECK(arena.stats().discarded_frames == arena.frame_count());
+    CHECK(arena.stats().discarded_blocks == arena.block_count());
 }
 
 TEST_CASE("discard reports the frames used since the last discard, not the blocks it advised") {
