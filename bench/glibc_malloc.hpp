@@ -1,7 +1,7 @@
-// glibc's own malloc and free, for baselines in programs that link jemalloc or mimalloc (which
-// replace the process-wide malloc): looked up in libc.so.6 itself, since mimalloc's override
-// also exports __libc_malloc and that name cannot be trusted. library_of() says which shared
-// object a function resolved to, for the benchmarks' context lines. Link ${CMAKE_DL_LIBS}.
+// glibc's own malloc, free and malloc_trim, for baselines in programs that link jemalloc or
+// mimalloc (which replace the process-wide malloc): looked up in libc.so.6 itself, since mimalloc's
+// override also exports __libc_malloc and that name cannot be trusted. library_of() says which
+// shared object a function resolved to, for the benchmarks' context lines. Link ${CMAKE_DL_LIBS}.
 #pragma once
 
 #include <dlfcn.h>
@@ -14,6 +14,7 @@ namespace movable::bench {
 struct libc_functions {
     void* (*malloc)(std::size_t) = nullptr;
     void (*free)(void*) = nullptr;
+    int (*malloc_trim)(std::size_t) = nullptr; // gives free heap memory back to the OS
 };
 
 // Both null when libc.so.6 is not loaded (the program should say so and stop).
@@ -23,6 +24,7 @@ inline const libc_functions& glibc() {
         if (void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD)) {
             f.malloc = reinterpret_cast<void* (*)(std::size_t)>(::dlsym(libc, "malloc"));
             f.free = reinterpret_cast<void (*)(void*)>(::dlsym(libc, "free"));
+            f.malloc_trim = reinterpret_cast<int (*)(std::size_t)>(::dlsym(libc, "malloc_trim"));
         }
         return f;
     }();

@@ -2,10 +2,14 @@
 //   * allocate + deallocate pairs on a live set of objects, sizes shaped like compressed 4 KiB
 //     pages, as ratios to glibc malloc/free, jemalloc (mallocx/dallocx) and mimalloc
 //     (mi_malloc/mi_free) on the same sizes in the same order;
-//   * footprint after the same churn: pool frames x frame size / live bytes before and after
-//     compact(), next to each allocator's resident-size growth / live bytes, each measured in
-//     a fresh process (this program re-executed) so no allocator starts with a heap that an
-//     earlier benchmark warmed, and the allocators do not pollute each other's RSS;
+//   * footprint on a zram-like trace (sizes of real compressed pages, bench/zram_trace.hpp;
+//     fill, random replacement, 70% freed; bench/trace_footprint.hpp): the pool's resident
+//     growth / live bytes after compact(), arena compaction and release, where those bytes go,
+//     the same with a 2 GiB arena instead of 256 MiB, and each allocator's resident growth /
+//     live bytes after it gave back what it could (malloc_trim(0), jemalloc's purge,
+//     mi_collect(true)), each measured in a fresh process (this program re-executed) so no
+//     allocator starts with a heap that an earlier benchmark warmed, and the allocators do not
+//     pollute each other's RSS;
 //   * pinned read and write of an object as a ratio to memcpy of its bytes.
 //
 // Each allocator is called through its own explicit API, so every column measures what it
@@ -14,14 +18,15 @@
 // __libc_malloc, so that name cannot be trusted). The context lines say which library each
 // column resolved to.
 //
-// Sizes ("compressed 4 KiB pages", zram-like): 10% uniform in 32..512 bytes (nearly empty
-// pages), 70% normal around 1400 bytes (sd 450) clipped to 32..3264, 20% uniform in
-// 2048..3264 (poorly compressible). Mean about 1.5 KiB.
+// Sizes of the pairs and access benchmarks ("compressed 4 KiB pages", synthetic): 10% uniform
+// in 32..512 bytes (nearly empty pages), 70% normal around 1400 bytes (sd 450) clipped to 32..3264,
+// 20% uniform in 2048..3264 (poorly compressible). Mean about 1.5 KiB.
 #include <movable/compaction.hpp>
 #include <movable/models/zspage_pool.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +42,7 @@
 #include "allocators.hpp"
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
+#include "trace_footprint.hpp"
 
 namespace {
 
@@ -118,7 +124,6 @@ struct mimalloc_allocator {
 #endif
 struct pool_allocator {
     using handle = movable::zspage_handle;
-    static constexpr const char* name = "zspage_pool";
     pool_type& pool;
     std::vector<std::byte> bytes = std::vector<std::byte>(frame_size);
     handle allocate(std::size_t size) { return pool.allocate(size); }
@@ -278,70 +283,135 @@ void pairs_zspage_pool(benchmark::State& state) {
 }
 BENCHMARK(pairs_zspage_pool);
 
-// ---- 2. footprint after the same churn -------------------------------------------------------
+// ---- 2. footprint on the zram trace ---------------------------------------------------------
+// The stream is bench/trace_footprint.hpp's (fill, random replacement, 70% freed, sizes from
+// real compressed pages); each allocator and each arena size runs it in a fresh process.
 
+using movable::bench::trace_run;
 using movable::support::resident_bytes;
 
-// In the child: RSS growth / live bytes of an allocator after the churn (fill, one pass of
-// replacements writing every object, then freeing a random half).
-template <class Allocator>
-std::vector<double> allocator_footprint_here() {
-    Allocator allocator;
-    churn<Allocator> c(allocator, true, false);
-    const std::size_t before = resident_bytes();
-    c.populate();
-    for (std::size_t i = 0; i < workload::steps; ++i) {
-        c.step();
+constexpr std::size_t large_arena_bytes = std::size_t{2} << 30;
+
+// The pool's figures; all but live_bytes and growth_bytes are bytes per live byte.
+enum pool_figure : std::size_t {
+    rss_after_release,   // resident growth after compact(), arena compaction and release
+    rss_before_compact,  // resident growth right after the stream
+    frames_after,        // the pool's frames after compact() and arena compaction
+    descriptors,         // resident frame descriptors (mincore)
+    header_and_rounding, // live objects' headers and size-class rounding, huge class included
+    unused_slots,        // free object slots in the pool's zspages
+    zspage_tails,        // unused tails of the zspages
+    other_memory,        // growth - frames - descriptors: handle table, zspage descriptors, ...
+    heap_allocated,      // of which the process's malloc holds for the pool (jemalloc's count)
+    zspage_descriptors,  // of which zspage descriptors in use
+    live_bytes,
+    growth_bytes,
+    pool_figure_count
+};
+
+// Resident bytes of the arena's frame descriptors: the pages of their mapping that are mapped.
+std::size_t resident_descriptor_bytes(arena_type& arena) {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto start = reinterpret_cast<std::uintptr_t>(&arena.frame_at(0)) / page * page;
+    const auto stop =
+        reinterpret_cast<std::uintptr_t>(&arena.frame_at(arena.frame_count() - 1) + 1);
+    std::vector<unsigned char> pages((stop - start + page - 1) / page);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): the descriptors' own pages
+    if (::mincore(reinterpret_cast<void*>(start), stop - start, pages.data()) != 0) {
+        return 0;
     }
-    c.free_random_half();
-    const std::size_t after = resident_bytes();
-    return {static_cast<double>(after - before) / static_cast<double>(c.live_bytes())};
+    return static_cast<std::size_t>(std::count_if(pages.begin(), pages.end(),
+                                                  [](unsigned char p) { return (p & 1) != 0; })) *
+           page;
 }
 
-// In the child: the pool's frames and RSS growth per live byte after the same churn, before
-// compact(), after it, and after arena compaction and giving free max-order blocks back to the
-// OS. The arena's frame descriptors (64 bytes per 4 KiB frame of the whole reservation) are
-// allocated before the first reading, like the kernel's struct page.
-std::vector<double> pool_footprint_here() {
+// Bytes the process's malloc has handed out and not taken back, when it is jemalloc (its
+// stats.allocated); 0 otherwise.
+std::size_t heap_allocated_bytes() {
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    if (movable::bench::library_of(reinterpret_cast<const void*>(&::malloc)) ==
+        movable::bench::library_of(reinterpret_cast<const void*>(&mallocx))) {
+        std::uint64_t epoch = 1;
+        std::size_t length = sizeof epoch;
+        mallctl("epoch", &epoch, &length, &epoch, length);
+        std::size_t allocated = 0;
+        length = sizeof allocated;
+        if (mallctl("stats.allocated", &allocated, &length, nullptr, 0) == 0) {
+            return allocated;
+        }
+    }
+#endif
+    return 0;
+}
+
+// In the child: the pool's footprint on the trace in an arena of `arena_bytes`, measured from
+// before the arena exists (so its descriptors and tables count), and where it goes.
+std::vector<double> pool_footprint_here(std::size_t arena_bytes) {
+    (void)movable::bench::the_trace();
+    trace_run<pool_allocator> run;
+    std::vector<double> figures(pool_figure_count);
+    const std::size_t heap_before = heap_allocated_bytes();
+    const std::size_t before = resident_bytes();
     arena_type arena(arena_bytes);
     pool_type pool(arena);
     pool_allocator allocator{pool};
-    churn<pool_allocator> c(allocator, true, false);
-    const std::size_t before = resident_bytes();
-    c.populate();
-    for (std::size_t i = 0; i < workload::steps; ++i) {
-        c.step();
-    }
-    c.free_random_half();
-    const auto live = static_cast<double>(c.live_bytes());
-    const auto frames_bytes = [&] {
-        return static_cast<double>(pool.stats().frames_in_use * frame_size);
-    };
-    const double frames_before = frames_bytes() / live;
-    const double rss_before = static_cast<double>(resident_bytes() - before) / live;
+    run.run(allocator);
+    const auto live = static_cast<double>(run.live_bytes());
+    figures[rss_before_compact] = static_cast<double>(resident_bytes() - before) / live;
     pool.compact();
-    const double frames_after = frames_bytes() / live;
     movable::compactor<arena_type>(arena).compact();
-    arena.discard_free_memory();
-    const double rss_after = static_cast<double>(resident_bytes() - before) / live;
-    return {frames_before, frames_after, rss_before, rss_after, live};
+    arena.discard_free_memory(0);
+    const std::size_t growth = resident_bytes() - before;
+    const movable::zspage_pool_stats stats = pool.stats();
+    const auto frames = static_cast<double>(stats.frames_in_use * frame_size);
+    const auto descriptor_bytes = static_cast<double>(resident_descriptor_bytes(arena));
+    for (const movable::zspage_class_stats& c : stats.classes) {
+        const auto object = static_cast<double>(c.size_class.object_size);
+        figures[header_and_rounding] +=
+            static_cast<double>(c.objects_in_use) * object - static_cast<double>(c.bytes_in_use);
+        figures[unused_slots] +=
+            static_cast<double>(c.objects_allocated - c.objects_in_use) * object;
+        figures[zspage_tails] += static_cast<double>(c.zspages * c.size_class.tail_bytes);
+    }
+    figures[header_and_rounding] /= live;
+    figures[unused_slots] /= live;
+    figures[zspage_tails] /= live;
+    figures[rss_after_release] = static_cast<double>(growth) / live;
+    figures[frames_after] = frames / live;
+    figures[descriptors] = descriptor_bytes / live;
+    figures[other_memory] = (static_cast<double>(growth) - frames - descriptor_bytes) / live;
+    const std::size_t heap_after = heap_allocated_bytes();
+    figures[heap_allocated] =
+        heap_after == 0 ? -1.0 : static_cast<double>(heap_after - heap_before) / live;
+    figures[zspage_descriptors] =
+        static_cast<double>(stats.zspages * sizeof(movable::detail::zspage)) / live;
+    figures[live_bytes] = live;
+    figures[growth_bytes] = static_cast<double>(growth);
+    run.free_all(allocator);
+    return figures;
 }
 
 constexpr const char* footprint_child_flag = "--zspage-footprint-child=";
+constexpr const char* pool_in_small_arena = "zspage_pool_256MiB";
+constexpr const char* pool_in_large_arena = "zspage_pool_2GiB";
+constexpr std::size_t allocator_figure_count = 3; // allocator_trace_footprint's
 
 int footprint_child(const std::string& which, int fd) {
+    using namespace movable::bench;
     std::vector<double> values;
-    if (which == pool_allocator::name) {
-        values = pool_footprint_here();
+    if (which == pool_in_small_arena) {
+        values = pool_footprint_here(arena_bytes);
+    } else if (which == pool_in_large_arena) {
+        values = pool_footprint_here(large_arena_bytes);
     } else if (which == glibc_allocator::name) {
-        values = allocator_footprint_here<glibc_allocator>();
+        values = allocator_trace_footprint<glibc_allocator>(&glibc_give_back);
 #if MOVABLE_BENCH_HAVE_JEMALLOC
     } else if (which == jemalloc_allocator::name) {
-        values = allocator_footprint_here<jemalloc_allocator>();
+        values = allocator_trace_footprint<jemalloc_allocator>(&jemalloc_give_back);
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
     } else if (which == mimalloc_allocator::name) {
-        values = allocator_footprint_here<mimalloc_allocator>();
+        values = allocator_trace_footprint<mimalloc_allocator>(&mimalloc_give_back);
 #endif
     } else {
         return 2;
@@ -386,30 +456,45 @@ std::vector<double> footprint_in_fresh_process(const std::string& which, std::si
     return ok ? values : std::vector<double>{};
 }
 
+// Resident growth / live bytes on the zram trace: the pool (256 MiB arena) after compact(),
+// arena compaction and release, where its bytes go, the same pool in a 2 GiB arena, and each
+// allocator after giving back what it can.
 void footprint(benchmark::State& state) {
-    std::vector<double> pool_figures;
+    std::vector<double> pool;
+    std::vector<double> pool_large;
     for (auto _ : state) {
-        pool_figures = footprint_in_fresh_process(pool_allocator::name, 5);
+        pool = footprint_in_fresh_process(pool_in_small_arena, pool_figure_count);
+        pool_large = footprint_in_fresh_process(pool_in_large_arena, pool_figure_count);
     }
-    if (pool_figures.empty()) {
-        state.SkipWithError("the pool's footprint process failed");
+    if (pool.empty() || pool_large.empty()) {
+        state.SkipWithError("a pool footprint process failed");
         return;
     }
-    state.counters["pool_frames_before_compact"] = pool_figures[0];
-    state.counters["pool_frames_after_compact"] = pool_figures[1];
-    state.counters["pool_rss_before_compact"] = pool_figures[2];
-    state.counters["pool_rss_after_compact_and_release"] = pool_figures[3];
-    state.counters["live_MiB"] = pool_figures[4] / (1 << 20);
-    const auto rss = [](const char* which) {
-        const std::vector<double> figures = footprint_in_fresh_process(which, 1);
-        return figures.empty() ? -1.0 : figures[0];
+    state.counters["pool_rss"] = pool[rss_after_release];
+    state.counters["pool_rss_before_compact"] = pool[rss_before_compact];
+    state.counters["pool_frames"] = pool[frames_after];
+    state.counters["pool_descriptors"] = pool[descriptors];
+    state.counters["pool_header_rounding"] = pool[header_and_rounding];
+    state.counters["pool_unused_slots"] = pool[unused_slots];
+    state.counters["pool_zspage_tails"] = pool[zspage_tails];
+    state.counters["pool_other"] = pool[other_memory];
+    state.counters["pool_heap"] = pool[heap_allocated];
+    state.counters["pool_zspage_descriptors"] = pool[zspage_descriptors];
+    state.counters["live_MiB"] = pool[live_bytes] / (1 << 20);
+    state.counters["pool_rss_2GiB_arena"] = pool_large[rss_after_release];
+    state.counters["rss_2GiB_vs_256MiB_arena"] = pool_large[growth_bytes] / pool[growth_bytes];
+    const auto rss = [&](const char* which, const char* counter) {
+        const std::vector<double> figures =
+            footprint_in_fresh_process(which, allocator_figure_count);
+        state.counters[std::string(counter) + "_rss"] = figures.empty() ? -1.0 : figures[0];
+        state.counters[std::string(counter) + "_rss_kept"] = figures.empty() ? -1.0 : figures[1];
     };
-    state.counters["glibc_rss"] = rss(glibc_allocator::name);
+    rss(glibc_allocator::name, "glibc");
 #if MOVABLE_BENCH_HAVE_JEMALLOC
-    state.counters["jemalloc_rss"] = rss(jemalloc_allocator::name);
+    rss(jemalloc_allocator::name, "jemalloc");
 #endif
 #if MOVABLE_BENCH_HAVE_MIMALLOC
-    state.counters["mimalloc_rss"] = rss(mimalloc_allocator::name);
+    rss(mimalloc_allocator::name, "mimalloc");
 #endif
 }
 BENCHMARK(footprint)->Iterations(1)->Unit(benchmark::kMillisecond);

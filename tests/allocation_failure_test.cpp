@@ -153,7 +153,7 @@ TEST_CASE("an arena whose construction fails at any allocation leaves nothing ma
         CHECK(live_blocks.load() == live_before);
         CHECK(virtual_bytes() < mapped_before + bytes / 4);
     }
-    CHECK(failure_points >= 2); // the frame descriptors and the block table
+    CHECK(failure_points >= 1); // the block table (the frame descriptors are mapped)
     CHECK(virtual_bytes() < mapped_before + bytes / 4);
 }
 

@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -549,11 +552,162 @@ TEST_CASE("released free memory leaves the resident set and reads as zero when r
     CHECK(arena.discard_free_memory(0) == big_arena::frame_size);
 }
 
+namespace {
+// Resident system pages among those holding `frames` descriptors from `first` (mincore: a page
+// counts once it is mapped; only reads of a never-written page could map it without memory, and
+// these tests never read a descriptor they did not use).
+template <class Arena>
+std::size_t resident_descriptor_pages(Arena& arena, std::size_t first, std::size_t frames) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const auto start = reinterpret_cast<std::uintptr_t>(&arena.frame_at(first)) / page * page;
+    const auto stop = reinterpret_cast<std::uintptr_t>(&arena.frame_at(first + frames - 1) + 1);
+    std::vector<unsigned char> pages((stop - start + page - 1) / page);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): the descriptors' own addresses, page-aligned
+    REQUIRE(::mincore(reinterpret_cast<void*>(start), stop - start, pages.data()) == 0);
+    return static_cast<std::size_t>(
+        std::count_if(pages.begin(), pages.end(), [](unsigned char p) { return (p & 1) != 0; }));
+}
+template <class Arena>
+std::size_t resident_descriptor_pages(Arena& arena) {
+    return resident_descriptor_pages(arena, 0, arena.frame_count());
+}
+using big_arena = frame_arena<4096, 10>; // a block's 64 KiB of descriptors fill whole pages
+constexpr std::size_t two_gib = std::size_t{2} << 30;
+} // namespace
+
+TEST_CASE("a new arena touches none of its frame descriptors, whatever its size") {
+    big_arena arena(two_gib);
+    CHECK(resident_descriptor_pages(arena) == 0);
+    const auto stats = arena.stats();
+    CHECK(stats.discarded_blocks == arena.block_count());
+    CHECK(stats.discarded_frames == arena.frame_count());
+    CHECK(resident_descriptor_pages(arena) == 0); // nor does asking for statistics
+}
+
+TEST_CASE("descriptors are resident only in blocks in use and leave with a discarded block") {
+    big_arena arena(two_gib);
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t block_pages = big_arena::block_frames * sizeof(frame) / page;
+    std::vector<frame*> frames;
+    for (std::size_t i = 0; i < 3 * big_arena::block_frames / 2; ++i) { // a block and a half
+        frames.push_back(&arena.allocate(0));
+    }
+    CHECK(arena.index_of(*frames.back()) < 2 * big_arena::block_frames); // low blocks first
+    CHECK(resident_descriptor_pages(arena) <= 2 * block_pages);
+    CHECK(resident_descriptor_pages(arena, 2 * big_arena::block_frames,
+                                    arena.frame_count() - 2 * big_arena::block_frames) == 0);
+    CHECK(arena.stats().discarded_blocks == arena.block_count() - 2);
+    for (frame* f : frames) {
+        arena.deallocate(*f);
+    }
+    arena.check_invariants();
+    CHECK(arena.discard_free_memory() == frames.size() * big_arena::frame_size);
+    if (sizeof(frame) == 64) { // 64 KiB of descriptors per block: whole pages
+        CHECK(resident_descriptor_pages(arena) == 0);
+    }
+    CHECK(arena.stats().discarded_blocks == arena.block_count());
+    arena.check_invariants();
+    // The blocks work as before: taken again, from the low end, their frames reading as zero.
+    frame& again = arena.allocate(0);
+    CHECK(arena.index_of(again) < 2 * big_arena::block_frames); // the last block freed first
+    CHECK(std::all_of(arena.address_of(again), arena.address_of(again) + big_arena::frame_size,
+                      [](std::byte b) { return b == std::byte{0}; }));
+    arena.check_invariants();
+    arena.deallocate(again);
+}
+
+TEST_CASE("a 2 GiB and a 256 MiB arena holding the same frames have the same resident "
+          "descriptors") {
+    big_arena large(two_gib);
+    big_arena small(std::size_t{256} << 20);
+    // The same allocations and frees in both: a fill, then every third frame freed.
+    const auto fill = [](big_arena& arena) {
+        std::vector<frame*> frames;
+        for (std::size_t i = 0; i < 20000; ++i) {
+            frames.push_back(&arena.allocate(0));
+        }
+        for (std::size_t i = 0; i < frames.size(); i += 3) {
+            arena.deallocate(*frames[i]);
+            frames[i] = nullptr;
+        }
+        arena.discard_free_memory(0);
+        return frames;
+    };
+    std::vector<frame*> in_large = fill(large);
+    std::vector<frame*> in_small = fill(small);
+    CHECK(resident_descriptor_pages(large) > 0);
+    CHECK(resident_descriptor_pages(large) == resident_descriptor_pages(small));
+    for (std::size_t i = 0; i < in_large.size(); ++i) {
+        if (in_large[i] != nullptr) {
+            CHECK(large.index_of(*in_large[i]) == small.index_of(*in_small[i]));
+            large.deallocate(*in_large[i]);
+            small.deallocate(*in_small[i]);
+        }
+    }
+}
+
+TEST_CASE("discarding a new arena releases nothing: its frames were never touched") {
+    big_arena arena(std::size_t{64} << 20);
+    CHECK(arena.discard_free_memory(0) == 0); // was 64 MiB, while the resident set did not move
+    CHECK(arena.stats().discarded_frames == arena.frame_count());
+    CHECK(arena.stats().discarded_blocks == arena.block_count());
+}
+
+TEST_CASE("discard reports the frames used since the last discard, not the blocks it advised") {
+    big_arena arena(std::size_t{64} << 20);
+    std::vector<frame*> frames;
+    for (std::size_t i = 0; i < 10; ++i) {
+        frames.push_back(&arena.allocate(0));
+        std::memset(arena.address_of(*frames.back()), 0x5a, big_arena::frame_size);
+    }
+    frame& pair = arena.allocate(1); // a block of two frames: both touched
+    CHECK(arena.stats().discarded_frames == arena.frame_count() - 12);
+    for (frame* f : frames) {
+        arena.deallocate(*f);
+    }
+    arena.deallocate(pair, 1);
+    CHECK(arena.discard_free_memory(0) == 12 * big_arena::frame_size);
+    CHECK(arena.discard_free_memory(0) == 0);
+    CHECK(arena.stats().discarded_frames == arena.frame_count());
+    // Used again, a frame counts again; the frames beside it, never used since, do not.
+    frame& again = arena.allocate(0);
+    arena.deallocate(again);
+    CHECK(arena.discard_free_memory(0) == big_arena::frame_size);
+}
+
+TEST_CASE("a discarded block is one free max-order block to lockless queries and to takers") {
+    small_arena arena(3 * small_arena::block_bytes);
+    REQUIRE(arena.stats().discarded_blocks == 3);
+    for (std::size_t i = 0; i < arena.frame_count(); ++i) {
+        CHECK(arena.is_free(i));
+        CHECK(arena.free_block_end(i) == (i / block + 1) * block);
+    }
+    // Taking one frame in the middle of a discarded block splits the block around it.
+    frame* middle = arena.try_take_free_frame(block + 5);
+    REQUIRE(middle != nullptr);
+    CHECK(arena.index_of(*middle) == block + 5);
+    CHECK(arena.stats().discarded_blocks == 2);
+    CHECK(arena.free_frames() == arena.frame_count() - 1);
+    arena.check_invariants();
+    // An unmovable allocation claims a discarded block of the movable kind.
+    frame& pinned = arena.allocate(0, frame_kind::unmovable);
+    CHECK(arena.block_kind(arena.index_of(pinned) / block) == frame_kind::unmovable);
+    arena.check_invariants();
+    arena.deallocate(pinned);
+    arena.deallocate(*middle);
+    CHECK(arena.discard_free_memory() == 2 * small_arena::frame_size);
+    CHECK(arena.stats().discarded_blocks == 3);
+    arena.check_invariants();
+}
+
 TEST_CASE("discard_free_memory leaves blocks below min_order alone") {
     small_arena arena(2 * small_arena::block_bytes);
+    for (frame* used : allocate_all(arena)) { // every frame touched: all of it counts
+        arena.deallocate(*used);
+    }
     frame& f = arena.allocate(0); // splits block 0 into orders 0..3
     const std::size_t released = arena.discard_free_memory(small_arena::max_order);
-    CHECK(released == small_arena::block_bytes); // only the untouched block 1
+    CHECK(released == small_arena::block_bytes); // only the whole free block 1
     CHECK(arena.discard_free_memory(3) == 8 * small_arena::frame_size); // the order-3 buddy
     arena.deallocate(f);
 }
@@ -590,6 +744,9 @@ int discard_succeeds(void* start, std::size_t bytes) noexcept {
 
 TEST_CASE("memory whose madvise fails is neither reported nor marked released") {
     small_arena arena(2 * small_arena::block_bytes);
+    for (frame* used : allocate_all(arena)) { // every frame touched, so every frame is resident
+        arena.deallocate(*used);
+    }
     discard_calls.clear();
     detail::frame_arena_test_access::set_discard(arena, &discard_fails);
     CHECK(arena.discard_free_memory(0) == 0);

@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -81,6 +84,35 @@ TEST_CASE("the frame lock gives mutual exclusion and works with std::unique_lock
         thread.join();
     }
     CHECK(counter == 80000);
+}
+
+// frame_arena maps its descriptors and never constructs them: zero bytes must be a default frame.
+TEST_CASE("a default frame is all zero bytes, so zero-filled memory holds free frames") {
+    // Construct over two different fillings: a byte the constructor writes reads the same in
+    // both and must be zero; a byte it leaves alone (padding) keeps its filling.
+    alignas(frame) std::byte first[sizeof(frame)];
+    alignas(frame) std::byte second[sizeof(frame)];
+    std::memset(first, 0xff, sizeof first);
+    std::memset(second, 0xa5, sizeof second);
+    const frame* a = ::new (static_cast<void*>(first)) frame;
+    ::new (static_cast<void*>(second)) frame;
+    std::size_t written = 0;
+    for (std::size_t i = 0; i < sizeof(frame); ++i) {
+        if (first[i] == second[i]) {
+            CHECK(first[i] == std::byte{0});
+            ++written;
+        }
+    }
+    CHECK(written + 8 >= sizeof(frame)); // at most a word of padding
+    CHECK(a->reference_count() == 0);
+    CHECK_FALSE(a->is_locked());
+    CHECK_FALSE(a->is_isolated());
+    CHECK_FALSE(a->is_multi_frame());
+    CHECK(a->mapping_word(std::memory_order_relaxed) == 0);
+    CHECK(a->owner() == nullptr);
+    CHECK(a->private_word() == 0);
+    CHECK(a->allocator_word() == 0);
+    CHECK(a->hook.list == nullptr);
 }
 
 TEST_CASE("try_get fails on a free frame and counts references on an allocated one") {

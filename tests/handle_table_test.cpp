@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "examples/support/resident.hpp"
+
 using namespace movable;
 using detail::handle_table;
 using detail::handle_value;
@@ -172,6 +174,15 @@ TEST_CASE("slots never move when the table grows; a full table answers none") {
     mark_allocated(table, 5, 1, 0);
     CHECK(free_slot(table, 5));
     CHECK(table.acquire() == 5); // a full table still reuses freed slots
+}
+
+TEST_CASE("a table sized for billions of slots holds memory only for the chunks in use") {
+    const std::size_t before = movable::support::resident_bytes();
+    handle_table table(std::size_t{1} << 32); // a 32 MiB directory if it were all resident
+    for (int i = 0; i < 5000; ++i) {          // five chunks
+        CHECK(table.acquire() != handle_table::none);
+    }
+    CHECK(movable::support::resident_bytes() < before + (std::size_t{4} << 20));
 }
 
 // ---- under threads ---------------------------------------------------------------------------

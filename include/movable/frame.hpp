@@ -130,6 +130,8 @@ private:
 
     static constexpr int spins_before_sleeping = 64;
 
+    // A default frame is all zero bytes (hook included), so zero-filled memory holds free
+    // frames: frame_arena maps its descriptors and never constructs them (frame_test checks it).
     std::atomic<std::uint32_t> flags_{0};
     std::atomic<std::uint32_t> count_{0};
     std::atomic<std::uintptr_t> mapping_{0};

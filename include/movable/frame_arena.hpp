@@ -15,6 +15,15 @@
 // block between lists in O(MaxOrder), never scanning it: allocations that alternate kinds
 // inside one block cost a few times what one kind costs, at any MaxOrder.
 //
+// Footprint: the frame descriptors (64 bytes per frame) live in their own no-reserve mapping, like
+// the frames, and are never constructed one by one: a descriptor whose bytes are zero is a free,
+// untouched frame (frame's default state is all zero bytes; tests check it). So a descriptor
+// costs memory only once its frame's block is used, and a reservation much larger than the data
+// costs (nearly) nothing. When discard_free_memory gives a wholly free max-order block back to the
+// OS it gives back that block's descriptors too (the whole system pages they fill: all of them
+// with 4 KiB frames and MaxOrder >= 6) and keeps the block's state in detail/pageblocks.hpp
+// until an allocation takes from the block again.
+//
 // Lifetime: the arena must outlive everything that holds its frames (pools, balloons, owners,
 // compactors). Destroying it with frames still allocated is a contract violation (abort naming
 // the arena and what is still allocated, in Debug and MOVABLE_HARDENED builds).
@@ -64,7 +73,12 @@ template <unsigned MaxOrder>
 struct arena_stats {
     std::size_t total_frames = 0;
     std::size_t free_frames = 0;
-    std::size_t discarded_frames = 0; // free frames whose memory was given back to the OS
+    // free frames whose memory is not resident: given back to the OS, or never used since the
+    // arena was created
+    std::size_t discarded_frames = 0;
+    // wholly free max-order blocks whose frame descriptors were given back to the OS too (or
+    // never touched)
+    std::size_t discarded_blocks = 0;
     // free_blocks[kind][order]: free blocks of 2^order frames in blocks of that kind
     std::array<std::array<std::size_t, MaxOrder + 1>, 2> free_blocks{};
     std::array<std::size_t, 2> max_order_blocks_by_kind{}; // pageblocks tagged movable/unmovable
@@ -93,8 +107,9 @@ public:
 
     // Reserves `bytes` (rounded down to whole max-order blocks) of anonymous memory, not
     // committed until touched. Throws std::invalid_argument when `bytes` is smaller than one
-    // max-order block, std::system_error when the reservation fails, std::bad_alloc when the
-    // frame descriptors cannot be allocated; nothing is left mapped or allocated when it throws.
+    // max-order block, std::system_error when the reservation (of the frames or of their
+    // descriptors) fails, std::bad_alloc when the per-block state cannot be allocated; nothing is
+    // left mapped or allocated when it throws. Touches no descriptor.
     explicit frame_arena(std::size_t bytes);
     // Every frame must be free by now (contract: destroy the arena's pools, balloons, owners and
     // compactors first).
@@ -124,7 +139,7 @@ public:
     }
     [[nodiscard]] std::size_t index_of(const frame& f) const noexcept {
         MOVABLE_CONTRACT(owns(f), "frame_arena::index_of: frame is not in this arena");
-        return static_cast<std::size_t>(&f - frames_.get());
+        return static_cast<std::size_t>(&f - frames_);
     }
     [[nodiscard]] bool is_free(std::size_t index) const noexcept;
     // One past the last frame of the free block holding `index`; `index` when it is not free.
@@ -160,7 +175,7 @@ public:
         return offset < size_bytes() ? &frames_[offset / FrameSize] : nullptr;
     }
     [[nodiscard]] bool owns(const frame& f) const noexcept {
-        return &f >= frames_.get() && &f < frames_.get() + frame_count_;
+        return &f >= frames_ && &f < frames_ + frame_count_;
     }
     [[nodiscard]] std::byte* data() const noexcept { return base_; }
     [[nodiscard]] std::size_t size_bytes() const noexcept { return frame_count_ * FrameSize; }
@@ -201,11 +216,15 @@ public:
     [[nodiscard]] unsigned fragmentation_score() const noexcept;
 
     // ---- memory back to the OS -----------------------------------------------------------------
-    // madvise(MADV_DONTNEED) every free frame in free blocks of at least 2^min_order frames that
-    // was not released already; returns the bytes that really left: only whole system pages are
-    // discarded (a frame that shares a page with a frame outside the run stays), and a range
-    // whose madvise fails is neither counted nor marked released (stats().discard_failures
-    // counts the failures). Released frames read as zero when allocated again.
+    // madvise(MADV_DONTNEED) every touched free frame (allocated at least once since the arena
+    // was created or since its memory was last discarded) in free blocks of at least 2^min_order
+    // frames; returns the bytes of frame memory that left the resident set: frames never touched
+    // are not counted (they were never resident), only whole system pages are discarded (a frame
+    // that shares a page with a frame outside the run stays), and a range whose madvise fails is
+    // neither counted nor marked discarded (stats().discard_failures counts the failures).
+    // Discarded frames read as zero when allocated again. A wholly free max-order block whose
+    // frames are all discarded now gives back its frame descriptors too (not counted in the
+    // result; stats().discarded_blocks).
     std::size_t discard_free_memory(unsigned min_order = MaxOrder);
 
     // ---- invariants ----------------------------------------------------------------------------
@@ -252,8 +271,15 @@ private:
     frame* take_block_locked(std::size_t head, unsigned order, unsigned wanted,
                              frame_kind kind) noexcept;
     // madvise(MADV_DONTNEED) of the whole system pages inside frames [first, end); marks the
-    // frames it discarded released and returns their bytes.
+    // frames it discarded untouched and returns their bytes.
     std::size_t discard_locked(std::size_t first, std::size_t end) noexcept;
+    // The wholly free, wholly discarded max-order `block` gives back its descriptors.
+    void discard_block_locked(std::uint32_t block) noexcept;
+    // A discarded `block` gets its head descriptor back before anything is taken from it.
+    void restore_block_locked(std::uint32_t block) noexcept;
+    static std::size_t descriptor_bytes(std::size_t frames, std::size_t page_size) noexcept {
+        return (frames * sizeof(frame) + page_size - 1) / page_size * page_size;
+    }
     // Free blocks and frames in all, and in blocks of at least 2^order frames.
     free_space free_summary(unsigned order) const noexcept; // order <= MaxOrder
     // Throws std::invalid_argument, naming `caller`, for an order above MaxOrder.
@@ -264,13 +290,14 @@ private:
         return ::madvise(start, bytes, MADV_DONTNEED);
     }
 
-    // Declaration order is construction order: the reservation first, so it is unmapped if a
+    // Declaration order is construction order: the reservations first, so they are unmapped if a
     // later member's allocation throws.
     std::size_t frame_count_;
     std::size_t page_size_;
     detail::mapped_region region_;
     std::byte* base_;
-    std::unique_ptr<frame[]> frames_;
+    detail::mapped_region descriptors_; // frame_count_ descriptors, zero (free) until touched
+    frame* frames_;
     mutable std::mutex mutex_;
     detail::pageblocks<MaxOrder> blocks_; // free blocks and kinds; under mutex_
     std::size_t blocks_claimed_ = 0;

@@ -18,8 +18,9 @@ std::size_t frame_arena<FrameSize, MaxOrder>::checked_frame_count(std::size_t by
 }
 
 // Reserves one extra frame when frames are larger than system pages, so the region can be
-// aligned to FrameSize. Every member that allocates comes after region_, so if one throws the
-// reservation is unmapped (and the descriptors freed) on the way out.
+// aligned to FrameSize. Every member that allocates comes after region_ and descriptors_, so if
+// one throws the reservations are unmapped on the way out. The descriptors are not constructed:
+// the mapping reads as zero, and a zero descriptor is a default-constructed frame (frame.hpp).
 template <std::size_t FrameSize, unsigned MaxOrder>
 frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes)
     : frame_count_(checked_frame_count(bytes)),
@@ -28,11 +29,13 @@ frame_arena<FrameSize, MaxOrder>::frame_arena(std::size_t bytes)
       base_(region_.start() +
             (FrameSize - reinterpret_cast<std::uintptr_t>(region_.start()) % FrameSize) %
                 FrameSize),
-      frames_(std::make_unique<frame[]>(frame_count_)), blocks_(block_count()) {
-    // From the top down, so the lowest block is first on the list: a new arena fills from its
-    // low end.
-    for (std::size_t head = frame_count_; head != 0; head -= block_frames) {
-        push_free_block(head - block_frames, MaxOrder);
+      descriptors_(descriptor_bytes(frame_count_, page_size_)),
+      frames_(static_cast<frame*>(static_cast<void*>(descriptors_.start()))),
+      blocks_(block_count()) {
+    // Every block starts discarded (nothing of it touched, its descriptors included). From the
+    // top down, so the lowest block is first on the list: a new arena fills from its low end.
+    for (std::size_t block = block_count(); block != 0; --block) {
+        blocks_.add_discarded(static_cast<std::uint32_t>(block - 1));
     }
 }
 
@@ -74,7 +77,7 @@ void frame_arena<FrameSize, MaxOrder>::mark_allocated(std::size_t head, unsigned
                                                       frame_kind kind) noexcept {
     const std::size_t count = std::size_t{1} << order;
     for (std::size_t i = head; i < head + count; ++i) {
-        frames_[i].set_allocator_word(0); // in use: no longer released
+        frames_[i].set_allocator_word(buddy::touched_bit); // in use: its memory may be resident
         if (order > 0) {
             frames_[i].set_multi_frame(true);
         }
@@ -89,6 +92,11 @@ void frame_arena<FrameSize, MaxOrder>::mark_allocated(std::size_t head, unsigned
 template <std::size_t FrameSize, unsigned MaxOrder>
 bool frame_arena<FrameSize, MaxOrder>::find_free_block(std::size_t index, std::size_t& head,
                                                        unsigned& order) const noexcept {
+    if (blocks_.is_discarded(block_of(index))) { // its descriptors read as zero: not asked
+        head = index & ~(block_frames - 1);
+        order = MaxOrder;
+        return true;
+    }
     for (unsigned k = 0; k <= MaxOrder; ++k) {
         const std::size_t candidate = index & ~((std::size_t{1} << k) - 1);
         const std::uint32_t word = frames_[candidate].allocator_word();
@@ -152,6 +160,7 @@ frame* frame_arena<FrameSize, MaxOrder>::take_block_locked(std::size_t head, uns
 template <std::size_t FrameSize, unsigned MaxOrder>
 frame* frame_arena<FrameSize, MaxOrder>::allocate_locked(unsigned order, frame_kind kind) noexcept {
     const auto take_first = [&](std::uint32_t block, unsigned k) {
+        restore_block_locked(block);
         return take_block_locked(index_of(*blocks_.free_block(block, k)), k, order, kind);
     };
     // Our own kind's blocks, smallest free block first.
@@ -328,6 +337,7 @@ frame* frame_arena<FrameSize, MaxOrder>::take_frame_locked(std::size_t index) no
     if (!find_free_block(index, head, order) || kind_of_block_locked(head) != frame_kind::movable) {
         return nullptr;
     }
+    restore_block_locked(block_of(head));
     remove_free_block(head, order);
     // Split towards `index`, giving back the halves that do not contain it.
     while (order > 0) {
@@ -370,9 +380,11 @@ auto frame_arena<FrameSize, MaxOrder>::stats() const -> stats_type {
     blocks_.for_each_free_block(0, [&](const frame& f, unsigned order) {
         const std::size_t head = index_of(f);
         for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {
-            result.discarded_frames += buddy::released(frames_[i].allocator_word()) ? 1 : 0;
+            result.discarded_frames += buddy::touched(frames_[i].allocator_word()) ? 0 : 1;
         }
     });
+    result.discarded_blocks = blocks_.discarded_count();
+    result.discarded_frames += result.discarded_blocks * block_frames;
     for (std::size_t block = 0; block < block_count(); ++block) {
         ++result.max_order_blocks_by_kind[static_cast<unsigned>(blocks_.kind(block))];
     }
@@ -440,15 +452,52 @@ std::size_t frame_arena<FrameSize, MaxOrder>::discard_locked(std::size_t first,
         ++discard_failures_;
         return 0;
     }
-    // The frames wholly inside the discarded pages are released.
-    const std::size_t first_released =
+    // The frames wholly inside the discarded pages are untouched again.
+    const std::size_t first_discarded =
         (page_start - reinterpret_cast<std::uintptr_t>(base_) + FrameSize - 1) / FrameSize;
-    const std::size_t end_released =
+    const std::size_t end_discarded =
         (page_stop - reinterpret_cast<std::uintptr_t>(base_)) / FrameSize;
-    for (std::size_t i = first_released; i < end_released; ++i) {
-        frames_[i].set_allocator_word(frames_[i].allocator_word() | buddy::released_bit);
+    for (std::size_t i = first_discarded; i < end_discarded; ++i) {
+        frames_[i].set_allocator_word(frames_[i].allocator_word() & ~buddy::touched_bit);
     }
-    return (end_released - first_released) * FrameSize;
+    return (end_discarded - first_discarded) * FrameSize;
+}
+
+// The block is on no list any more once pageblocks marks it discarded, so its descriptors are
+// nobody's: the head's word is cleared (every other word is zero already: free frames hold no
+// reference, no mapping and no flag, and untouched non-heads have a zero allocator word), then the
+// whole system pages of descriptors inside the block go back to the OS and read as zero, the same
+// state. Lockless readers (is_free, free_block_end) ask pageblocks first; one that read the flag
+// just before it was set sees the old words or zeros, a stale "not free" hint either way.
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::discard_block_locked(std::uint32_t block) noexcept {
+    const std::size_t head = std::size_t{block} << MaxOrder;
+    blocks_.discard(block, frames_[head]);
+    frames_[head].set_allocator_word(0);
+    const auto start = reinterpret_cast<std::uintptr_t>(frames_ + head);
+    const auto stop = reinterpret_cast<std::uintptr_t>(frames_ + head + block_frames);
+    const std::uintptr_t page_start = (start + page_size_ - 1) / page_size_ * page_size_;
+    const std::uintptr_t page_stop = stop / page_size_ * page_size_;
+    if (page_start < page_stop) {
+        // Offsets from the mapping's start, so the pointer keeps its provenance. A failure leaves
+        // the descriptors resident, in the same (zero) state.
+        std::byte* const first =
+            descriptors_.start() +
+            (page_start - reinterpret_cast<std::uintptr_t>(descriptors_.start()));
+        if (::madvise(first, page_stop - page_start, MADV_DONTNEED) != 0) {
+            ++discard_failures_;
+        }
+    }
+}
+
+template <std::size_t FrameSize, unsigned MaxOrder>
+void frame_arena<FrameSize, MaxOrder>::restore_block_locked(std::uint32_t block) noexcept {
+    if (!blocks_.is_discarded(block)) {
+        return;
+    }
+    const std::size_t head = std::size_t{block} << MaxOrder;
+    set_head(head, buddy::free_head, MaxOrder, frame_kind::movable);
+    blocks_.restore(block, frames_[head]);
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -462,15 +511,30 @@ std::size_t frame_arena<FrameSize, MaxOrder>::discard_free_memory(unsigned min_o
     blocks_.for_each_free_block(min_order, [&](const frame& f, unsigned order) {
         const std::size_t head = index_of(f);
         const std::size_t end = head + (std::size_t{1} << order);
-        std::size_t run = head; // start of the current run of frames not yet released
+        std::size_t run = head; // start of the current run of touched frames
         for (std::size_t i = head; i < end; ++i) {
-            if (buddy::released(frames_[i].allocator_word())) {
+            if (!buddy::touched(frames_[i].allocator_word())) {
                 released += discard_locked(run, i);
                 run = i + 1;
             }
         }
         released += discard_locked(run, end);
     });
+    // Wholly free blocks whose frames are all discarded now give back their descriptors.
+    for (std::uint32_t block = 0; block < block_count(); ++block) {
+        const frame* head =
+            blocks_.is_discarded(block) ? nullptr : blocks_.free_block(block, MaxOrder);
+        if (head == nullptr) {
+            continue;
+        }
+        bool all_discarded = true;
+        for (std::size_t i = index_of(*head); i < index_of(*head) + block_frames; ++i) {
+            all_discarded = all_discarded && !buddy::touched(frames_[i].allocator_word());
+        }
+        if (all_discarded) {
+            discard_block_locked(block);
+        }
+    }
     return released;
 }
 

@@ -11,13 +11,20 @@
 //   an allocated block's first frame has count >= 1; its frames carry the multi-frame mark
 //     exactly when its order is above 0; only heads have a head state
 //   per pageblock, frames in unmovable allocations == unmovable_used
+//   a discarded pageblock (detail/pageblocks.hpp) is wholly free and unclaimed by unmovable
+//     allocations, and its descriptors are zero (free, untouched, no head); only those on
+//     resident pages are read (mincore), so the check maps no page a discarded block gave back
 // and pageblocks' own equations (detail/pageblocks.hpp).
 #pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <vector>
 
 #include <movable/detail/buddy_word.hpp>
 #include <movable/detail/contract.hpp>
@@ -35,6 +42,15 @@ struct frame_arena_invariants {
         std::size_t index = 0;
         std::size_t unmovable_in_block = 0;
         while (index < count) {
+            if (index % Arena::block_frames == 0 &&
+                arena.blocks_.is_discarded(index / Arena::block_frames)) {
+                invariant(arena.blocks_.unmovable_frames(
+                              static_cast<std::uint32_t>(index / Arena::block_frames)) == 0,
+                          "a discarded pageblock counts unmovable frames");
+                check_discarded_descriptors(arena.frames_ + index, Arena::block_frames);
+                index += Arena::block_frames;
+                continue;
+            }
             const std::uint32_t word = arena.frames_[index].allocator_word();
             const buddy::head_state state = buddy::state(word);
             invariant(state != buddy::not_head, "a frame is in no block (not covered by a head)");
@@ -100,6 +116,29 @@ struct frame_arena_invariants {
     }
 
 private:
+    // The descriptors [first, first + count) of a discarded block that sit on resident pages are
+    // zero, as a free, untouched frame (a page not resident reads as zero: nothing to check).
+    static void check_discarded_descriptors(const frame* first, std::size_t count) {
+        const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+        const auto start = reinterpret_cast<std::uintptr_t>(first) / page * page;
+        const auto stop = reinterpret_cast<std::uintptr_t>(first + count);
+        std::vector<unsigned char> resident((stop - start + page - 1) / page);
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): the descriptors' own pages
+        if (::mincore(reinterpret_cast<void*>(start), stop - start, resident.data()) != 0) {
+            return; // cannot tell which pages are resident: read none
+        }
+        for (const frame* f = first; f != first + count; ++f) {
+            if ((resident[(reinterpret_cast<std::uintptr_t>(f) - start) / page] & 1) == 0) {
+                continue;
+            }
+            invariant(f->reference_count() == 0 && !f->is_isolated(),
+                      "a free frame is referenced or isolated (in a discarded pageblock)");
+            invariant(f->allocator_word() == 0 && !f->is_multi_frame() && !f->is_locked() &&
+                          f->hook.list == nullptr,
+                      "a discarded pageblock's descriptor is not a free, untouched frame");
+        }
+    }
+
     static void invariant(bool holds, const char* what) noexcept {
         if (!holds) {
             contract_violation("frame_arena::check_invariants", what);

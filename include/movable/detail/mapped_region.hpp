@@ -1,5 +1,7 @@
 // mapped_region: an anonymous, MAP_NORESERVE reservation that is unmapped when its owner is
-// destroyed, or when its owner's constructor throws after mapping it.
+// destroyed, or when its owner's constructor throws after mapping it. Reads as zero until
+// written; pages are committed only when touched (frame_arena's frames and descriptors, the
+// handle table's directory).
 #pragma once
 
 #include <sys/mman.h>
@@ -18,7 +20,8 @@ public:
         void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mapped == MAP_FAILED) {
-            throw std::system_error(errno, std::generic_category(), "frame_arena: mmap");
+            throw std::system_error(errno, std::generic_category(),
+                                    "movable: mmap of a reservation");
         }
         start_ = static_cast<std::byte*>(mapped);
     }

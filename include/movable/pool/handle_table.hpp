@@ -5,6 +5,7 @@
 // Knows nothing of arenas or frames: a pool says what a location means.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -12,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <new>
+
+#include <movable/detail/mapped_region.hpp>
 
 namespace movable::detail {
 
@@ -153,9 +156,11 @@ static_assert(handle_free_stack::top(0) == 0xffffffff &&
               "handle_free_stack: an empty head must read as no slot, a pushed slot as itself");
 
 // Handle slots: a directory of fixed chunks allocated on demand, so a slot never moves and
-// lookups take no lock. Free slots form a lock-free stack through their words; its head
-// carries a change count against ABA. The growth lock only guards growth (a leaf lock).
-// A slot's life: acquire() -> the pool marks it allocated -> the pool marks it free and calls
+// lookups take no lock. The directory is a no-reserve mapping (zero bytes are null chunk
+// pointers), so its untouched part costs nothing: a table sized for a large arena's worst case
+// holds memory for the chunks in use only. Free slots form a lock-free stack through their words;
+// its head carries a change count against ABA. The growth lock only guards growth (a leaf lock). A
+// slot's life: acquire() -> the pool marks it allocated -> the pool marks it free and calls
 // end_generation() -> release() (reused) or, when the generation ran out, retire() (never).
 class handle_table {
 public:
@@ -164,7 +169,9 @@ public:
 
     explicit handle_table(std::size_t max_slots)
         : chunks_((max_slots + chunk_slots - 1) / chunk_slots),
-          directory_(std::make_unique<std::atomic<handle_slot*>[]>(chunks_)) {}
+          directory_region_(std::max<std::size_t>(chunks_, 1) * sizeof(std::atomic<handle_slot*>)),
+          directory_(static_cast<std::atomic<handle_slot*>*>(
+              static_cast<void*>(directory_region_.start()))) {}
     ~handle_table() {
         for (std::size_t i = 0; i < chunks_; ++i) {
             delete[] directory_[i].load(std::memory_order_relaxed);
@@ -276,7 +283,11 @@ private:
     }
 
     std::size_t chunks_;
-    std::unique_ptr<std::atomic<handle_slot*>[]> directory_;
+    static_assert(std::atomic<handle_slot*>::is_always_lock_free &&
+                      sizeof(std::atomic<handle_slot*>) == sizeof(std::uintptr_t),
+                  "handle_table: a zero-filled directory entry must be a null chunk pointer");
+    mapped_region directory_region_;                      // zero-filled until a chunk is published
+    std::atomic<handle_slot*>* directory_;                // chunks_ entries in directory_region_
     alignas(64) std::atomic<std::uint64_t> free_head_{0}; // handle_free_stack
     alignas(64) std::mutex growth_lock_;
     std::atomic<std::size_t> published_{0}; // slots handed out at least once
