@@ -235,7 +235,8 @@ public:
     // back every idle one of every thread), or with this call.
     void release_thread_cache() noexcept;
     static constexpr std::size_t magazine_capacity = detail::object_magazine::capacity;
-    // Frames compact() could free now (no pins): frames held - ceil(taken places / per frame).
+    // Frames compact() could free now (no pins): frames held - ceil(objects / per frame) (the
+    // threads' reserved places count as free: compact() takes them back).
     [[nodiscard]] std::size_t compactable_frames() const;
 
     // ---- introspection --------------------------------------------------------------------------
@@ -277,6 +278,12 @@ private:
     // locked.
     [[nodiscard]] std::size_t frames_freeable() const noexcept {
         return slabs_ - (taken_ + objects_per_frame - 1) / objects_per_frame;
+    }
+    // What compact() could free now: idle reservations count as free, since it takes them back
+    // first. Pool locked.
+    [[nodiscard]] std::size_t frames_freeable_by_compact() const noexcept {
+        const std::size_t needed = (size() + objects_per_frame - 1) / objects_per_frame;
+        return slabs_ > needed ? slabs_ - needed : 0;
     }
 
     static detail::object_slab* slab_of(const frame& f) noexcept {
@@ -321,8 +328,8 @@ private:
         return options_.thread_cache ? caches_.local(&flush_exiting_thread) : nullptr;
     }
     // Reserves up to `want` places into `m` (takes the pool lock); false when it reserved none
-    // (the arena or the handle table is exhausted).
-    bool refill(magazine& m, std::uint32_t want) noexcept;
+    // (the arena or the handle table is exhausted). `created`: it made a new slab.
+    bool refill(magazine& m, std::uint32_t want, bool& created) noexcept;
     // Keeps the reservation of `slot` in `m`, or gives it back when m is null or full.
     void keep_reservation(magazine* m, std::uint32_t slot) noexcept;
     // Gives the places of `count` reserved slots back (pool lock) and their slots to the handle

@@ -182,8 +182,9 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     magazine& from = m != nullptr ? *m : just_one;
     std::uint32_t slot = 0;
     std::uint64_t word = 0;
+    bool created = false; // a slab made for this call (without a magazine: freed on failure)
     for (;;) {
-        if (from.count == 0 && !refill(from, m != nullptr ? magazine::refill : 1)) {
+        if (from.count == 0 && !refill(from, m != nullptr ? magazine::refill : 1, created)) {
             return {};
         }
         slot = from.slots[--from.count];
@@ -204,8 +205,13 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
         ::new (static_cast<void*>(object_at(location))) T(std::forward<Args>(args)...);
     } catch (...) {
         detail::pin_word::end_claim(entry.pool_word);
-        // T's constructor may have called the pool: look the magazine up again.
-        keep_reservation(m != nullptr ? local_magazine() : nullptr, slot);
+        if (m != nullptr) {
+            keep_reservation(m, slot); // reserved again, for this thread's next emplace
+        } else {
+            // Without a thread cache a failed emplace leaves the pool as it found it: a slab it
+            // made is freed, the spare it took is the spare again.
+            give_back_reservations(&slot, 1, !created);
+        }
         throw;
     }
     count_live(m, 1);
@@ -438,7 +444,7 @@ std::size_t object_pool<T, Arena>::compact() {
 template <class T, class Arena>
 std::size_t object_pool<T, Arena>::compactable_frames() const {
     std::lock_guard guard(lock_);
-    return frames_freeable();
+    return frames_freeable_by_compact();
 }
 
 template <class T, class Arena>
@@ -452,7 +458,7 @@ object_pool_stats object_pool<T, Arena>::stats() const {
         std::lock_guard guard(lock_);
         out.frames = slabs_;
         out.reserve_frames = spare_ != nullptr ? 1 : 0;
-        out.frames_freeable = frames_freeable();
+        out.frames_freeable = frames_freeable_by_compact();
         out.fullness = groups_.histogram();
         const std::size_t live = size();
         out.reserved_places = taken_ > live ? taken_ - live : 0; // less places being built on

@@ -34,7 +34,7 @@ void object_pool<T, Arena>::relocate_place(std::uint32_t slot, const frame& dst,
 }
 
 template <class T, class Arena>
-bool object_pool<T, Arena>::refill(magazine& m, std::uint32_t want) noexcept {
+bool object_pool<T, Arena>::refill(magazine& m, std::uint32_t want, bool& created) noexcept {
     // The slots first, lock-free; then their places, under the pool lock.
     std::array<std::uint32_t, magazine::capacity> slots{};
     std::uint32_t acquired = 0;
@@ -69,6 +69,7 @@ bool object_pool<T, Arena>::refill(magazine& m, std::uint32_t want) noexcept {
                         break;
                     }
                     ++slabs_;
+                    created = true;
                 }
             }
             const std::uint32_t slot = slots[reserved++];
