@@ -255,6 +255,40 @@ void pair_object_pool(benchmark::State& state) {
 }
 BENCHMARK(pair_object_pool)->ArgName("live")->Arg(0)->Arg(steady_live);
 
+// The same steady-state pairs from 4 threads at once, each with its own quarter of the live set,
+// on one pool (or one heap): items/s are pairs per second over all threads. The pool's threads
+// take from and give to their own caches; compare items_per_second across the four.
+template <class Objects>
+void run_pairs_threaded(benchmark::State& state, Objects objects) {
+    churn<Objects> c(objects, steady_live / 4);
+    for (auto _ : state) {
+        c.step();
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+void pair_4_threads_glibc(benchmark::State& state) {
+    run_pairs_threaded(state, glibc_objects{});
+}
+BENCHMARK(pair_4_threads_glibc)->Threads(4)->UseRealTime();
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+void pair_4_threads_mimalloc(benchmark::State& state) {
+    run_pairs_threaded(state, mimalloc_objects{});
+}
+BENCHMARK(pair_4_threads_mimalloc)->Threads(4)->UseRealTime();
+#endif
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+void pair_4_threads_jemalloc(benchmark::State& state) {
+    run_pairs_threaded(state, jemalloc_objects{});
+}
+BENCHMARK(pair_4_threads_jemalloc)->Threads(4)->UseRealTime();
+#endif
+void pair_4_threads_object_pool(benchmark::State& state) {
+    static arena_type arena(arena_bytes); // shared by the 4 threads, for the whole run
+    static pool_of<record> pool(arena);
+    run_pairs_threaded(state, pool_objects{pool});
+}
+BENCHMARK(pair_4_threads_object_pool)->Threads(4)->UseRealTime();
+
 // ---- 2. pinned reads --------------------------------------------------------------------------
 
 // `live` records in a pool, the same objects' addresses as raw pointers (valid here because
