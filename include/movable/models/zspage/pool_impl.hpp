@@ -4,6 +4,8 @@
 // the owner callbacks that move its frames.
 #pragma once
 
+#include <movable/models/compressed_store.hpp>
+
 #include <movable/models/zspage_pool.hpp>
 
 namespace movable {
@@ -397,5 +399,7 @@ template <class Arena>
 void zspage_pool<Arena>::putback(frame& /*f*/) noexcept {
     counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
 }
+
+static_assert(detail::check_compressed_store<zspage_pool<>>());
 
 } // namespace movable
