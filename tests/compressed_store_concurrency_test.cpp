@@ -10,6 +10,7 @@
 #include <atomic>
 #include <random>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -23,7 +24,7 @@ using movable::test::store_arena;
 TEST_CASE_TEMPLATE("objects stay intact while threads allocate, free, read, write and map during "
                    "pool compaction and arena compaction",
                    Store, MOVABLE_COMPRESSED_STORES) {
-    store_arena arena(48 * store_arena::block_bytes);
+    store_arena arena(96 * store_arena::block_bytes);
     Store store(arena);
     struct object {
         typename Store::handle handle;
@@ -121,6 +122,10 @@ TEST_CASE_TEMPLATE("objects stay intact while threads allocate, free, read, writ
     const auto stats = store.stats();
     CHECK(stats.objects_in_use == live);
     CHECK(arena.free_frames() + stats.frames_in_use == arena.frame_count());
+    MESSAGE(std::string(test::store_name<Store>)
+            << ": live " << live << " objects in " << stats.frames_in_use
+            << " frames; compaction moved " << stats.objects_moved << " objects; "
+            << stats.frames_migrated << " frames migrated");
     store.check_invariants();
     for (const auto& mine : owned) {
         for (const object& o : mine) {
