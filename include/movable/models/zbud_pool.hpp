@@ -81,8 +81,10 @@ concept zbud_arena = frame_allocating_arena<Arena> && detail::arena_has_address_
 
 template <class Arena = frame_arena<>>
 class zbud_pool {
-    static_assert(zbud_arena<Arena>, "zbud_pool: Arena must model frame_allocating_arena and have "
-                                     "`std::byte* address_of(const movable::frame&) const`");
+    static_assert(detail::check_frame_allocating_arena<Arena>());
+    static_assert(detail::arena_has_address_of<Arena>,
+                  "zbud_arena: Arena has no member `std::byte* address_of(const movable::frame&) "
+                  "const`");
 
 public:
     using handle = zbud_handle;

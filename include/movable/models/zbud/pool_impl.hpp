@@ -408,6 +408,13 @@ zbud_pool<Arena>::evict(std::size_t frames, Callback&& callback) {
                 callback(h, bytes);
             } catch (...) {
                 guard.lock();
+                if (zf->empty()) { // another thread freed what was left meanwhile
+                    retire_frame_locked(*zf);
+                    guard.unlock();
+                    pin.release();
+                    release_frame(zf);
+                    throw;
+                }
                 zf->reclaiming = false;
                 unbuddied_.file(*zf);
                 lru_.push_newest(*zf); // handed over or not, it was looked at last
