@@ -1,6 +1,6 @@
-// The stores the compressed_store conformance suites run over: adding a store to the suites is
-// one line in MOVABLE_COMPRESSED_STORES (and its name in store_name). Also the byte patterns the
-// suites write and check.
+// The stores the compressed_store conformance suites (and the stress test) run over: adding a
+// store to them is one line in MOVABLE_COMPRESSED_STORES_OVER (and its name in store_name). Also
+// the byte patterns the suites write and check.
 #pragma once
 
 #include <cstddef>
@@ -18,16 +18,17 @@ namespace movable::test {
 
 using store_arena = frame_arena<4096, 4>; // 16 frames per max-order block
 
-// The stores under test, for doctest's TEST_CASE_TEMPLATE.
-#define MOVABLE_COMPRESSED_STORES                                                                  \
-    movable::zspage_pool<movable::test::store_arena>, movable::zbud_pool<movable::test::store_arena>
+// The stores under test over `Arena`, for doctest's TEST_CASE_TEMPLATE; the suites' usual list
+// is MOVABLE_COMPRESSED_STORES (over store_arena).
+#define MOVABLE_COMPRESSED_STORES_OVER(Arena) movable::zspage_pool<Arena>, movable::zbud_pool<Arena>
+#define MOVABLE_COMPRESSED_STORES MOVABLE_COMPRESSED_STORES_OVER(movable::test::store_arena)
 
 template <class Store>
 inline constexpr const char* store_name = nullptr;
-template <>
-inline constexpr const char* store_name<zspage_pool<store_arena>> = "zspage_pool";
-template <>
-inline constexpr const char* store_name<zbud_pool<store_arena>> = "zbud_pool";
+template <class Arena>
+inline constexpr const char* store_name<zspage_pool<Arena>> = "zspage_pool";
+template <class Arena>
+inline constexpr const char* store_name<zbud_pool<Arena>> = "zbud_pool";
 
 // What a store's contract message for `call` starts with, e.g. "zbud_pool::read: handle is stale".
 template <class Store>
