@@ -9,7 +9,7 @@
 # those start with the name of the concept or class that asserts (below), or are one of the
 # layout checks. Other errors (the compiler's own follow-ups) are not judged.
 set(library_diagnostic
-    "(movable_owner|balloon_host|balloon_arena|frame_allocating_arena|zspage_arena|compactor|migration_targets|tagged_ptr|frame_arena|object_pool): "
+    "(movable_owner|balloon_host|balloon_arena|frame_allocating_arena|zspage_arena|zbud_arena|compressed_store|compactor|migration_targets|tagged_ptr|frame_arena|object_pool): "
     "|frame must fit in one 64-byte cache line"
     "|movable_operations must leave the low bit"
     "|zspage descriptors must leave 4 low bits")

@@ -1,11 +1,12 @@
 // Stress (runs under ThreadSanitizer in the tsan workflow): four threads allocate, free, write,
-// read and pin objects of a zspage_pool and inflate and deflate a balloon, while a fifth runs
+// read and pin objects of a compressed store (each of MOVABLE_COMPRESSED_STORES_OVER: zspage_pool,
+// zbud_pool) and inflate and deflate a balloon, while a fifth runs
 // pool compaction and arena compaction (full, order-targeted, incremental, every migrate mode)
 // in a loop. Each worker keeps a shadow copy of its objects and checks every read against it;
 // at the end every object is checked once more and every frame of the arena is accounted for.
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
-#include <movable/models/zspage_pool.hpp>
+#include <movable/models/compressed_store.hpp>
 
 #include <doctest/doctest.h>
 
@@ -17,20 +18,21 @@
 #include <vector>
 
 #include "support/balloon_hosts.hpp"
+#include "support/compressed_stores.hpp"
 
 using namespace movable;
 
 namespace {
 
 using arena_type = frame_arena<4096, 6>; // 64 frames per max-order block
-using pool_type = zspage_pool<arena_type>;
 using balloon_type = balloon<arena_type, test::recording_host>;
 
 constexpr int workers = 4;
 constexpr int ops_per_worker = 6000;
 
+template <class Store>
 struct object {
-    pool_type::handle handle;
+    typename Store::handle handle;
     std::vector<std::byte> bytes; // what the object must hold
 };
 
@@ -55,10 +57,11 @@ std::size_t object_size(std::mt19937& random) {
     return 2200 + random() % 1065; // up to 3264
 }
 
-void worker(pool_type& pool, balloon_type& balloon, unsigned seed, tallies& counts,
-            std::vector<object>& objects) {
+template <class Store>
+void worker(Store& pool, balloon_type& balloon, unsigned seed, tallies& counts,
+            std::vector<object<Store>>& objects) {
     std::mt19937 random(seed);
-    auto fill = [&](object& o) {
+    auto fill = [&](object<Store>& o) {
         for (auto& b : o.bytes) {
             b = static_cast<std::byte>(random());
         }
@@ -67,7 +70,7 @@ void worker(pool_type& pool, balloon_type& balloon, unsigned seed, tallies& coun
         ++counts.ops;
         const unsigned choice = random() % 100;
         if (choice < 30 || objects.empty()) { // allocate and write
-            object o;
+            object<Store> o;
             o.bytes.resize(object_size(random));
             o.handle = pool.try_allocate(o.bytes.size());
             if (!o.handle) {
@@ -82,18 +85,18 @@ void worker(pool_type& pool, balloon_type& balloon, unsigned seed, tallies& coun
             objects[victim] = std::move(objects.back());
             objects.pop_back();
         } else if (choice < 70) { // read and check
-            object& o = objects[random() % objects.size()];
+            object<Store>& o = objects[random() % objects.size()];
             std::vector<std::byte> out(o.bytes.size());
             pool.read(o.handle, out);
             counts.mismatches += out == o.bytes ? 0 : 1;
         } else if (choice < 80) { // pinned read
-            object& o = objects[random() % objects.size()];
-            auto mapped = pool.map(o.handle, zspage_access::read);
+            object<Store>& o = objects[random() % objects.size()];
+            auto mapped = pool.map(o.handle, store_access::read);
             counts.mismatches +=
                 std::equal(o.bytes.begin(), o.bytes.end(), mapped.bytes().begin()) ? 0 : 1;
         } else if (choice < 90) { // pinned write
-            object& o = objects[random() % objects.size()];
-            auto mapped = pool.map(o.handle, zspage_access::write);
+            object<Store>& o = objects[random() % objects.size()];
+            auto mapped = pool.map(o.handle, store_access::write);
             fill(o);
             std::memcpy(mapped.writable_bytes().data(), o.bytes.data(), o.bytes.size());
         } else if (choice < 95) {
@@ -106,13 +109,15 @@ void worker(pool_type& pool, balloon_type& balloon, unsigned seed, tallies& coun
 
 } // namespace
 
-TEST_CASE("four threads use a pool and a balloon while a fifth compacts both; nothing is lost") {
+TEST_CASE_TEMPLATE("four threads use a pool and a balloon while a fifth compacts both; nothing is "
+                   "lost",
+                   Store, MOVABLE_COMPRESSED_STORES_OVER(arena_type)) {
     arena_type arena(8 * arena_type::block_bytes); // 2 MiB: full enough to need compaction
     test::recording_host host;
     tallies counts;
-    std::vector<std::vector<object>> objects(workers);
+    std::vector<std::vector<object<Store>>> objects(workers);
     {
-        pool_type pool(arena);
+        Store pool(arena);
         balloon_type balloon(arena, host);
         std::atomic<int> running{workers};
         std::thread compaction_thread([&] {
@@ -148,7 +153,7 @@ TEST_CASE("four threads use a pool and a balloon while a fifth compacts both; no
         // Every object holds what its worker last wrote.
         std::size_t live = 0;
         for (auto& mine : objects) {
-            for (object& o : mine) {
+            for (object<Store>& o : mine) {
                 std::vector<std::byte> out(o.bytes.size());
                 pool.read(o.handle, out);
                 CHECK(out == o.bytes);
@@ -175,7 +180,7 @@ TEST_CASE("four threads use a pool and a balloon while a fifth compacts both; no
                                   << " arena compactions migrated " << counts.frames_migrated.load()
                                   << " frames; " << live << " objects live at the end");
         for (auto& mine : objects) {
-            for (object& o : mine) {
+            for (object<Store>& o : mine) {
                 pool.deallocate(o.handle);
             }
         }

@@ -8,7 +8,9 @@
 #include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/compressed_store.hpp>
 #include <movable/models/object_pool.hpp>
+#include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>
 #include <movable/tagged_ptr.hpp>

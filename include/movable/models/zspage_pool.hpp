@@ -76,6 +76,7 @@
 #include <movable/operations.hpp>
 #include <movable/pool/handle_table.hpp>
 #include <movable/pool/size_classes.hpp>
+#include <movable/pool/store_errors.hpp>
 
 namespace movable {
 
@@ -102,7 +103,7 @@ consteval bool check_zspage_arena() {
 }
 } // namespace detail
 
-template <class Arena>
+template <class Arena = frame_arena<>>
 class zspage_pool {
     static_assert(detail::check_zspage_arena<Arena>());
 
@@ -110,6 +111,7 @@ public:
     using handle = zspage_handle;
     static constexpr std::size_t frame_size = Arena::frame_size;
     using mapping = zspage_mapping<zspage_pool>;
+    using access_mode = zspage_access; // store_access, as compressed_store names it
 
     // A pool over `arena` (which must outlive it). Throws std::invalid_argument for a chain
     // length outside 1..zspage_max_chain_frames or an arena too large for the handle encoding.
@@ -201,7 +203,6 @@ private:
     located lock_and_locate(handle h, const char* stale_message,
                             std::unique_lock<detail::contended_mutex>& guard) const;
     resolved resolve_and_pin(handle h, const char* call, const char* stale_message) const;
-    static void check_span(const char* call, std::size_t bytes, std::size_t object_size);
     // The frame an object's location names, and its zspage.
     frame& frame_of(std::uint64_t location) const noexcept {
         return arena_.frame_at(locations_.frame_index(location));

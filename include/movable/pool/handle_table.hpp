@@ -294,4 +294,26 @@ private:
     std::atomic<std::size_t> retired_{0};   // slots whose generation ran out: never reused
 };
 
+// The pools' check_invariants of a quiescent table, given the slots the pool counted allocated:
+// the free stack ends, its entries are distinct and marked free, and allocated + free + retired
+// == published. `invariant(holds, what)` reports a failure.
+template <class Invariant>
+void check_free_stack(const handle_table& handles, std::size_t allocated, Invariant&& invariant) {
+    const std::size_t published = handles.published();
+    std::size_t on_stack = 0;
+    std::unique_ptr<bool[]> seen(new bool[published]());
+    const bool stack_ends = handles.walk_free_stack([&](std::uint32_t slot) {
+        invariant(!seen[slot], "the handle table's free stack has a slot twice");
+        seen[slot] = true;
+        ++on_stack;
+        invariant(!slot_word::allocated(handles.word(slot).load(std::memory_order_relaxed)),
+                  "the handle table's free stack has an allocated slot");
+        return true;
+    });
+    invariant(stack_ends,
+              "the handle table's free stack leaves the published slots or does not end");
+    invariant(allocated + on_stack + handles.retired() == published,
+              "allocated + free + retired handle slots != published slots");
+}
+
 } // namespace movable::detail

@@ -1,5 +1,5 @@
-// Per-object pins without a lock: one 32-bit word per object (object_pool keeps it in the
-// object's handle slot) that readers count themselves into and that a mover (compaction,
+// Pins, two kinds. Per-object pins without a lock: one 32-bit word per object (object_pool keeps it
+// in the object's handle slot) that readers count themselves into and that a mover (compaction,
 // migration) or the object's destroyer takes for itself only when no reader is in. The
 // encoding lives here and only here.
 //
@@ -12,6 +12,11 @@
 // is skipped (compaction) or refuses the move (migration answers busy). Both sides use one
 // atomic word, so exactly one of them wins a race: a reader never sees a half-moved object,
 // and a mover never moves a pinned one.
+//
+// Container pins (container_pin, at the end): a count of readers on a whole container of
+// objects (zspage_pool's zspage, zbud_pool's frame), taken under the pool's lock for the
+// container, under which no mover runs, and dropped without any lock. Movers look at the count
+// under that lock and leave a pinned container alone.
 #pragma once
 
 #include <atomic>
@@ -114,6 +119,46 @@ public:
 
 private:
     std::atomic<std::uint32_t>* word_ = nullptr;
+};
+
+// A pin on a container of objects (a type with `std::atomic<std::uint64_t> pins`), its reader
+// lock: taken under the pool's lock for the container, under which no mover runs, and released
+// without any lock when the guard ends. While a container is pinned, movers (compaction,
+// migration, eviction) leave it alone. Move-only.
+template <class Container>
+class container_pin {
+public:
+    container_pin() noexcept = default;
+    // Pins c. The pool's lock for c must be held.
+    explicit container_pin(Container& c) noexcept : container_(&c) {
+        c.pins.fetch_add(1, std::memory_order_relaxed);
+    }
+    container_pin(container_pin&& other) noexcept
+        : container_(std::exchange(other.container_, nullptr)) {}
+    container_pin& operator=(container_pin&& other) noexcept {
+        if (this != &other) {
+            release();
+            container_ = std::exchange(other.container_, nullptr);
+        }
+        return *this;
+    }
+    container_pin(const container_pin&) = delete;
+    container_pin& operator=(const container_pin&) = delete;
+    ~container_pin() { release(); }
+
+    [[nodiscard]] Container* get() const noexcept { return container_; }
+    // Drops the pin now. Idempotent. Release: what the reader wrote is visible to the next mover.
+    void release() noexcept {
+        if (container_ == nullptr) {
+            return;
+        }
+        const std::uint64_t previous = container_->pins.fetch_sub(1, std::memory_order_release);
+        MOVABLE_CONTRACT(previous != 0, "pool: unpinned a container that was not pinned");
+        container_ = nullptr;
+    }
+
+private:
+    Container* container_ = nullptr;
 };
 
 } // namespace movable::detail

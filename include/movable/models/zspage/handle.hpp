@@ -1,34 +1,18 @@
 // zspage_handle, the opaque reference to an object of a zspage_pool, and zspage_access, how a
-// mapping of one is used. The handle's value is packed by detail::handle_value
-// (pool/handle_table.hpp).
+// mapping of one is used: the byte pools' shared handle and access (pool/store_handle.hpp).
 #pragma once
 
-#include <cstdint>
+#include <movable/pool/store_handle.hpp>
 
 namespace movable {
 
+struct zspage_handle_tag;
 // An opaque reference to an object of a zspage_pool. Stays valid while the object is
 // allocated, across compaction and frame migration. The empty handle (default) is false.
-class zspage_handle {
-public:
-    constexpr zspage_handle() noexcept = default;
-    [[nodiscard]] constexpr explicit operator bool() const noexcept { return value_ != 0; }
-    friend constexpr bool operator==(zspage_handle, zspage_handle) noexcept = default;
+using zspage_handle = store_handle<zspage_handle_tag>;
 
-    // The handle as one integer (0 for the empty handle), e.g. to keep it in a table.
-    [[nodiscard]] constexpr std::uint64_t value() const noexcept { return value_; }
-    [[nodiscard]] static constexpr zspage_handle from_value(std::uint64_t value) noexcept {
-        zspage_handle handle;
-        handle.value_ = value;
-        return handle;
-    }
-
-private:
-    std::uint64_t value_ = 0; // detail::handle_value: (generation << 32) | (slot index + 1)
-};
-
-// How a mapping is used: `read` (the object must not be written through it) or `write` (read
-// and write; an object served through a copy is written back when the mapping ends).
-enum class zspage_access : std::uint8_t { read, write };
+// How a mapping is used: `read` or `write` (an object that spans two frames is served through
+// a copy, written back when the mapping ends).
+using zspage_access = store_access;
 
 } // namespace movable

@@ -145,20 +145,7 @@ struct zspage_pool_invariants {
                       "a class's bytes in use differ from the sum of its objects' sizes");
         }
 
-        std::size_t on_stack = 0;
-        std::vector<bool> seen(published, false);
-        const bool stack_ends = handles.walk_free_stack([&](std::uint32_t slot) {
-            invariant(!seen[slot], "the handle table's free stack has a slot twice");
-            seen[slot] = true;
-            ++on_stack;
-            invariant(!slot_word::allocated(handles.word(slot).load(std::memory_order_relaxed)),
-                      "the handle table's free stack has an allocated slot");
-            return true;
-        });
-        invariant(stack_ends,
-                  "the handle table's free stack leaves the published slots or does not end");
-        invariant(allocated + on_stack + handles.retired() == published,
-                  "allocated + free + retired handle slots != published slots");
+        check_free_stack(handles, allocated, invariant);
     }
 
     // One class's lists and counts, and the free lists of its zspages (all of them when

@@ -4,6 +4,8 @@
 // the owner callbacks that move its frames.
 #pragma once
 
+#include <movable/models/compressed_store.hpp>
+
 #include <movable/models/zspage_pool.hpp>
 
 namespace movable {
@@ -73,10 +75,7 @@ zspage_pool<Arena>::~zspage_pool() {
 
 template <class Arena>
 const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) const {
-    if (size == 0 || size > max_object_size()) {
-        throw std::invalid_argument("zspage_pool::size_class_for: size " + std::to_string(size) +
-                                    " is not in 1.." + std::to_string(max_object_size()));
-    }
+    detail::check_object_size("zspage_pool::size_class_for", size, max_object_size());
     return class_of_payload(size).info;
 }
 
@@ -144,23 +143,11 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
 template <class Arena>
 auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
                                          const char* stale_message) const -> resolved {
-    if (!h) {
-        throw std::invalid_argument(std::string(call) + ": empty handle");
-    }
+    detail::check_handle(call, h);
     std::unique_lock<detail::contended_mutex> guard;
     const located at = lock_and_locate(h, stale_message, guard);
     return {detail::zspage_pin(*at.zspage), at.cls, at.object,
             static_cast<std::size_t>(at.entry->pool_word.load(std::memory_order_relaxed))};
-}
-
-// Throws std::out_of_range naming `call` when a span of `bytes` is larger than the object.
-template <class Arena>
-void zspage_pool<Arena>::check_span(const char* call, std::size_t bytes, std::size_t object_size) {
-    if (bytes > object_size) {
-        throw std::out_of_range(std::string(call) + ": span of " + std::to_string(bytes) +
-                                " bytes is larger than the object (" + std::to_string(object_size) +
-                                " bytes)");
-    }
 }
 
 // ---- objects ---------------------------------------------------------------------------------
@@ -209,10 +196,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
 
 template <class Arena>
 zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
-    if (size == 0 || size > max_object_size()) {
-        throw std::invalid_argument("zspage_pool::allocate: size " + std::to_string(size) +
-                                    " is not in 1.." + std::to_string(max_object_size()));
-    }
+    detail::check_object_size("zspage_pool::allocate", size, max_object_size());
     const handle h = try_allocate(size);
     if (!h) {
         throw std::bad_alloc();
@@ -222,9 +206,7 @@ zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
 
 template <class Arena>
 void zspage_pool<Arena>::deallocate(handle h) {
-    if (!h) {
-        throw std::invalid_argument("zspage_pool::deallocate: empty handle");
-    }
+    detail::check_handle("zspage_pool::deallocate", h);
     detail::zspage* emptied = nullptr;
     bool retire = false;
     std::uint32_t slot = 0;
@@ -277,7 +259,7 @@ template <class Arena>
 void zspage_pool<Arena>::read(handle h, std::span<std::byte> out) const {
     const resolved r = resolve_and_pin(h, "zspage_pool::read",
                                        "zspage_pool::read: handle is stale (object freed)");
-    check_span("zspage_pool::read", out.size(), r.size);
+    detail::check_span("zspage_pool::read", out.size(), r.size);
     detail::zspage_copy_out(arena_, r.zspage(), r.payload_offset(), out.data(), out.size());
 }
 
@@ -285,7 +267,7 @@ template <class Arena>
 void zspage_pool<Arena>::write(handle h, std::span<const std::byte> data) {
     const resolved r = resolve_and_pin(h, "zspage_pool::write",
                                        "zspage_pool::write: handle is stale (object freed)");
-    check_span("zspage_pool::write", data.size(), r.size);
+    detail::check_span("zspage_pool::write", data.size(), r.size);
     detail::zspage_copy_in(arena_, r.zspage(), r.payload_offset(), data.data(), data.size());
 }
 
@@ -417,5 +399,7 @@ template <class Arena>
 void zspage_pool<Arena>::putback(frame& /*f*/) noexcept {
     counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
 }
+
+static_assert(detail::check_compressed_store<zspage_pool<>>());
 
 } // namespace movable

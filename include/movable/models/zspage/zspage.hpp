@@ -20,6 +20,7 @@
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
 #include <movable/pool/fullness_groups.hpp>
+#include <movable/pool/pins.hpp>
 #include <movable/pool/pool_frames.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/tagged_ptr.hpp>
@@ -55,42 +56,10 @@ using zspage_link = tagged_ptr<zspage, 4>; // a frame's private word: zspage | p
 static_assert(low_bits_available<zspage> >= 4 && zspage_max_chain_frames <= 16,
               "zspage descriptors must leave 4 low bits for the frame's position in the chain");
 
-// A pin on a zspage, its reader lock (see zspage_pool's lock order): taken under the class
-// lock, under which no mover runs, and released without any lock when the guard ends. While a
-// zspage is pinned, compaction skips it and migration answers busy. Move-only.
-class zspage_pin {
-public:
-    zspage_pin() noexcept = default;
-    // Pins zs. Its class lock must be held.
-    explicit zspage_pin(zspage& zs) noexcept : zspage_(&zs) {
-        zs.pins.fetch_add(1, std::memory_order_relaxed);
-    }
-    zspage_pin(zspage_pin&& other) noexcept : zspage_(std::exchange(other.zspage_, nullptr)) {}
-    zspage_pin& operator=(zspage_pin&& other) noexcept {
-        if (this != &other) {
-            release();
-            zspage_ = std::exchange(other.zspage_, nullptr);
-        }
-        return *this;
-    }
-    zspage_pin(const zspage_pin&) = delete;
-    zspage_pin& operator=(const zspage_pin&) = delete;
-    ~zspage_pin() { release(); }
-
-    [[nodiscard]] zspage* get() const noexcept { return zspage_; }
-    // Drops the pin now. Idempotent.
-    void release() noexcept {
-        if (zspage_ == nullptr) {
-            return;
-        }
-        const std::uint64_t previous = zspage_->pins.fetch_sub(1, std::memory_order_release);
-        MOVABLE_CONTRACT(previous != 0, "zspage_pool: unpinned a zspage that was not pinned");
-        zspage_ = nullptr;
-    }
-
-private:
-    zspage* zspage_ = nullptr;
-};
+// A pin on a zspage, its reader lock (see zspage_pool's lock order and pool/pins.hpp): taken
+// under the class lock, released without any lock. While a zspage is pinned, compaction skips it
+// and migration answers busy.
+using zspage_pin = container_pin<zspage>;
 
 // Object headers (the first word of every object of a non-huge class; the zspage's
 // huge_header for a huge class), so that migration and compaction find an object's handle:
