@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <semaphore>
 #include <thread>
 #include <vector>
@@ -269,4 +270,30 @@ TEST_CASE("threads emplacing and destroying through their caches while others co
     pool.check_invariants();
     MESSAGE("migrated " << migrated << " frames, stole " << pool.stats().reservations_stolen
                         << " reservations");
+}
+
+TEST_CASE("a thread that uses many short-lived pools keeps entries only for live ones") {
+    arena_type arena(4 * arena_type::block_bytes);
+    // Each pool at an address of its own (a freed pool's address is never reused here).
+    std::vector<std::optional<pool_type>> pools(100);
+    const std::size_t before = detail::thread_caches::here().size();
+    std::size_t alive = 0;
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+        pools[i].emplace(arena);
+        pools[i]->destroy(pools[i]->emplace(item{1, 2}));
+        if (i % 25 == 0) {
+            ++alive; // four pools stay alive
+        } else {
+            pools[i].reset();
+        }
+    }
+    // The entries of the 96 destroyed pools were dropped as new ones came.
+    CHECK(detail::thread_caches::here().size() <= before + alive + 1);
+    for (std::optional<pool_type>& pool : pools) {
+        if (pool) {
+            pool->destroy(pool->emplace(item{3, 4})); // each still finds its own cache
+            CHECK(pool->stats().reserved_places >= 1);
+            pool->check_invariants();
+        }
+    }
 }

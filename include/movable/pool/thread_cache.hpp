@@ -48,6 +48,15 @@ public:
         const std::lock_guard guard(mutex_);
         pools_.erase(pool);
     }
+    // Erases the entries (of a thread's list) whose pool is gone.
+    template <class Entries>
+    void forget_dead(Entries& entries) noexcept {
+        const std::lock_guard guard(mutex_);
+        std::erase_if(entries, [&](const auto& e) {
+            const auto found = pools_.find(e.pool);
+            return found == pools_.end() || found->second != e.serial;
+        });
+    }
     // flush(pool, cache) when the pool at `pool` with `serial` is still alive.
     void flush_if_alive(void* pool, std::uint64_t serial, void* cache,
                         flush_cache_fn flush) noexcept {
@@ -107,8 +116,10 @@ public:
         }
         return nullptr;
     }
-    // False when memory ran out.
+    // False when memory ran out. Entries of pools destroyed since go first, so a thread that
+    // uses many short-lived pools keeps a short list.
     bool add(const entry& e) noexcept {
+        live_pools::instance().forget_dead(entries_);
         try {
             entries_.insert(entries_.begin(), e);
             return true;
@@ -116,6 +127,8 @@ public:
             return false;
         }
     }
+    // Entries in this thread's list.
+    [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
     // Forgets this thread's entry for a pool (its cache was given back by the thread itself).
     void remove(const void* pool) noexcept {
         std::erase_if(entries_, [&](const entry& e) { return e.pool == pool; });
