@@ -7,6 +7,7 @@
 // tests/CMakeLists.txt); it checks its own books: every operator new matched by a delete.
 #include <movable/frame_arena.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/object_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 
 #include <doctest/doctest.h>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -237,4 +239,35 @@ TEST_CASE("pool and balloon try-paths answer 'no' when the heap is exhausted, ne
         CHECK(host.held == 0);
     }
     CHECK(arena.free_frames() == arena.frame_count());
+}
+
+TEST_CASE("an object_pool thread whose cache cannot be made goes the uncached way") {
+    using arena_type = frame_arena<4096, 6>;
+    arena_type arena(4 * arena_type::block_bytes);
+    struct item {
+        std::uint64_t a;
+    };
+    object_pool<item, arena_type> pool(arena);
+    const auto first = pool.emplace(item{1}); // the handle table's first chunk, a slab
+    const std::size_t reserved_by_main = pool.stats().reserved_places;
+    std::size_t reserved_after = 0;
+    std::thread worker([&] {
+        fail_allocations_from(1); // this thread's cache (and its entry) cannot be allocated
+        const auto h = pool.try_emplace(item{2});
+        const bool made = static_cast<bool>(h);
+        const std::size_t size_after = pool.size();
+        if (made) {
+            pool.destroy(h); // no cache: the place goes back at once
+        }
+        reserved_after = pool.stats().reserved_places;
+        stop_failing();
+        CHECK(made);
+        CHECK(size_after == 2);
+    });
+    worker.join();
+    CHECK(reserved_after == reserved_by_main); // the worker reserved nothing
+    CHECK(pool.size() == 1);
+    CHECK(pool.pin(first)->a == 1);
+    pool.check_invariants(); // the worker holds no reservation
+    pool.destroy(first);
 }
