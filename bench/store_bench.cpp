@@ -16,11 +16,9 @@
 //     migrated); the store's are estimated as objects moved × the mean live object size then
 //     (the stores count objects moved, not bytes).
 // With --benchmark_repetitions=N the table shows each figure's median over the repetitions.
-// Adding a store is one entry in `stores`.
+// The stores are tests/support/compressed_stores.hpp's list: adding one there adds it here.
 #include <movable/compaction.hpp>
 #include <movable/models/compressed_store.hpp>
-#include <movable/models/zbud_pool.hpp>
-#include <movable/models/zspage_pool.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -39,6 +37,7 @@
 #include "allocators.hpp"
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
+#include "tests/support/compressed_stores.hpp"
 #include "trace_footprint.hpp"
 #include "zram_trace.hpp"
 
@@ -49,25 +48,21 @@ constexpr std::size_t frame_size = arena_type::frame_size;
 
 // ---- the stores ------------------------------------------------------------------------------
 
-template <std::size_t N>
-struct fixed_name {
-    char text[N]{};
-    constexpr fixed_name(const char (&name)[N]) { std::copy_n(name, N, text); } // NOLINT
-};
-
-template <class Store, fixed_name Name>
+template <class Store>
 struct named_store {
     static_assert(movable::detail::check_compressed_store<Store>());
     using type = Store;
-    static constexpr const char* name = Name.text;
+    static constexpr const char* name = movable::test::store_name<Store>;
 };
 
-template <class... Entries>
+template <class... Stores>
 struct store_list {};
 
-// Every store the benchmark compares: one entry each.
-using stores = store_list<named_store<movable::zspage_pool<arena_type>, "zspage_pool">,
-                          named_store<movable::zbud_pool<arena_type>, "zbud_pool">>;
+// Every store the benchmark compares: the project's list of compressed stores
+// (tests/support/compressed_stores.hpp; a new store is one entry there).
+template <class... Stores>
+using named_stores = store_list<named_store<Stores>...>;
+using stores = named_stores<MOVABLE_COMPRESSED_STORES_OVER(arena_type)>;
 
 template <class... Entries, class Fn>
 void for_each_store(store_list<Entries...>, Fn&& fn) {

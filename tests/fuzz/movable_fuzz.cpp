@@ -1,7 +1,8 @@
 // movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
 // allocations, two balloons lending to recording hosts, the compressed stores (zspage_pool and
-// zbud_pool, driven through the compressed_store concept only), two object_pools (of a
+// zbud_pool: tests/support/compressed_stores.hpp's list, driven through the compressed_store
+// concept and their own check_invariants), two object_pools (of a
 // type its pool moves by its move constructor, keyed_record, and of a trivially copyable one it
 // moves by memcpy, plain_record), and three compactors: one-shot compactions (full,
 // order-targeted, proactive; async, sync_light, sync), an incremental one whose budgeted passes
@@ -85,6 +86,7 @@
 
 #include "support/arena_frames.hpp"
 #include "support/balloon_hosts.hpp"
+#include "support/compressed_stores.hpp"
 
 #if !defined(MOVABLE_HARDENED)
 #error "movable_fuzz must be built with MOVABLE_HARDENED: contract violations are findings"
@@ -228,8 +230,9 @@ enum class op : std::uint8_t {
     object_compact,      // side
     object_migrate,      // side, choice word, mode: the object's frame alone, migrate_frames
     object_recreate,     // side: destroy the pool with its objects, make a new one
-    // The compressed stores through the concept; the store byte picks one (% store_count:
-    // zspage_pool, zbud_pool), the rest as the pool_* op of the same name.
+    // The compressed stores through the concept; the store byte picks one (% store_count, in
+    // the order of tests/support/compressed_stores.hpp: zspage_pool, zbud_pool), the rest as
+    // the pool_* op of the same name.
     store_allocate,   // store, size selector, size word, fill byte
     store_deallocate, // store, choice
     store_write,      // store, choice, length word, fill byte
@@ -1081,7 +1084,9 @@ private:
     }
 
     // ---- compressed stores ----------------------------------------------------------------------
-    [[nodiscard]] store_side<pool_type>& zspage() noexcept { return std::get<0>(stores_); }
+    [[nodiscard]] store_side<pool_type>& zspage() noexcept {
+        return std::get<store_side<pool_type>>(stores_);
+    }
 
     template <class Fn>
     void for_each_store(Fn&& fn) {
@@ -2682,9 +2687,12 @@ private:
     arena_type arena_;
     test::arena_frames<arena_type> frames_{arena_};
     owner_type owner_{frames_};
-    // Every compressed_store the harness drives, through the concept (pool_* ops: the first;
-    // store_* ops: the one a selector byte names). A new store is one more entry here.
-    using store_sides = std::tuple<store_side<pool_type>, store_side<zbud_pool<arena_type>>>;
+    // Every compressed_store the harness drives, through the concept (pool_* ops: zspage_pool;
+    // store_* ops: the one a selector byte names): tests/support/compressed_stores.hpp's list,
+    // so a store added there is fuzzed too.
+    template <class... Stores>
+    using sides_of = std::tuple<store_side<Stores>...>;
+    using store_sides = sides_of<MOVABLE_COMPRESSED_STORES_OVER(arena_type)>;
     static constexpr std::size_t store_count = std::tuple_size_v<store_sides>;
     store_sides stores_;                // their pools are made in the constructor
     object_side<keyed_record> records_; // made in the constructor; object_recreate remakes them
