@@ -296,9 +296,13 @@ std::vector<double> store_footprint_here() {
     figures[frames_after] = static_cast<double>(stats_after.frames_in_use);
     figures[store_compact_ns] = std::chrono::duration<double, std::nano>(t1 - t0).count();
     figures[arena_compact_ns] = std::chrono::duration<double, std::nano>(t2 - t1).count();
-    const auto moved = static_cast<double>(stats_after.objects_moved - stats_before.objects_moved);
+    double moved = -1; // objects_moved is not part of compressed_store: -1 (n/a) without it
+    if constexpr (requires { stats_after.objects_moved; }) {
+        moved = static_cast<double>(stats_after.objects_moved - stats_before.objects_moved);
+    }
     figures[objects_moved] = moved;
-    figures[store_bytes_moved] = stats_before.objects_in_use == 0
+    figures[store_bytes_moved] = moved < 0 ? -1.0
+                                 : stats_before.objects_in_use == 0
                                      ? 0.0
                                      : moved * static_cast<double>(stats_before.bytes_stored) /
                                            static_cast<double>(stats_before.objects_in_use);
@@ -378,7 +382,8 @@ void footprint(benchmark::State& state) {
         state.SkipWithError("the footprint process failed");
         return;
     }
-    const double moved = f[store_bytes_moved] + f[arena_bytes_moved];
+    const bool known = f[store_bytes_moved] >= 0; // the store counts the objects it moved
+    const double moved = known ? f[store_bytes_moved] + f[arena_bytes_moved] : -1.0;
     const double compact_ns = f[store_compact_ns] + f[arena_compact_ns];
     const double memcpy_ns =
         moved > 0 ? movable::bench::memcpy_nanoseconds(static_cast<std::size_t>(moved)) : 0.0;
@@ -390,8 +395,8 @@ void footprint(benchmark::State& state) {
     state.counters["objects_moved"] = f[objects_moved];
     state.counters["compact_ms"] = f[store_compact_ns] / 1e6;
     state.counters["arena_compact_ms"] = f[arena_compact_ns] / 1e6;
-    state.counters["moved_MiB"] = moved / (1 << 20);
-    state.counters["x_memcpy"] = memcpy_ns > 0 ? compact_ns / memcpy_ns : 0.0;
+    state.counters["moved_MiB"] = known ? moved / (1 << 20) : -1.0;
+    state.counters["x_memcpy"] = memcpy_ns > 0 ? compact_ns / memcpy_ns : -1.0;
 }
 
 #if MOVABLE_BENCH_HAVE_MIMALLOC
