@@ -20,7 +20,10 @@ OPS = [
     "isolate_putback", "pool_allocate", "pool_deallocate", "pool_write", "pool_read",
     "pool_map", "pool_compact", "object_emplace", "object_fill", "object_destroy", "object_pin",
     "object_visit", "object_for_each", "object_compact", "object_migrate", "object_recreate",
+    "store_allocate", "store_deallocate", "store_write", "store_read", "store_map",
+    "store_compact",
 ]
+ZSPAGE, ZBUD = 0, 1  # the store byte of the store_* ops (movable_fuzz's store_sides)
 ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
 ACTIONS = ["none", "release_page", "add_page", "inflate", "deflate", "recreate_balloon",
            "compact", "hold_lock", "object_destroy", "object_compact", "object_recreate"]
@@ -170,6 +173,23 @@ def pool_seeds():
     p.op("pool_allocate", 0, 1).op("pool_allocate", 255, 2)
     p.op("compact_order", 3, ASYNC).op("migrate_direct", 20, 0, SYNC, 0).op("pool_compact")
     yield "pool_objects", p.release(0, 1, 2).op("compact_full", ASYNC)
+
+    # The same through the compressed_store concept on each store (zbud_pool and zspage_pool in
+    # one arena): churn, a mapping kept across the store's compaction and an arena compaction,
+    # bad sizes, direct migration, whole-frame objects.
+    p = Program(8).add_pages(12)
+    for i in range(48):
+        size = 100 + (i * 677) % 2900
+        p.op("store_allocate", ZBUD if i % 3 else ZSPAGE, 1 + i % 250, size & 0xff, size >> 8, i)
+    for choice in range(0, 48, 3):
+        p.op("store_deallocate", ZBUD, choice % 20).op("store_deallocate", ZSPAGE, choice % 9)
+    p.op("store_map", ZBUD, 3, 1).op("store_compact", ZBUD).op("store_read", ZBUD, 3)
+    p.op("store_map", ZBUD, 5, 0).op("compact_full", SYNC).op("store_write", ZBUD, 7, 0x40, 1, 9)
+    p.op("store_allocate", ZBUD, 0, 1).op("store_allocate", ZBUD, 255, 2)
+    p.op("store_allocate", ZBUD, 7, 0xff, 0x0f, 3)  # 4096 bytes: a whole frame
+    p.op("compact_order", 3, ASYNC).op("migrate_direct", 20, 0, SYNC, 0)
+    p.op("store_compact", ZBUD).op("store_compact", ZSPAGE)
+    yield "store_objects", p.release(0, 1, 2).op("compact_full", ASYNC)
 
 
 def object_seeds():

@@ -1,6 +1,8 @@
 // movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
-// allocations, two balloons lending to recording hosts, a zspage_pool, two object_pools (of a
+// allocations, two balloons lending to recording hosts, the compressed stores (zspage_pool and
+// zbud_pool: tests/support/compressed_stores.hpp's list, driven through the compressed_store
+// concept and their own check_invariants), two object_pools (of a
 // type its pool moves by its move constructor, keyed_record, and of a trivially copyable one it
 // moves by memcpy, plain_record), and three compactors: one-shot compactions (full,
 // order-targeted, proactive; async, sync_light, sync), an incremental one whose budgeted passes
@@ -55,7 +57,9 @@
 // At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
+#include <movable/models/compressed_store.hpp>
 #include <movable/models/object_pool.hpp>
+#include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 
 #include <algorithm>
@@ -74,6 +78,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -81,6 +86,7 @@
 
 #include "support/arena_frames.hpp"
 #include "support/balloon_hosts.hpp"
+#include "support/compressed_stores.hpp"
 
 #if !defined(MOVABLE_HARDENED)
 #error "movable_fuzz must be built with MOVABLE_HARDENED: contract violations are findings"
@@ -224,6 +230,15 @@ enum class op : std::uint8_t {
     object_compact,      // side
     object_migrate,      // side, choice word, mode: the object's frame alone, migrate_frames
     object_recreate,     // side: destroy the pool with its objects, make a new one
+    // The compressed stores through the concept; the store byte picks one (% store_count, in
+    // the order of tests/support/compressed_stores.hpp: zspage_pool, zbud_pool), the rest as
+    // the pool_* op of the same name.
+    store_allocate,   // store, size selector, size word, fill byte
+    store_deallocate, // store, choice
+    store_write,      // store, choice, length word, fill byte
+    store_read,       // store, choice
+    store_map,        // store, choice, access
+    store_compact,    // store
     count
 };
 
@@ -266,7 +281,13 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "object_for_each",
     "object_compact",
     "object_migrate",
-    "object_recreate"};
+    "object_recreate",
+    "store_allocate",
+    "store_deallocate",
+    "store_write",
+    "store_read",
+    "store_map",
+    "store_compact"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
@@ -574,6 +595,203 @@ struct object_side {
     }
 };
 
+// ---- compressed stores --------------------------------------------------------------------------
+// One compressed_store over the shared arena, driven through the concept only, and its shadow:
+// every live object's bytes, and at most one object mapped across one operation. Every store
+// the harness drives is one entry of `store_sides` in the harness.
+template <class Store>
+struct store_side {
+    static_assert(compressed_store<Store>);
+    using handle = typename Store::handle;
+
+    std::optional<Store> pool;                               // made in the harness's constructor
+    std::map<std::uint64_t, std::vector<std::byte>> objects; // handle -> bytes last written
+    std::optional<typename Store::mapping> mapping; // at most one pinned object, across one op
+    bool mapped_this_op = false;
+    handle mapped_handle;
+    const std::byte* mapped_address = nullptr;
+    std::vector<std::byte> mapped_bytes; // what the mapping must show
+    std::vector<std::byte> read_buffer;
+
+    [[nodiscard]] std::optional<handle> choice(std::uint8_t c, bool skip_mapped) const {
+        if (objects.empty()) {
+            return std::nullopt;
+        }
+        auto it = objects.begin();
+        std::advance(it, c % objects.size());
+        if (skip_mapped && mapping && it->first == mapped_handle.value()) {
+            return std::nullopt; // freeing a mapped object is misuse: the harness never does it
+        }
+        return handle::from_value(it->first);
+    }
+
+    void allocate(input_reader& in) {
+        const std::uint8_t selector = in.byte();
+        const std::size_t max = pool->max_object_size();
+        const std::size_t size = selector == 0     ? 0
+                                 : selector == 255 ? max + 1
+                                                   : 1 + in.word() % max;
+        const auto fill = static_cast<std::uint8_t>(in.byte());
+        const handle h = pool->try_allocate(size);
+        if (size == 0 || size > max) {
+            expect(!h, "try_allocate accepted a size of 0 or above the maximum");
+            return;
+        }
+        if (!h) {
+            return; // the arena is full (or too fragmented for a zspage of that class)
+        }
+        expect(objects.count(h.value()) == 0, "try_allocate returned a live handle");
+        std::vector<std::byte> bytes(size);
+        for (std::size_t i = 0; i < size; ++i) {
+            bytes[i] = static_cast<std::byte>(fill + i * 13);
+        }
+        pool->write(h, bytes);
+        expect(pool->size(h) == size, "an object's size differs from the size allocated");
+        objects.emplace(h.value(), std::move(bytes));
+    }
+
+    void deallocate(std::uint8_t c) {
+        if (const auto h = choice(c, /*skip_mapped=*/true)) {
+            pool->deallocate(*h);
+            objects.erase(h->value());
+        }
+    }
+
+    void write(input_reader& in) {
+        // Not the mapped object: a mapping served through a copy writes its copy back at the
+        // end, over whatever write() stored meanwhile.
+        const auto h = choice(in.byte(), /*skip_mapped=*/true);
+        const std::size_t length_word = in.word();
+        const auto fill = static_cast<std::uint8_t>(in.byte());
+        if (!h) {
+            return;
+        }
+        std::vector<std::byte>& bytes = objects[h->value()];
+        const std::size_t length = length_word % (bytes.size() + 1);
+        for (std::size_t i = 0; i < length; ++i) {
+            bytes[i] = static_cast<std::byte>(fill ^ i);
+        }
+        pool->write(*h, std::span(bytes).first(length));
+    }
+
+    void read(std::uint8_t c) {
+        if (const auto h = choice(c, /*skip_mapped=*/true)) {
+            check_object(*h);
+        }
+    }
+
+    void map(input_reader& in) {
+        const auto h = choice(in.byte(), /*skip_mapped=*/false);
+        const bool for_writing = (in.byte() & 1) != 0;
+        unmap();
+        if (!h) {
+            return;
+        }
+        mapping.emplace(pool->map(*h, for_writing ? store_access::write : store_access::read));
+        mapped_handle = *h;
+        mapped_this_op = true;
+        // What the mapping shows; for a write mapping it becomes the object's bytes only when
+        // the mapping ends (an object served through a copy is written back then).
+        mapped_bytes = objects[h->value()];
+        std::vector<std::byte>& bytes = mapped_bytes;
+        expect(mapping->bytes().size() == bytes.size() &&
+                   std::memcmp(mapping->bytes().data(), bytes.data(), bytes.size()) == 0,
+               "a mapped object's bytes differ from what was last written");
+        if (for_writing) {
+            std::span<std::byte> out = mapping->writable_bytes();
+            for (std::size_t i = 0; i < out.size(); i += 7) {
+                out[i] = bytes[i] = static_cast<std::byte>(~static_cast<unsigned>(bytes[i]));
+            }
+        }
+        mapped_address = mapping->bytes().data();
+    }
+
+    // Ends the mapping, after checking that the object neither moved nor changed while pinned.
+    void unmap() {
+        if (!mapping) {
+            return;
+        }
+        expect(mapping->bytes().data() == mapped_address, "a mapped object moved");
+        expect(std::memcmp(mapping->bytes().data(), mapped_bytes.data(), mapped_bytes.size()) == 0,
+               "a mapped object changed while it was mapped");
+        mapping.reset();
+        objects[mapped_handle.value()] = mapped_bytes;
+        check_object(mapped_handle); // written back, when served through a copy
+    }
+
+    // After an operation: a mapping lives across exactly one more operation.
+    void end_of_op() {
+        if (mapping && !mapped_this_op) {
+            unmap();
+        }
+        mapped_this_op = false;
+    }
+
+    void check_object(handle h) {
+        const std::vector<std::byte>& bytes = objects[h.value()];
+        read_buffer.resize(bytes.size());
+        pool->read(h, read_buffer);
+        expect(read_buffer == bytes, "a pool object's bytes differ from what was written");
+    }
+
+    // The mapped object is checked through its mapping, and once more when it ends: while a
+    // write mapping served through a copy lives, read() still shows the bytes from before it.
+    void check_all_objects() {
+        for (const auto& entry : objects) {
+            if (!mapping || entry.first != mapped_handle.value()) {
+                check_object(handle::from_value(entry.first));
+            }
+        }
+        if (mapping) {
+            expect(std::memcmp(mapping->bytes().data(), mapped_bytes.data(), mapped_bytes.size()) ==
+                       0,
+                   "a mapped object's bytes changed while it was mapped");
+        }
+    }
+
+    void compact() {
+        std::size_t freeable = 0;
+        if constexpr (requires(const Store& s) { s.compactable_frames(); }) {
+            freeable = pool->compactable_frames();
+        }
+        const std::size_t in_use = pool->stats().frames_in_use;
+        const std::size_t freed = pool->compact();
+        if constexpr (requires(const Store& s) { s.compactable_frames(); }) {
+            expect(freed <= freeable || mapping.has_value(),
+                   "pool compact() freed more than compactable_frames() estimated");
+        }
+        expect(pool->stats().frames_in_use == in_use - freed,
+               "pool compact() answered a count its frames do not show");
+        check_all_objects();
+    }
+
+    // The counts against the shadow (the pool's own invariants are its check_invariants()).
+    void check_counts() const {
+        const auto stats = pool->stats();
+        expect(stats.objects_in_use == objects.size(),
+               "the pool's object count differs from the shadow");
+        std::size_t shadow_bytes = 0;
+        for (const auto& entry : objects) {
+            shadow_bytes += entry.second.size();
+        }
+        expect(stats.bytes_stored == shadow_bytes,
+               "the pool's stored bytes differ from the shadow");
+    }
+
+    [[nodiscard]] bool owns(const frame& f) const noexcept {
+        return f.owner() == static_cast<const void*>(&*pool);
+    }
+
+    void free_all() {
+        check_all_objects();
+        for (const auto& entry : objects) {
+            pool->deallocate(handle::from_value(entry.first));
+        }
+        objects.clear();
+        expect(pool->stats().frames_in_use == 0, "the pool kept frames after its objects went");
+    }
+};
+
 // ---- the harness --------------------------------------------------------------------------------
 
 class harness {
@@ -589,6 +807,7 @@ public:
             hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
             balloons_[b].emplace(arena_, hosts_[b]);
         }
+        for_each_store([this](auto& side) { side.pool.emplace(arena_); });
         plains_.cached = false; // one pool of each kind to start with
         records_.pool.emplace(arena_, object_pool_options{.thread_cache = records_.cached});
         plains_.pool.emplace(arena_, object_pool_options{.thread_cache = plains_.cached});
@@ -610,14 +829,11 @@ public:
                              records_.migrated(), plains_.migrated(), records_.released(),
                              plains_.released());
             }
-            const bool had_mapping = mapping_.has_value();
             execute(code, in);
             release_held_locks();
             ++totals.ops;
             check_invariants();
-            if (had_mapping && code != op::pool_map) {
-                unmap(); // a mapping lives across exactly one more operation
-            }
+            for_each_store([](auto& side) { side.end_of_op(); }); // a mapping lives one more op
             expire_object_pins();
         }
         tear_down();
@@ -749,37 +965,24 @@ private:
         case op::isolate_putback:
             isolate_putback(in);
             break;
-        case op::pool_allocate:
-            pool_allocate(in);
+        case op::pool_allocate: // the pool_* ops: zspage_pool; the store_* ops: any store
+            zspage().allocate(in);
             break;
         case op::pool_deallocate:
-            if (const auto h = pool_choice(in.byte(), /*skip_mapped=*/true)) {
-                pool_.deallocate(*h);
-                pool_shadow_.objects.erase(h->value());
-            }
+            zspage().deallocate(in.byte());
             break;
         case op::pool_write:
-            pool_write(in);
+            zspage().write(in);
             break;
         case op::pool_read:
-            if (const auto h = pool_choice(in.byte(), /*skip_mapped=*/true)) {
-                check_pool_object(*h);
-            }
+            zspage().read(in.byte());
             break;
         case op::pool_map:
-            pool_map(in);
+            zspage().map(in);
             break;
-        case op::pool_compact: {
-            const std::size_t freeable = pool_.compactable_frames();
-            const std::size_t in_use = pool_.stats().frames_in_use;
-            const std::size_t freed = pool_.compact();
-            expect(freed <= freeable || mapping_.has_value(),
-                   "pool compact() freed more than compactable_frames() estimated");
-            expect(pool_.stats().frames_in_use == in_use - freed,
-                   "pool compact() answered a count its frames do not show");
-            check_all_pool_objects();
+        case op::pool_compact:
+            zspage().compact();
             break;
-        }
         case op::object_emplace: {
             const std::uint8_t selector = in.byte();
             const std::size_t count = 1 + in.byte() % 32;
@@ -831,6 +1034,30 @@ private:
         case op::object_recreate:
             on_side(in.byte(), [&](auto& side) { object_recreate(side); });
             break;
+        case op::store_allocate:
+            on_store(in.byte(), [&](auto& side) { side.allocate(in); });
+            break;
+        case op::store_deallocate: {
+            const std::uint8_t selector = in.byte();
+            const std::uint8_t choice = in.byte();
+            on_store(selector, [&](auto& side) { side.deallocate(choice); });
+            break;
+        }
+        case op::store_write:
+            on_store(in.byte(), [&](auto& side) { side.write(in); });
+            break;
+        case op::store_read: {
+            const std::uint8_t selector = in.byte();
+            const std::uint8_t choice = in.byte();
+            on_store(selector, [&](auto& side) { side.read(choice); });
+            break;
+        }
+        case op::store_map:
+            on_store(in.byte(), [&](auto& side) { side.map(in); });
+            break;
+        case op::store_compact:
+            on_store(in.byte(), [](auto& side) { side.compact(); });
+            break;
         case op::count:
             break;
         }
@@ -856,120 +1083,35 @@ private:
         return request;
     }
 
-    // ---- zspage_pool ----------------------------------------------------------------------------
-    std::optional<pool_type::handle> pool_choice(std::uint8_t choice, bool skip_mapped) const {
-        if (pool_shadow_.objects.empty()) {
-            return std::nullopt;
-        }
-        auto it = pool_shadow_.objects.begin();
-        std::advance(it, choice % pool_shadow_.objects.size());
-        if (skip_mapped && mapping_ && it->first == mapped_handle_.value()) {
-            return std::nullopt; // freeing a mapped object is misuse: the harness never does it
-        }
-        return zspage_handle::from_value(it->first);
+    // ---- compressed stores ----------------------------------------------------------------------
+    [[nodiscard]] store_side<pool_type>& zspage() noexcept {
+        return std::get<store_side<pool_type>>(stores_);
     }
 
-    void pool_allocate(input_reader& in) {
-        const std::uint8_t selector = in.byte();
-        const std::size_t max = pool_.max_object_size();
-        const std::size_t size = selector == 0     ? 0
-                                 : selector == 255 ? max + 1
-                                                   : 1 + in.word() % max;
-        const auto fill = static_cast<std::uint8_t>(in.byte());
-        const pool_type::handle h = pool_.try_allocate(size);
-        if (size == 0 || size > max) {
-            expect(!h, "try_allocate accepted a size of 0 or above the maximum");
-            return;
-        }
-        if (!h) {
-            return; // the arena is full (or too fragmented for a zspage of that class)
-        }
-        expect(pool_shadow_.objects.count(h.value()) == 0, "try_allocate returned a live handle");
-        std::vector<std::byte> bytes(size);
-        for (std::size_t i = 0; i < size; ++i) {
-            bytes[i] = static_cast<std::byte>(fill + i * 13);
-        }
-        pool_.write(h, bytes);
-        expect(pool_.size(h) == size, "an object's size differs from the size allocated");
-        pool_shadow_.objects.emplace(h.value(), std::move(bytes));
+    template <class Fn>
+    void for_each_store(Fn&& fn) {
+        std::apply([&](auto&... side) { (fn(side), ...); }, stores_);
     }
 
-    void pool_write(input_reader& in) {
-        // Not the mapped object: a mapping served through a copy writes its copy back at the
-        // end, over whatever write() stored meanwhile.
-        const auto h = pool_choice(in.byte(), /*skip_mapped=*/true);
-        const std::size_t length_word = in.word();
-        const auto fill = static_cast<std::uint8_t>(in.byte());
-        if (!h) {
-            return;
-        }
-        std::vector<std::byte>& bytes = pool_shadow_.objects[h->value()];
-        const std::size_t length = length_word % (bytes.size() + 1);
-        for (std::size_t i = 0; i < length; ++i) {
-            bytes[i] = static_cast<std::byte>(fill ^ i);
-        }
-        pool_.write(*h, std::span(bytes).first(length));
-    }
-
-    void pool_map(input_reader& in) {
-        const auto h = pool_choice(in.byte(), /*skip_mapped=*/false);
-        const bool for_writing = (in.byte() & 1) != 0;
-        unmap();
-        if (!h) {
-            return;
-        }
-        mapping_.emplace(pool_.map(*h, for_writing ? zspage_access::write : zspage_access::read));
-        mapped_handle_ = *h;
-        // What the mapping shows; for a write mapping it becomes the object's bytes only when
-        // the mapping ends (an object served through a copy is written back then).
-        mapped_bytes_ = pool_shadow_.objects[h->value()];
-        std::vector<std::byte>& bytes = mapped_bytes_;
-        expect(mapping_->bytes().size() == bytes.size() &&
-                   std::memcmp(mapping_->bytes().data(), bytes.data(), bytes.size()) == 0,
-               "a mapped object's bytes differ from what was last written");
-        if (for_writing) {
-            std::span<std::byte> out = mapping_->writable_bytes();
-            for (std::size_t i = 0; i < out.size(); i += 7) {
-                out[i] = bytes[i] = static_cast<std::byte>(~static_cast<unsigned>(bytes[i]));
+    // Calls fn with the store the selector byte names (selector % store_count).
+    template <std::size_t I = 0, class Fn>
+    void on_store(std::size_t selector, Fn&& fn) {
+        if constexpr (I < store_count) {
+            if (selector % store_count == I) {
+                fn(std::get<I>(stores_));
+            } else {
+                on_store<I + 1>(selector, fn);
             }
         }
-        mapped_address_ = mapping_->bytes().data();
     }
 
-    // Ends the mapping, after checking that the object neither moved nor changed while pinned.
-    void unmap() {
-        if (!mapping_) {
-            return;
-        }
-        expect(mapping_->bytes().data() == mapped_address_, "a mapped object moved");
-        expect(std::memcmp(mapping_->bytes().data(), mapped_bytes_.data(), mapped_bytes_.size()) ==
-                   0,
-               "a mapped object changed while it was mapped");
-        mapping_.reset();
-        pool_shadow_.objects[mapped_handle_.value()] = mapped_bytes_;
-        check_pool_object(mapped_handle_); // written back, when served through a copy
+    [[nodiscard]] bool any_store_mapped() const {
+        return std::apply([](const auto&... side) { return (side.mapping.has_value() || ...); },
+                          stores_);
     }
 
-    void check_pool_object(pool_type::handle h) {
-        const std::vector<std::byte>& bytes = pool_shadow_.objects[h.value()];
-        pool_read_buffer_.resize(bytes.size());
-        pool_.read(h, pool_read_buffer_);
-        expect(pool_read_buffer_ == bytes, "a pool object's bytes differ from what was written");
-    }
-
-    // The mapped object is checked through its mapping, and once more when it ends: while a
-    // write mapping served through a copy lives, read() still shows the bytes from before it.
     void check_all_pool_objects() {
-        for (const auto& [value, bytes] : pool_shadow_.objects) {
-            if (!mapping_ || value != mapped_handle_.value()) {
-                check_pool_object(zspage_handle::from_value(value));
-            }
-        }
-        if (mapping_) {
-            expect(std::memcmp(mapping_->bytes().data(), mapped_bytes_.data(),
-                               mapped_bytes_.size()) == 0,
-                   "a mapped object's bytes changed while it was mapped");
-        }
+        for_each_store([](auto& side) { side.check_all_objects(); });
     }
 
     // ---- object pools -------------------------------------------------------------------------
@@ -1795,7 +1937,7 @@ private:
                 return false;
             }
         }
-        if (mapping_ || records_.pins_held() != 0 || plains_.pins_held() != 0) {
+        if (any_store_mapped() || records_.pins_held() != 0 || plains_.pins_held() != 0) {
             return false; // a pinned zspage or object cannot move
         }
         // A frame left isolated cannot move either, nor one a compaction holds (stray_frames).
@@ -2346,7 +2488,7 @@ private:
         arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
         // The pool's own: zspage lists and free lists, handle slots, its frames' marks and owner,
         // its counters. What follows checks the pool only against the shadow.
-        pool_.check_invariants();
+        for_each_store([](auto& side) { side.pool->check_invariants(); });
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -2411,8 +2553,10 @@ private:
                 ++owned_by_owner;
                 continue;
             }
-            if (f.owner() == static_cast<const void*>(&pool_)) {
-                ++owned_by_pool; // ops, isolation and the count: pool_.check_invariants()
+            bool store_frame = false;
+            for_each_store([&](auto& side) { store_frame = store_frame || side.owns(f); });
+            if (store_frame) {
+                ++owned_by_pool; // ops, isolation and the count: the store's check_invariants()
                 continue;
             }
             if (f.owner() == static_cast<const void*>(&*records_.pool) ||
@@ -2438,16 +2582,14 @@ private:
         // Frame accounting.
         const std::size_t unmovable = unmovable_frames();
         const std::size_t free = arena_.free_frames();
-        const zspage_pool_stats pool_stats = pool_.stats();
+        std::size_t stores_migrated = 0;
+        std::size_t stores_released_while_isolated = 0;
+        for_each_store([&](auto& side) {
+            side.check_counts();
+            stores_migrated += side.pool->stats().frames_migrated;
+            stores_released_while_isolated += side.pool->stats().frames_released_while_isolated;
+        });
         const std::size_t pool_frames = owned_by_pool; // == stats().frames_in_use: checked
-        expect(pool_stats.objects_in_use == pool_shadow_.objects.size(),
-               "the pool's object count differs from the shadow");
-        std::size_t shadow_bytes = 0;
-        for (const auto& [value, bytes] : pool_shadow_.objects) {
-            shadow_bytes += bytes.size();
-        }
-        expect(pool_stats.bytes_stored == shadow_bytes,
-               "the pool's stored bytes differ from the shadow");
         on_each_side([this](auto& side) { check_object_side(side); });
         const std::size_t object_frames =
             records_.pool->stats().frames + plains_.pool->stats().frames;
@@ -2500,14 +2642,12 @@ private:
             balloon_shrunk += stats.shrunk_on_replace;
             balloon_refused += stats.replace_refused;
         }
-        expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated +
-                                    pool_stats.frames_migrated + records_.migrated() +
-                                    plains_.migrated(),
+        expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated + stores_migrated +
+                                    records_.migrated() + plains_.migrated(),
                "compactors' migrated != owner, balloon and pool migrations");
         expect(sums.released + isolated_released ==
                    answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated +
-                       pool_stats.frames_released_while_isolated + records_.released() +
-                       plains_.released(),
+                       stores_released_while_isolated + records_.released() + plains_.released(),
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -2516,15 +2656,10 @@ private:
 
     // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
-        unmap();
+        for_each_store([](auto& side) { side.unmap(); });
         incremental_end();
         check_invariants();
-        check_all_pool_objects();
-        for (const auto& [value, bytes] : pool_shadow_.objects) {
-            pool_.deallocate(zspage_handle::from_value(value));
-        }
-        pool_shadow_.objects.clear();
-        expect(pool_.stats().frames_in_use == 0, "the pool kept frames after its objects went");
+        for_each_store([](auto& side) { side.free_all(); });
         // The object pools go with their objects in them: each destroyed once (object_recreate
         // checks), every frame back.
         on_each_side([this](auto& side) {
@@ -2552,7 +2687,14 @@ private:
     arena_type arena_;
     test::arena_frames<arena_type> frames_{arena_};
     owner_type owner_{frames_};
-    pool_type pool_{arena_};
+    // Every compressed_store the harness drives, through the concept (pool_* ops: zspage_pool;
+    // store_* ops: the one a selector byte names): tests/support/compressed_stores.hpp's list,
+    // so a store added there is fuzzed too.
+    template <class... Stores>
+    using sides_of = std::tuple<store_side<Stores>...>;
+    using store_sides = sides_of<MOVABLE_COMPRESSED_STORES_OVER(arena_type)>;
+    static constexpr std::size_t store_count = std::tuple_size_v<store_sides>;
+    store_sides stores_;                // their pools are made in the constructor
     object_side<keyed_record> records_; // made in the constructor; object_recreate remakes them
     object_side<plain_record> plains_;
     std::array<host_type, balloon_count> hosts_;
@@ -2593,17 +2735,6 @@ private:
     periodic action_period_;
     std::size_t action_choice_ = 0;
     std::array<host_faults, balloon_count> host_faults_;
-
-    // ---- zspage_pool shadow ------------------------------------------------------------------
-    struct pool_shadow {
-        std::map<std::uint64_t, std::vector<std::byte>> objects; // handle -> bytes last written
-    };
-    pool_shadow pool_shadow_;
-    std::optional<pool_type::mapping> mapping_; // at most one pinned object, across one op
-    pool_type::handle mapped_handle_;
-    const std::byte* mapped_address_ = nullptr;
-    std::vector<std::byte> mapped_bytes_; // what the mapping must show
-    std::vector<std::byte> pool_read_buffer_;
 };
 
 } // namespace
