@@ -37,6 +37,7 @@
 #include "allocators.hpp"
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
+#include "fresh_process.hpp"
 #include "tests/support/compressed_stores.hpp"
 #include "trace_footprint.hpp"
 #include "zram_trace.hpp"
@@ -313,7 +314,7 @@ std::vector<double> store_footprint_here() {
 
 constexpr const char* footprint_child_flag = "--store-footprint-child=";
 
-int footprint_child(const std::string& which, int fd) {
+std::vector<double> footprint_child(const std::string& which) {
     std::vector<double> values;
     for_each_store(stores{}, [&](auto entry) {
         using entry_type = decltype(entry);
@@ -328,48 +329,11 @@ int footprint_child(const std::string& which, int fd) {
             &movable::bench::mimalloc_give_back);
     }
 #endif
-    if (values.empty()) {
-        return 2;
-    }
-    const auto bytes = static_cast<ssize_t>(values.size() * sizeof(double));
-    return ::write(fd, values.data(), static_cast<std::size_t>(bytes)) == bytes ? 0 : 1;
+    return values;
 }
 
-// Runs this program again as a footprint child for `which`; its figures, or empty on failure
-// (as zspage_pool_bench's).
 std::vector<double> footprint_in_fresh_process(const std::string& which, std::size_t count) {
-    int fds[2];
-    if (::pipe(fds) != 0) {
-        return {};
-    }
-    const pid_t child = ::fork();
-    if (child == 0) {
-        ::close(fds[0]);
-        std::string flag = footprint_child_flag + which + ":" + std::to_string(fds[1]);
-        char program[] = "/proc/self/exe";
-        char* arguments[] = {program, flag.data(), nullptr};
-        ::execv(program, arguments);
-        ::_exit(127);
-    }
-    ::close(fds[1]);
-    std::vector<double> values(count);
-    const auto wanted = static_cast<ssize_t>(count * sizeof(double));
-    ssize_t got = 0;
-    while (child > 0 && got < wanted) {
-        const ssize_t n = ::read(fds[0], reinterpret_cast<char*>(values.data()) + got,
-                                 static_cast<std::size_t>(wanted - got));
-        if (n <= 0) {
-            break;
-        }
-        got += n;
-    }
-    ::close(fds[0]);
-    int status = 0;
-    if (child > 0) {
-        ::waitpid(child, &status, 0);
-    }
-    const bool ok = got == wanted && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    return ok ? values : std::vector<double>{};
+    return movable::bench::figures_in_fresh_process(footprint_child_flag, which, count);
 }
 
 template <class Entry>
@@ -504,14 +468,9 @@ void print_table(const table_reporter& r) {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 2 &&
-        std::strncmp(argv[1], footprint_child_flag, std::strlen(footprint_child_flag)) == 0) {
-        const std::string spec = argv[1] + std::strlen(footprint_child_flag); // which:fd
-        const std::size_t colon = spec.find(':');
-        if (colon == std::string::npos) {
-            return 2;
-        }
-        return footprint_child(spec.substr(0, colon), std::stoi(spec.substr(colon + 1)));
+    if (const auto code =
+            movable::bench::run_if_child(argc, argv, footprint_child_flag, footprint_child)) {
+        return *code;
     }
     benchmark::AddCustomContext("sizes", "real compressed 4 KiB pages (bench/zram_trace.hpp)");
     if (!movable::bench::add_allocator_context("store_bench")) {

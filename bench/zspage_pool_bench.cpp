@@ -42,6 +42,7 @@
 #include "allocators.hpp"
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
+#include "fresh_process.hpp"
 #include "trace_footprint.hpp"
 
 namespace {
@@ -396,7 +397,7 @@ constexpr const char* pool_in_small_arena = "zspage_pool_256MiB";
 constexpr const char* pool_in_large_arena = "zspage_pool_2GiB";
 constexpr std::size_t allocator_figure_count = 3; // allocator_trace_footprint's
 
-int footprint_child(const std::string& which, int fd) {
+std::vector<double> footprint_child(const std::string& which) {
     using namespace movable::bench;
     std::vector<double> values;
     if (which == pool_in_small_arena) {
@@ -414,46 +415,13 @@ int footprint_child(const std::string& which, int fd) {
         values = allocator_trace_footprint<mimalloc_allocator>(&mimalloc_give_back);
 #endif
     } else {
-        return 2;
-    }
-    const auto bytes = static_cast<ssize_t>(values.size() * sizeof(double));
-    return ::write(fd, values.data(), static_cast<std::size_t>(bytes)) == bytes ? 0 : 1;
-}
-
-// Runs this program again as a footprint child for `which`; its figures, or empty on failure.
-std::vector<double> footprint_in_fresh_process(const std::string& which, std::size_t count) {
-    int fds[2];
-    if (::pipe(fds) != 0) {
         return {};
     }
-    const pid_t child = ::fork();
-    if (child == 0) {
-        ::close(fds[0]);
-        std::string flag = footprint_child_flag + which + ":" + std::to_string(fds[1]);
-        char program[] = "/proc/self/exe";
-        char* arguments[] = {program, flag.data(), nullptr};
-        ::execv(program, arguments);
-        ::_exit(127);
-    }
-    ::close(fds[1]);
-    std::vector<double> values(count);
-    const auto wanted = static_cast<ssize_t>(count * sizeof(double));
-    ssize_t got = 0;
-    while (child > 0 && got < wanted) {
-        const ssize_t n = ::read(fds[0], reinterpret_cast<char*>(values.data()) + got,
-                                 static_cast<std::size_t>(wanted - got));
-        if (n <= 0) {
-            break;
-        }
-        got += n;
-    }
-    ::close(fds[0]);
-    int status = 0;
-    if (child > 0) {
-        ::waitpid(child, &status, 0);
-    }
-    const bool ok = got == wanted && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    return ok ? values : std::vector<double>{};
+    return values;
+}
+
+std::vector<double> footprint_in_fresh_process(const std::string& which, std::size_t count) {
+    return movable::bench::figures_in_fresh_process(footprint_child_flag, which, count);
 }
 
 // Resident growth / live bytes on the zram trace: the pool (256 MiB arena) after compact(),
@@ -593,14 +561,9 @@ BENCHMARK(read_copy);
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 2 &&
-        std::strncmp(argv[1], footprint_child_flag, std::strlen(footprint_child_flag)) == 0) {
-        const std::string spec = argv[1] + std::strlen(footprint_child_flag); // which:fd
-        const std::size_t colon = spec.find(':');
-        if (colon == std::string::npos) {
-            return 2;
-        }
-        return footprint_child(spec.substr(0, colon), std::stoi(spec.substr(colon + 1)));
+    if (const auto code =
+            movable::bench::run_if_child(argc, argv, footprint_child_flag, footprint_child)) {
+        return *code;
     }
     benchmark::AddCustomContext("sizes", "compressed 4 KiB pages: 10% 32..512 B, 70% ~N(1400, "
                                          "450) in 32..3264 B, 20% 2048..3264 B");
