@@ -297,7 +297,8 @@ template <class Arena>
 auto zbud_pool<Arena>::map(handle h, store_access access) -> mapping {
     resolved r =
         resolve_and_pin(h, "zbud_pool::map", "zbud_pool::map: handle is stale (object freed)");
-    return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access);
+    return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access,
+                   "zbud_pool::mapping::writable_bytes: mapped for reading only");
 }
 
 // ---- compaction and eviction -----------------------------------------------------------------
