@@ -69,4 +69,27 @@ struct free_chunk_lists {
     }
 };
 
+// Every frame of a buddy pool, most recently allocated from at the front (eviction takes the
+// oldest). Frame has the links `Frame* lru_newer, *lru_older`.
+template <class Frame>
+struct frame_lru {
+    Frame* newest = nullptr;
+    Frame* oldest = nullptr;
+    std::size_t size = 0;
+
+    void push_newest(Frame& f) noexcept {
+        f.lru_newer = nullptr;
+        f.lru_older = newest;
+        (newest != nullptr ? newest->lru_newer : oldest) = &f;
+        newest = &f;
+        ++size;
+    }
+    void remove(Frame& f) noexcept {
+        (f.lru_newer != nullptr ? f.lru_newer->lru_older : newest) = f.lru_older;
+        (f.lru_older != nullptr ? f.lru_older->lru_newer : oldest) = f.lru_newer;
+        f.lru_newer = f.lru_older = nullptr;
+        --size;
+    }
+};
+
 } // namespace movable::detail

@@ -1,7 +1,11 @@
-// How a pool lets go of one of its movable frames, shared by the pools: the frame is locked
+// How a pool takes a new movable frame and lets go of one, shared by the pools. Letting go: the
+// frame is locked
 // (waiting is fine: the caller holds no pool lock), released with clear_movable, and freed to
 // the arena, unless the core holds it isolated, in which case the core frees it.
 #pragma once
+
+#include <cstdint>
+#include <mutex>
 
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
@@ -19,6 +23,20 @@ bool free_pool_frame(Arena& arena, frame& f) noexcept {
         arena.deallocate(f, 0);
     }
     return core_frees_it;
+}
+
+// A new frame from `arena`, its private word set to `private_word` (the pool's descriptor) and
+// movable with `owner` as its owner; null when the arena is exhausted. No lock of the pool held.
+template <class Arena, class Owner>
+frame* new_pool_frame(Arena& arena, Owner& owner, std::uintptr_t private_word) noexcept {
+    frame* f = arena.try_allocate(0, frame_kind::movable);
+    if (f == nullptr) {
+        return nullptr;
+    }
+    f->set_private_word(private_word);
+    std::lock_guard guard(*f);
+    set_movable(*f, owner);
+    return f;
 }
 
 } // namespace movable::detail

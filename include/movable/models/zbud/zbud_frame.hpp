@@ -71,25 +71,7 @@ inline zbud_frame* zbud_frame_of(const frame& f) noexcept {
 }
 
 // Every frame of a pool, most recently allocated from at the front: eviction takes the oldest.
-struct zbud_lru {
-    zbud_frame* newest = nullptr;
-    zbud_frame* oldest = nullptr;
-    std::size_t size = 0;
-
-    void push_newest(zbud_frame& f) noexcept {
-        f.lru_newer = nullptr;
-        f.lru_older = newest;
-        (newest != nullptr ? newest->lru_newer : oldest) = &f;
-        newest = &f;
-        ++size;
-    }
-    void remove(zbud_frame& f) noexcept {
-        (f.lru_newer != nullptr ? f.lru_newer->lru_older : newest) = f.lru_older;
-        (f.lru_older != nullptr ? f.lru_older->lru_newer : oldest) = f.lru_newer;
-        f.lru_newer = f.lru_older = nullptr;
-        --size;
-    }
-};
+using zbud_lru = frame_lru<zbud_frame>;
 
 // The unbuddied lists (the kernel's zbud unbuddied[]): list i holds the frames with one buddy
 // used and i chunks free, i in 1..chunks_per_frame - 1. Allocation of n chunks takes a frame
