@@ -335,10 +335,10 @@ bool z3fold_pool<Arena>::move_single_locked() noexcept {
             if (src->objects() != 1 || src->pins.load(std::memory_order_acquire) != 0) {
                 continue;
             }
-            const auto* used =
-                std::find_if(detail::z3fold_buddies.begin(), detail::z3fold_buddies.end(),
-                             [&](detail::z3fold_buddy b) { return src->used(b); });
-            const detail::z3fold_buddy from = *used;
+            detail::z3fold_buddy from = detail::z3fold_buddy::first; // its only buddy
+            for (const detail::z3fold_buddy b : detail::z3fold_buddies) {
+                from = src->used(b) ? b : from;
+            }
             const std::uint32_t chunks = src->chunks_of(from);
             detail::z3fold_frame* dst = unbuddied_.find_best_fit(
                 chunks, [&](const detail::z3fold_frame& f) { return &f != src; });
