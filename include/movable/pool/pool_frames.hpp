@@ -25,18 +25,21 @@ bool free_pool_frame(Arena& arena, frame& f) noexcept {
     return core_frees_it;
 }
 
-// A new frame from `arena`, its private word set to `private_word` (the pool's descriptor) and
-// movable with `owner` as its owner; null when the arena is exhausted. No lock of the pool held.
-template <class Arena, class Owner>
-frame* new_pool_frame(Arena& arena, Owner& owner, std::uintptr_t private_word) noexcept {
+// A new frame from `arena` for `descriptor` (a pool's frame descriptor, with `frame* memory`):
+// descriptor.memory and the frame's private word (&descriptor) are set before the frame is made
+// movable with `owner` as its owner, so the core, which may isolate and migrate it from then on,
+// sees both. False when the arena is exhausted. No lock of the pool held.
+template <class Arena, class Owner, class Descriptor>
+bool new_pool_frame(Arena& arena, Owner& owner, Descriptor& descriptor) noexcept {
     frame* f = arena.try_allocate(0, frame_kind::movable);
     if (f == nullptr) {
-        return nullptr;
+        return false;
     }
-    f->set_private_word(private_word);
+    descriptor.memory = f;
+    f->set_private_word(reinterpret_cast<std::uintptr_t>(&descriptor));
     std::lock_guard guard(*f);
     set_movable(*f, owner);
-    return f;
+    return true;
 }
 
 } // namespace movable::detail

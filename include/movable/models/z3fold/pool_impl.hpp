@@ -199,8 +199,7 @@ detail::z3fold_frame* z3fold_pool<Arena>::new_frame() noexcept {
     if (zf == nullptr) {
         return nullptr;
     }
-    zf->memory = detail::new_pool_frame(arena_, *this, reinterpret_cast<std::uintptr_t>(zf));
-    if (zf->memory == nullptr) {
+    if (!detail::new_pool_frame(arena_, *this, *zf)) {
         delete zf;
         return nullptr;
     }

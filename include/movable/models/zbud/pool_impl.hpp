@@ -162,8 +162,7 @@ detail::zbud_frame* zbud_pool<Arena>::new_frame() noexcept {
     if (zf == nullptr) {
         return nullptr;
     }
-    zf->memory = detail::new_pool_frame(arena_, *this, reinterpret_cast<std::uintptr_t>(zf));
-    if (zf->memory == nullptr) {
+    if (!detail::new_pool_frame(arena_, *this, *zf)) {
         delete zf;
         return nullptr;
     }
