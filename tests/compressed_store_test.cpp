@@ -24,7 +24,8 @@ using movable::test::pattern;
 using movable::test::stale_message;
 using movable::test::store_arena;
 
-static_assert(compressed_store<zspage_pool<>> && compressed_store<zbud_pool<>>);
+static_assert(compressed_store<zspage_pool<>> && compressed_store<zbud_pool<>> &&
+              compressed_store<z3fold_pool<>>);
 static_assert(!compressed_store<store_arena>);
 
 namespace {

@@ -1,6 +1,6 @@
 // Stress (runs under ThreadSanitizer in the tsan workflow): four threads allocate, free, write,
 // read and pin objects of a compressed store (each of MOVABLE_COMPRESSED_STORES_OVER: zspage_pool,
-// zbud_pool) and inflate and deflate a balloon, while a fifth runs
+// zbud_pool, z3fold_pool) and inflate and deflate a balloon, while a fifth runs
 // pool compaction and arena compaction (full, order-targeted, incremental, every migrate mode)
 // in a loop. Each worker keeps a shadow copy of its objects and checks every read against it;
 // at the end every object is checked once more and every frame of the arena is accounted for.

@@ -10,6 +10,7 @@
 #include <movable/models/balloon.hpp>
 #include <movable/models/compressed_store.hpp>
 #include <movable/models/object_pool.hpp>
+#include <movable/models/z3fold_pool.hpp>
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>

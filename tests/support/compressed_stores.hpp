@@ -11,6 +11,7 @@
 
 #include <movable/frame_arena.hpp>
 #include <movable/models/compressed_store.hpp>
+#include <movable/models/z3fold_pool.hpp>
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 
@@ -20,7 +21,8 @@ using store_arena = frame_arena<4096, 4>; // 16 frames per max-order block
 
 // The stores under test over `Arena`, for doctest's TEST_CASE_TEMPLATE; the suites' usual list
 // is MOVABLE_COMPRESSED_STORES (over store_arena).
-#define MOVABLE_COMPRESSED_STORES_OVER(Arena) movable::zspage_pool<Arena>, movable::zbud_pool<Arena>
+#define MOVABLE_COMPRESSED_STORES_OVER(Arena)                                                      \
+    movable::zspage_pool<Arena>, movable::zbud_pool<Arena>, movable::z3fold_pool<Arena>
 #define MOVABLE_COMPRESSED_STORES MOVABLE_COMPRESSED_STORES_OVER(movable::test::store_arena)
 
 template <class Store>
@@ -29,6 +31,8 @@ template <class Arena>
 inline constexpr const char* store_name<zspage_pool<Arena>> = "zspage_pool";
 template <class Arena>
 inline constexpr const char* store_name<zbud_pool<Arena>> = "zbud_pool";
+template <class Arena>
+inline constexpr const char* store_name<z3fold_pool<Arena>> = "z3fold_pool";
 
 // What a store's contract message for `call` starts with, e.g. "zbud_pool::read: handle is stale".
 template <class Store>

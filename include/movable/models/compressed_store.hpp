@@ -1,6 +1,6 @@
-// compressed_store: what the byte pools (zspage_pool, zbud_pool) all model, so code written once
-// (a compressed-memory cache, the conformance suite, the fuzzer) runs over any of them: the
-// kernel's zpool, without its run-time indirection.
+// compressed_store: what the byte pools (zspage_pool, zbud_pool, z3fold_pool) all model, so code
+// written once (a compressed-memory cache, the conformance suite, the fuzzer) runs over any of
+// them: the kernel's zpool, without its run-time indirection.
 //
 // A Store models compressed_store when it has:
 //   Store::handle        a distinct opaque handle type (store_handle<Tag>): default-constructed

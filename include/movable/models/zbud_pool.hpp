@@ -52,11 +52,11 @@
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
 #include <movable/migrate.hpp>
-#include <movable/models/zbud/mapping.hpp>
 #include <movable/models/zbud/stats.hpp>
 #include <movable/models/zbud/zbud_frame.hpp>
 #include <movable/operations.hpp>
 #include <movable/pool/handle_table.hpp>
+#include <movable/pool/pinned_mapping.hpp>
 #include <movable/pool/pins.hpp>
 #include <movable/pool/store_errors.hpp>
 #include <movable/pool/store_handle.hpp>
@@ -67,6 +67,10 @@ struct zbud_handle_tag;
 // An opaque reference to an object of a zbud_pool. Stays valid while the object is allocated,
 // across compaction and frame migration. The empty handle (default) is false.
 using zbud_handle = store_handle<zbud_handle_tag>;
+
+// A pinned object of a zbud_pool, in place (pool/pinned_mapping.hpp).
+template <class Pool>
+using zbud_mapping = pinned_mapping<Pool, detail::zbud_frame>;
 
 namespace detail {
 template <class Pool>
@@ -91,7 +95,7 @@ public:
     using access_mode = store_access;
     using mapping = zbud_mapping<zbud_pool>;
     static constexpr std::size_t frame_size = Arena::frame_size;
-    static constexpr std::size_t chunk_size = detail::zbud_chunk_size;
+    static constexpr std::size_t chunk_size = detail::pool_chunk_size;
     static constexpr std::size_t chunks_per_frame = detail::zbud_chunks<frame_size>::per_frame;
 
     // A pool over `arena` (which must outlive it). Throws std::invalid_argument for an arena too

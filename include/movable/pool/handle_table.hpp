@@ -14,6 +14,7 @@
 #include <mutex>
 #include <new>
 
+#include <movable/detail/contract.hpp>
 #include <movable/detail/mapped_region.hpp>
 
 namespace movable::detail {
@@ -314,6 +315,34 @@ void check_free_stack(const handle_table& handles, std::size_t allocated, Invari
               "the handle table's free stack leaves the published slots or does not end");
     invariant(allocated + on_stack + handles.retired() == published,
               "allocated + free + retired handle slots != published slots");
+}
+
+// check_free_stack, counting the allocated slots itself: they must be the pool's `objects`.
+template <class Invariant>
+void check_handle_slots(const handle_table& handles, std::size_t objects, Invariant&& invariant) {
+    const std::size_t published = handles.published();
+    std::size_t allocated = 0;
+    for (std::uint32_t slot = 0; slot < published; ++slot) {
+        allocated +=
+            slot_word::allocated(handles.word(slot).load(std::memory_order_relaxed)) ? 1 : 0;
+    }
+    invariant(allocated == objects, "allocated handle slots differ from the objects");
+    check_free_stack(handles, allocated, invariant);
+}
+
+// The slot word of a live handle's object, read under the pool's lock for it (under which it
+// cannot change); a handle whose slot is free or has another generation is a contract violation
+// naming `stale_message`. The caller checked handles.contains(slot) before taking the lock.
+inline std::uint64_t live_slot_word(const handle_slot& entry, std::uint64_t handle,
+                                    const char* stale_message) noexcept {
+    const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
+    if constexpr (contracts_enabled) {
+        MOVABLE_CONTRACT(slot_word::allocated(w) &&
+                             entry.generation.load(std::memory_order_relaxed) ==
+                                 handle_value::generation(handle),
+                         stale_message);
+    }
+    return w;
 }
 
 } // namespace movable::detail

@@ -1,7 +1,7 @@
-// store_handle<Tag>, the opaque reference to an object of a byte pool (zspage_pool, zbud_pool),
-// one distinct type per pool kind so that handles of two kinds never mix, and store_access, how
-// a mapping of an object is used. The handle's value is packed by detail::handle_value
-// (pool/handle_table.hpp).
+// store_handle<Tag>, the opaque reference to an object of a byte pool (zspage_pool, zbud_pool,
+// z3fold_pool), one distinct type per pool kind so that handles of two kinds never mix, and
+// store_access, how a mapping of an object is used. The handle's value is packed by
+// detail::handle_value (pool/handle_table.hpp).
 #pragma once
 
 #include <cstdint>

@@ -108,21 +108,10 @@ struct zbud_pool_invariants {
                   "the pool's object, byte or chunk count differs from its frames");
         invariant(isolated == pool.counters_.isolated_frames.load(std::memory_order_relaxed),
                   "the isolated-frame counter differs from the frames the core holds");
-        check_handles(*pool.handles_, objects);
+        check_handle_slots(*pool.handles_, objects, invariant);
     }
 
 private:
-    static void check_handles(const handle_table& handles, std::size_t objects) {
-        const std::size_t published = handles.published();
-        std::size_t allocated = 0;
-        for (std::uint32_t slot = 0; slot < published; ++slot) {
-            allocated +=
-                slot_word::allocated(handles.word(slot).load(std::memory_order_relaxed)) ? 1 : 0;
-        }
-        invariant(allocated == objects, "allocated handle slots differ from the objects");
-        check_free_stack(handles, allocated, invariant);
-    }
-
     static void invariant(bool holds, const char* what) noexcept {
         if (!holds) {
             contract_violation("zbud_pool::check_invariants", what);

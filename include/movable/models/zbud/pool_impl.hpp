@@ -95,14 +95,7 @@ auto zbud_pool<Arena>::lock_and_locate(handle h, const char* stale_message, pool
     }
     detail::handle_slot& entry = handles_->slot(slot);
     guard = pool_lock(lock_);
-    // Under the pool lock the word cannot change: every move and free of the object holds it.
-    const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    if constexpr (detail::contracts_enabled) {
-        const std::uint32_t generation = detail::handle_value::generation(h.value());
-        MOVABLE_CONTRACT(detail::slot_word::allocated(w) &&
-                             entry.generation.load(std::memory_order_relaxed) == generation,
-                         stale_message);
-    }
+    const std::uint64_t w = detail::live_slot_word(entry, h.value(), stale_message);
     const std::uint64_t location = detail::slot_word::location(w);
     detail::zbud_frame* zf =
         detail::zbud_frame_of(arena_.frame_at(locations_.frame_index(location)));
@@ -169,15 +162,10 @@ detail::zbud_frame* zbud_pool<Arena>::new_frame() noexcept {
     if (zf == nullptr) {
         return nullptr;
     }
-    frame* f = arena_.try_allocate(0, frame_kind::movable);
-    if (f == nullptr) {
+    if (!detail::new_pool_frame(arena_, *this, *zf)) {
         delete zf;
         return nullptr;
     }
-    zf->memory = f;
-    f->set_private_word(reinterpret_cast<std::uintptr_t>(zf));
-    std::lock_guard guard(*f);
-    set_movable(*f, *this);
     return zf;
 }
 
@@ -297,7 +285,8 @@ template <class Arena>
 auto zbud_pool<Arena>::map(handle h, store_access access) -> mapping {
     resolved r =
         resolve_and_pin(h, "zbud_pool::map", "zbud_pool::map: handle is stale (object freed)");
-    return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access);
+    return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access,
+                   "zbud_pool::mapping::writable_bytes: mapped for reading only");
 }
 
 // ---- compaction and eviction -----------------------------------------------------------------

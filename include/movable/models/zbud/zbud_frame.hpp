@@ -14,26 +14,18 @@
 #include <cstdint>
 
 #include <movable/frame.hpp>
-#include <movable/pool/fullness_groups.hpp>
+#include <movable/pool/chunk_lists.hpp>
 
 namespace movable::detail {
 
-inline constexpr std::size_t zbud_chunk_size = 64;
+inline constexpr std::size_t zbud_chunk_size = pool_chunk_size;
 
 // The two buddies of a frame: first grows from the frame's start, last ends at its end.
 enum class zbud_buddy : std::uint32_t { first = 0, last = 1 };
 
-// Chunk arithmetic of a frame of FrameSize bytes.
+// Chunk arithmetic of a frame of FrameSize bytes (pool/chunk_lists.hpp) and where a buddy lies.
 template <std::size_t FrameSize>
-struct zbud_chunks {
-    static_assert(FrameSize % zbud_chunk_size == 0,
-                  "zbud_pool: a frame must be a whole number of 64-byte chunks");
-    static constexpr std::size_t per_frame = FrameSize / zbud_chunk_size;
-
-    // Chunks an object of `size` bytes takes (1..per_frame for 1..FrameSize).
-    static constexpr std::uint32_t of_size(std::size_t size) noexcept {
-        return static_cast<std::uint32_t>((size + zbud_chunk_size - 1) / zbud_chunk_size);
-    }
+struct zbud_chunks : frame_chunks<FrameSize> {
     // Byte offset in the frame of a buddy of `chunks` chunks.
     static constexpr std::size_t offset(zbud_buddy buddy, std::uint32_t chunks) noexcept {
         return buddy == zbud_buddy::first ? 0 : FrameSize - std::size_t{chunks} * zbud_chunk_size;
@@ -79,66 +71,20 @@ inline zbud_frame* zbud_frame_of(const frame& f) noexcept {
 }
 
 // Every frame of a pool, most recently allocated from at the front: eviction takes the oldest.
-struct zbud_lru {
-    zbud_frame* newest = nullptr;
-    zbud_frame* oldest = nullptr;
-    std::size_t size = 0;
-
-    void push_newest(zbud_frame& f) noexcept {
-        f.lru_newer = nullptr;
-        f.lru_older = newest;
-        (newest != nullptr ? newest->lru_newer : oldest) = &f;
-        newest = &f;
-        ++size;
-    }
-    void remove(zbud_frame& f) noexcept {
-        (f.lru_newer != nullptr ? f.lru_newer->lru_older : newest) = f.lru_older;
-        (f.lru_older != nullptr ? f.lru_older->lru_newer : oldest) = f.lru_newer;
-        f.lru_newer = f.lru_older = nullptr;
-        --size;
-    }
-};
+using zbud_lru = frame_lru<zbud_frame>;
 
 // The unbuddied lists (the kernel's zbud unbuddied[]): list i holds the frames with one buddy
 // used and i chunks free, i in 1..chunks_per_frame - 1. Allocation of n chunks takes a frame
-// from the first non-empty list from n up: the best fit.
+// from the first non-empty list from n up: the best fit (pool/chunk_lists.hpp).
 template <std::size_t ChunksPerFrame>
-struct zbud_unbuddied {
-    std::array<fullness_list<zbud_frame>, ChunksPerFrame> lists{};
-    std::size_t frames = 0;
-
+struct zbud_unbuddied : free_chunk_lists<zbud_frame, ChunksPerFrame> {
     // Puts f on the list its free chunks say, when it has one buddy used and room; else on none.
     void file(zbud_frame& f) noexcept {
         const std::uint32_t free_chunks =
             static_cast<std::uint32_t>(ChunksPerFrame) - f.used_chunks();
         const bool one_buddy = f.used(zbud_buddy::first) != f.used(zbud_buddy::last);
-        if (!one_buddy || free_chunks == 0 || f.reclaiming) {
-            f.list = 0;
-            return;
-        }
-        f.list = free_chunks;
-        lists[free_chunks].push_front(f);
-        ++frames;
-    }
-    void unfile(zbud_frame& f) noexcept {
-        if (f.list != 0) {
-            lists[f.list].remove(f);
-            f.list = 0;
-            --frames;
-        }
-    }
-    // The listed frame with the fewest free chunks that holds `chunks` chunks and that `usable`
-    // accepts (the best fit); null if none. Leaves it on its list.
-    template <class Usable>
-    [[nodiscard]] zbud_frame* find_best_fit(std::uint32_t chunks, Usable&& usable) const noexcept {
-        for (std::size_t i = chunks; i < ChunksPerFrame; ++i) {
-            for (zbud_frame* f = lists[i].head; f != nullptr; f = f->next) {
-                if (usable(*f)) {
-                    return f;
-                }
-            }
-        }
-        return nullptr;
+        free_chunk_lists<zbud_frame, ChunksPerFrame>::file(
+            f, one_buddy && !f.reclaiming ? free_chunks : 0);
     }
 };
 

@@ -1,5 +1,6 @@
-// zbud_mapping<Pool> (zbud_pool<Arena>::mapping): a pinned object of a zbud_pool exposed as one
-// contiguous span, in place (a buddy never spans frames).
+// pinned_mapping<Pool, Container>, shared by the buddy pools (zbud_pool::mapping,
+// z3fold_pool::mapping): a pinned object exposed as one contiguous span, in place (a buddy never
+// spans frames). The pin is on the object's frame descriptor (container_pin).
 #pragma once
 
 #include <cstddef>
@@ -7,41 +8,40 @@
 #include <utility>
 
 #include <movable/detail/contract.hpp>
-#include <movable/models/zbud/zbud_frame.hpp>
 #include <movable/pool/pins.hpp>
 #include <movable/pool/store_handle.hpp>
 
 namespace movable {
 
-// A pinned object exposed as one contiguous span (see zbud_pool::map). Move-only; ends at
+// A pinned object exposed as one contiguous span (see the pool's map). Move-only; ends at
 // destruction or unmap(). While it lasts, the object's frame is neither migrated, compacted nor
 // evicted.
-template <class Pool>
-class zbud_mapping {
+template <class Pool, class Container>
+class pinned_mapping {
 public:
-    zbud_mapping() noexcept = default;
-    zbud_mapping(zbud_mapping&& other) noexcept
+    pinned_mapping() noexcept = default;
+    pinned_mapping(pinned_mapping&& other) noexcept
         : pin_(std::move(other.pin_)), bytes_(std::exchange(other.bytes_, {})),
-          access_(other.access_) {}
-    zbud_mapping& operator=(zbud_mapping&& other) noexcept {
+          access_(other.access_), read_only_message_(other.read_only_message_) {}
+    pinned_mapping& operator=(pinned_mapping&& other) noexcept {
         if (this != &other) {
             unmap();
             pin_ = std::move(other.pin_);
             bytes_ = std::exchange(other.bytes_, {});
             access_ = other.access_;
+            read_only_message_ = other.read_only_message_;
         }
         return *this;
     }
-    zbud_mapping(const zbud_mapping&) = delete;
-    zbud_mapping& operator=(const zbud_mapping&) = delete;
-    ~zbud_mapping() = default; // pin_'s guard unpins
+    pinned_mapping(const pinned_mapping&) = delete;
+    pinned_mapping& operator=(const pinned_mapping&) = delete;
+    ~pinned_mapping() = default; // pin_'s guard unpins
 
     [[nodiscard]] explicit operator bool() const noexcept { return pin_.get() != nullptr; }
     [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return bytes_; }
     // The object for writing; the mapping must have been made with store_access::write.
     [[nodiscard]] std::span<std::byte> writable_bytes() noexcept {
-        MOVABLE_CONTRACT(access_ == store_access::write,
-                         "zbud_pool::mapping::writable_bytes: mapped for reading only");
+        MOVABLE_CONTRACT(access_ == store_access::write, read_only_message_);
         return bytes_;
     }
     [[nodiscard]] store_access access() const noexcept { return access_; }
@@ -57,13 +57,17 @@ public:
 private:
     friend Pool;
 
-    zbud_mapping(detail::container_pin<detail::zbud_frame> pin, std::span<std::byte> bytes,
-                 store_access access) noexcept
-        : pin_(std::move(pin)), bytes_(bytes), access_(access) {}
+    // `read_only_message` (a literal) names the pool in the contract violation of
+    // writable_bytes on a read mapping.
+    pinned_mapping(detail::container_pin<Container> pin, std::span<std::byte> bytes,
+                   store_access access, const char* read_only_message) noexcept
+        : pin_(std::move(pin)), bytes_(bytes), access_(access),
+          read_only_message_(read_only_message) {}
 
-    detail::container_pin<detail::zbud_frame> pin_;
+    detail::container_pin<Container> pin_;
     std::span<std::byte> bytes_;
     store_access access_ = store_access::read;
+    const char* read_only_message_ = "";
 };
 
 } // namespace movable
