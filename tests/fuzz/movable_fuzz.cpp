@@ -1,21 +1,21 @@
 // movable_fuzz: the libFuzzer harness (issue 6). The input bytes drive a sequence of operations
 // over one frame_arena shared by a test owner (numbered pages with known contents), unmovable
-// allocations, two balloons lending to recording hosts, the compressed stores (zspage_pool and
-// zbud_pool: tests/support/compressed_stores.hpp's list, driven through the compressed_store
-// concept and their own check_invariants), two object_pools (of a
-// type its pool moves by its move constructor, keyed_record, and of a trivially copyable one it
-// moves by memcpy, plain_record), and three compactors: one-shot compactions (full,
-// order-targeted, proactive; async, sync_light, sync), an incremental one whose budgeted passes
-// interleave with every other operation, and one nested inside owner callbacks; each compaction
-// takes its strategy (least_moves or scanners) from the input. The one-shot and incremental
-// compactors read fake_clock, which moves one tick per page the owner migrates for them, so a
-// time budget (max_duration_per_pass) is a budget of migrated pages. migrate_frames and putback
-// are also driven directly, with targets that run out.
-// Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned pages),
-// answer migrate with retry/busy/failed, act from inside its callbacks (release or add pages,
-// inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second thread
-// would, destroy objects of an object pool, compact it or destroy it while the compaction holds
-// its frames isolated), and make the hosts refuse lending or refuse or half-accept replacements.
+// allocations, two balloons lending to recording hosts, the compressed stores (zspage_pool,
+// zbud_pool, z3fold_pool: tests/support/compressed_stores.hpp's list, driven through the
+// compressed_store concept and their own check_invariants), two object_pools (of a type its pool
+// moves by its move constructor, keyed_record, and of a trivially copyable one it moves by memcpy,
+// plain_record), and three compactors: one-shot compactions (full, order-targeted, proactive;
+// async, sync_light, sync), an incremental one whose budgeted passes interleave with every other
+// operation, and one nested inside owner callbacks; each compaction takes its strategy (least_moves
+// or scanners) from the input. The one-shot and incremental compactors read fake_clock, which moves
+// one tick per page the owner migrates for them, so a time budget (max_duration_per_pass) is a
+// budget of migrated pages. migrate_frames and putback are also driven directly, with targets that
+// run out. Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned
+// pages), answer migrate with retry/busy/failed, act from inside its callbacks (release or add
+// pages, inflate, deflate or destroy a balloon, compact, hold another frame's lock as a second
+// thread would, destroy objects of an object pool, compact it or destroy it while the compaction
+// holds its frames isolated), and make the hosts refuse lending or refuse or half-accept
+// replacements.
 //
 // A shadow model says what every page and unmovable block must contain, where every page lives
 // and how many frames every user holds. After each operation the harness checks: frame
@@ -231,8 +231,8 @@ enum class op : std::uint8_t {
     object_migrate,      // side, choice word, mode: the object's frame alone, migrate_frames
     object_recreate,     // side: destroy the pool with its objects, make a new one
     // The compressed stores through the concept; the store byte picks one (% store_count, in
-    // the order of tests/support/compressed_stores.hpp: zspage_pool, zbud_pool), the rest as
-    // the pool_* op of the same name.
+    // the order of tests/support/compressed_stores.hpp: zspage_pool, zbud_pool, z3fold_pool), the
+    // rest as the pool_* op of the same name.
     store_allocate,   // store, size selector, size word, fill byte
     store_deallocate, // store, choice
     store_write,      // store, choice, length word, fill byte
