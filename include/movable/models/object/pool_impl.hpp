@@ -498,12 +498,8 @@ template <class T, class Arena>
 migrate_status object_pool<T, Arena>::migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
     detail::object_slab& slab = *slab_of(src);
     pool_lock guard(lock_, std::defer_lock);
-    if (mode == migrate_mode::async) {
-        if (!guard.try_lock()) {
-            return migrate_status::retry;
-        }
-    } else {
-        guard.lock();
+    if (!detail::lock_for_migration(guard, mode)) {
+        return migrate_status::retry;
     }
     const auto refuse = [&] {
         counters_.migrations_refused.fetch_add(1, std::memory_order_relaxed);

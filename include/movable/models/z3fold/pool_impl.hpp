@@ -445,33 +445,20 @@ bool z3fold_pool<Arena>::isolate(frame& f, migrate_mode /*mode*/) noexcept {
 
 template <class Arena>
 migrate_status z3fold_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode mode) noexcept {
-    detail::z3fold_frame* zf = detail::z3fold_frame_of(src);
-    pool_lock guard(lock_, std::defer_lock);
-    if (mode == migrate_mode::async) {
-        if (!guard.try_lock()) {
-            return migrate_status::retry;
-        }
-    } else {
-        guard.lock();
+    const migrate_status status = detail::migrate_descriptor_frame(
+        arena_, *this, *detail::z3fold_frame_of(src), lock_, dst, src, mode,
+        "z3fold_pool::migrate: frame is not its descriptor's", [this](detail::z3fold_frame& zf) {
+            for (const detail::z3fold_buddy buddy : detail::z3fold_buddies) {
+                if (zf.used(buddy)) {
+                    set_location(zf.slots[static_cast<std::size_t>(buddy)], zf, buddy);
+                }
+            }
+        });
+    if (status == migrate_status::success) {
+        counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
+        counters_.frames_migrated.fetch_add(1, std::memory_order_relaxed);
     }
-    if (zf->freeing.load(std::memory_order_relaxed) != 0 ||
-        zf->pins.load(std::memory_order_acquire) != 0) {
-        return migrate_status::busy;
-    }
-    MOVABLE_CONTRACT(zf->memory == &src, "z3fold_pool::migrate: frame is not its descriptor's");
-    std::memcpy(arena_.address_of(dst), arena_.address_of(src), frame_size);
-    zf->memory = &dst;
-    for (const detail::z3fold_buddy buddy : detail::z3fold_buddies) {
-        if (zf->used(buddy)) {
-            set_location(zf->slots[static_cast<std::size_t>(buddy)], *zf, buddy);
-        }
-    }
-    dst.set_private_word(src.private_word());
-    set_movable(dst, *this);
-    guard.unlock();
-    counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
-    counters_.frames_migrated.fetch_add(1, std::memory_order_relaxed);
-    return migrate_status::success;
+    return status;
 }
 
 template <class Arena>

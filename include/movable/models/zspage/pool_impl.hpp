@@ -355,12 +355,8 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     const std::size_t position = link.tag();
     class_state& cls = classes_[zs->class_id];
     std::unique_lock guard(cls.lock, std::defer_lock);
-    if (mode == migrate_mode::async) {
-        if (!guard.try_lock()) {
-            return migrate_status::retry;
-        }
-    } else {
-        guard.lock();
+    if (!detail::lock_for_migration(guard, mode)) {
+        return migrate_status::retry;
     }
     if (zs->freeing.load(std::memory_order_relaxed) != 0) {
         return migrate_status::busy;
