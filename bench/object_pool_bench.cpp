@@ -43,6 +43,8 @@
 
 #include "allocators.hpp"
 #include "baseline.hpp"
+#include "summary_table.hpp"
+#include "threaded_steps.hpp"
 
 namespace {
 
@@ -289,6 +291,43 @@ void pair_4_threads_object_pool(benchmark::State& state) {
 }
 BENCHMARK(pair_4_threads_object_pool)->Threads(4)->UseRealTime();
 
+// One thread's share of the 4-thread pairs: its own quarter of the steady live set.
+template <class Objects>
+struct pair_worker {
+    explicit pair_worker(Objects o) : objects(std::move(o)), live(objects, steady_live / 4) {}
+    void step() { live.step(); }
+    Objects objects;
+    churn<Objects> live;
+};
+
+// Wall nanoseconds per pair with 4 threads at once (inverse throughput), each with its own
+// quarter of the steady live set, on one pool (or one heap).
+template <class Objects>
+double four_thread_pair_nanoseconds(const Objects& prototype) {
+    return movable::bench::threaded_nanoseconds_per_step(
+        4, 8 * steps, [&](unsigned) { return std::make_unique<pair_worker<Objects>>(prototype); });
+}
+
+// The 4-thread steady-state pairs as ratios to each allocator doing the same from 4 threads,
+// measured in this run.
+void pair_4_threads(benchmark::State& state) {
+    arena_type arena(arena_bytes);
+    pool_of<record> pool(arena);
+    double ns = 0;
+    for (auto _ : state) {
+        ns = four_thread_pair_nanoseconds(pool_objects{pool});
+    }
+    state.counters["pool_ns"] = ns;
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    state.counters["x_mimalloc"] = ns / four_thread_pair_nanoseconds(mimalloc_objects{});
+#endif
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    state.counters["x_jemalloc"] = ns / four_thread_pair_nanoseconds(jemalloc_objects{});
+#endif
+    state.counters["x_glibc"] = ns / four_thread_pair_nanoseconds(glibc_objects{});
+}
+BENCHMARK(pair_4_threads)->Iterations(1)->Unit(benchmark::kMillisecond);
+
 // ---- 2. pinned reads --------------------------------------------------------------------------
 
 // `live` records in a pool, the same objects' addresses as raw pointers (valid here because
@@ -515,7 +554,30 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 1;
     }
-    benchmark::RunSpecifiedBenchmarks();
+    movable::bench::summary_table table;
+    const struct {
+        const char* benchmark;
+        const char* what;
+    } pairs[] = {{"pair_object_pool/live:0", "empty pool, 1 thread"},
+                 {"pair_object_pool/live:65536", "65536 live, 1 thread"},
+                 {"pair_4_threads", "65536 live, 4 threads"}};
+    for (const auto& pair : pairs) {
+        for (const char* allocator : {"mimalloc", "jemalloc", "glibc"}) {
+            table.add_row(pair.benchmark, std::string("x_") + allocator,
+                          std::string("emplace+destroy pair, ") + pair.what + ": object_pool / " +
+                              allocator);
+        }
+    }
+    table.add_row("pinned_read/live:4096", "x_raw_pointer",
+                  "pinned read / raw pointer read, 4096 live (fits L2)");
+    table.add_row("pinned_read/live:262144", "x_raw_pointer",
+                  "pinned read / raw pointer read, 262144 live (16 MiB)");
+    table.add_row("compact_after_destroying_60_percent<record>", "x_memcpy",
+                  "compact() / scattered memcpy of the moved objects, cold, trivially copyable");
+    table.add_row("compact_after_destroying_60_percent<named_record>", "x_memcpy",
+                  "compact() / scattered memcpy of the moved objects, cold, with a std::string");
+    table.run("object_pool_bench: each ratio against its baseline measured in the same run", argc,
+              argv);
     benchmark::Shutdown();
     return 0;
 }

@@ -43,6 +43,8 @@
 #include "baseline.hpp"
 #include "examples/support/resident.hpp"
 #include "fresh_process.hpp"
+#include "summary_table.hpp"
+#include "threaded_steps.hpp"
 #include "trace_footprint.hpp"
 
 namespace {
@@ -271,18 +273,62 @@ void pairs_zspage_pool(benchmark::State& state) {
     const double ns = timer.nanoseconds_per_iteration(state);
     state.SetItemsProcessed(state.iterations());
     state.counters["pool_ns"] = ns;
-    glibc_allocator g;
-    state.counters["x_glibc"] = ns / pair_nanoseconds(g);
-#if MOVABLE_BENCH_HAVE_JEMALLOC
-    jemalloc_allocator j;
-    state.counters["x_jemalloc"] = ns / pair_nanoseconds(j);
-#endif
+    const auto ratio = [&](const char* name, double allocator_ns) {
+        state.counters[std::string("x_") + name] = ns / allocator_ns;
+    };
 #if MOVABLE_BENCH_HAVE_MIMALLOC
     mimalloc_allocator m;
-    state.counters["x_mimalloc"] = ns / pair_nanoseconds(m);
+    ratio(mimalloc_allocator::name, pair_nanoseconds(m));
 #endif
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    jemalloc_allocator j;
+    ratio(jemalloc_allocator::name, pair_nanoseconds(j));
+#endif
+    glibc_allocator g;
+    ratio(glibc_allocator::name, pair_nanoseconds(g));
 }
 BENCHMARK(pairs_zspage_pool);
+
+// One thread's share of the 4-thread pairs: its own allocator handle and live set.
+template <class Allocator>
+struct pair_worker {
+    explicit pair_worker(Allocator a) : allocator(std::move(a)), live(allocator, false) {}
+    void step() { live.step(); }
+    Allocator allocator;
+    churn<Allocator> live;
+};
+
+// Wall nanoseconds per pair with 4 threads at once, each with its own live set of
+// workload::live objects, on one pool (or one heap).
+template <class Allocator>
+double four_thread_pair_nanoseconds(const Allocator& prototype) {
+    return movable::bench::threaded_nanoseconds_per_step(4, 4 * workload::steps, [&](unsigned) {
+        return std::make_unique<pair_worker<Allocator>>(prototype);
+    });
+}
+
+// The same pairs from 4 threads at once on one pool, as ratios to each allocator doing the same
+// from 4 threads in this run (wall time per pair over all threads: inverse throughput).
+void pairs_4_threads(benchmark::State& state) {
+    arena_type arena(arena_bytes);
+    pool_type pool(arena);
+    double ns = 0;
+    for (auto _ : state) {
+        ns = four_thread_pair_nanoseconds(pool_allocator{pool});
+    }
+    state.counters["pool_ns"] = ns;
+    const auto ratio = [&](const char* name, double allocator_ns) {
+        state.counters[std::string("x_") + name] = ns / allocator_ns;
+    };
+#if MOVABLE_BENCH_HAVE_MIMALLOC
+    ratio(mimalloc_allocator::name, four_thread_pair_nanoseconds(mimalloc_allocator{}));
+#endif
+#if MOVABLE_BENCH_HAVE_JEMALLOC
+    ratio(jemalloc_allocator::name, four_thread_pair_nanoseconds(jemalloc_allocator{}));
+#endif
+    ratio(glibc_allocator::name, four_thread_pair_nanoseconds(glibc_allocator{}));
+}
+BENCHMARK(pairs_4_threads)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // ---- 2. footprint on the zram trace ---------------------------------------------------------
 // The stream is bench/trace_footprint.hpp's (fill, random replacement, 70% freed, sizes from
@@ -477,38 +523,61 @@ struct access_fixture {
     std::vector<movable::zspage_handle> handles;
     std::vector<std::byte> buffer = std::vector<std::byte>(frame_size, std::byte{7});
     std::size_t spanning = 0;
+    std::vector<std::size_t> in_one_frame;  // indexes of objects within one frame
+    std::vector<std::size_t> across_frames; // and of those that span two (served by a copy)
 
     access_fixture() {
-        for (std::uint32_t size : sizes) {
-            handles.push_back(pool.allocate(size));
-            pool.write(handles.back(), std::span(buffer).first(size));
-            spanning += pool.map(handles.back(), movable::zspage_access::read).copied() ? 1 : 0;
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            handles.push_back(pool.allocate(sizes[i]));
+            pool.write(handles.back(), std::span(buffer).first(sizes[i]));
+            const bool spans = pool.map(handles.back(), movable::zspage_access::read).copied();
+            spanning += spans ? 1 : 0;
+            (spans ? across_frames : in_one_frame).push_back(i);
         }
     }
-    // Nanoseconds to memcpy the same objects' bytes (same sizes, same total footprint).
-    double memcpy_nanoseconds() const {
-        std::size_t total = 0;
-        for (std::uint32_t size : sizes) {
-            total += size;
-        }
-        std::vector<std::byte> source(total, std::byte{1});
-        std::vector<std::byte> target(frame_size);
+    // Best nanoseconds per object of `run(k)` over the objects `which`, in their order.
+    template <class Run>
+    static double best_per_object(const std::vector<std::size_t>& which, Run&& run) {
         double best = 1e300;
         for (int round = 0; round < 7; ++round) {
             const auto start = std::chrono::steady_clock::now();
-            std::size_t offset = 0;
-            for (std::uint32_t size : sizes) {
-                std::memcpy(target.data(), source.data() + offset, size);
-                benchmark::DoNotOptimize(target.data());
-                benchmark::ClobberMemory();
-                offset += size;
+            for (const std::size_t k : which) {
+                run(k);
             }
             const auto stop = std::chrono::steady_clock::now();
             best = std::min(best, std::chrono::duration<double, std::nano>(stop - start).count() /
-                                      static_cast<double>(objects));
+                                      static_cast<double>(which.size()));
         }
         return best;
     }
+    std::vector<std::size_t> all() const {
+        std::vector<std::size_t> every(objects);
+        for (std::size_t i = 0; i < objects; ++i) {
+            every[i] = i;
+        }
+        return every;
+    }
+    // Nanoseconds to memcpy the bytes of the objects `which` (same sizes, from a buffer of their
+    // total size, in their order), per object.
+    double memcpy_nanoseconds(const std::vector<std::size_t>& which) const {
+        std::size_t total = 0;
+        for (const std::size_t k : which) {
+            total += sizes[k];
+        }
+        std::vector<std::byte> source(total, std::byte{1});
+        std::vector<std::byte> target(frame_size);
+        std::size_t offset = 0;
+        return best_per_object(which, [&](std::size_t k) {
+            if (offset + sizes[k] > total) {
+                offset = 0;
+            }
+            std::memcpy(target.data(), source.data() + offset, sizes[k]);
+            benchmark::DoNotOptimize(target.data());
+            benchmark::ClobberMemory();
+            offset += sizes[k];
+        });
+    }
+    double memcpy_nanoseconds() const { return memcpy_nanoseconds(all()); }
 };
 
 template <class Access>
@@ -558,6 +627,33 @@ void read_copy(benchmark::State& state) {
 }
 BENCHMARK(read_copy);
 
+// Pinned read and read() of the objects within one frame and of those that span two (a
+// mapping serves those through a copy), each as a ratio to memcpy of the same objects' bytes.
+void access_by_span(benchmark::State& state) {
+    access_fixture f;
+    const auto pinned_read = [&](std::size_t k) {
+        const pool_type::mapping m = f.pool.map(f.handles[k], movable::zspage_access::read);
+        std::memcpy(f.buffer.data(), m.bytes().data(), m.bytes().size());
+        benchmark::DoNotOptimize(f.buffer.data());
+    };
+    const auto read = [&](std::size_t k) {
+        f.pool.read(f.handles[k], std::span(f.buffer).first(f.sizes[k]));
+        benchmark::DoNotOptimize(f.buffer.data());
+    };
+    for (auto _ : state) {
+        const auto ratios = [&](const std::vector<std::size_t>& which, const char* counter) {
+            const double memcpy_ns = f.memcpy_nanoseconds(which);
+            const double pinned = access_fixture::best_per_object(which, pinned_read) / memcpy_ns;
+            const double copied = access_fixture::best_per_object(which, read) / memcpy_ns;
+            state.counters[std::string("pinned_read_x_memcpy_") + counter] = pinned;
+            state.counters[std::string("read_x_memcpy_") + counter] = copied;
+        };
+        ratios(f.in_one_frame, "one_frame");
+        ratios(f.across_frames, "two_frames");
+    }
+}
+BENCHMARK(access_by_span)->Iterations(1)->Unit(benchmark::kMillisecond);
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -574,7 +670,40 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 1;
     }
-    benchmark::RunSpecifiedBenchmarks();
+    movable::bench::summary_table table;
+    const char* const allocators[] = {"mimalloc", "jemalloc", "glibc"};
+    for (const char* threads : {"pairs_zspage_pool", "pairs_4_threads"}) {
+        for (const char* allocator : allocators) {
+            table.add_row(
+                threads, std::string("x_") + allocator,
+                std::string("allocate+free pair, ") +
+                    (threads == std::string("pairs_4_threads") ? "4 threads" : "1 thread") +
+                    ": zspage_pool / " + allocator);
+        }
+    }
+    table.add_row("pinned_read", "x_memcpy", "pinned read / memcpy, every object in turn");
+    table.add_row("access_by_span", "pinned_read_x_memcpy_one_frame",
+                  "pinned read / memcpy, objects within one frame");
+    table.add_row("access_by_span", "pinned_read_x_memcpy_two_frames",
+                  "pinned read / memcpy, objects spanning two frames");
+    table.add_row("read_copy", "x_memcpy", "read() / memcpy, every object in turn");
+    table.add_row("access_by_span", "read_x_memcpy_one_frame",
+                  "read() / memcpy, objects within one frame");
+    table.add_row("access_by_span", "read_x_memcpy_two_frames",
+                  "read() / memcpy, objects spanning two frames");
+    table.add_row("pinned_write", "x_memcpy", "pinned write / memcpy, every object in turn");
+    table.add_row("footprint", "pool_rss",
+                  "zram trace, resident growth / live: zspage_pool, 256 MiB arena");
+    table.add_row("footprint", "pool_rss_2GiB_arena",
+                  "zram trace, resident growth / live: zspage_pool, 2 GiB arena");
+    for (const char* allocator : allocators) {
+        table.add_row("footprint", std::string(allocator) + "_rss",
+                      std::string("zram trace, resident growth / live: ") + allocator);
+    }
+    table.add_row("footprint", "rss_2GiB_vs_256MiB_arena",
+                  "zram trace, resident growth of the pool: 2 GiB arena / 256 MiB arena");
+    table.run("zspage_pool_bench: each ratio against its baseline measured in the same run", argc,
+              argv);
     benchmark::Shutdown();
     return 0;
 }
