@@ -319,6 +319,31 @@ TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the c
     CHECK(arena.free_frames() == arena.frame_count());
 }
 
+TEST_CASE("a zspage emptied while a reader that followed a stale location pins it is released "
+          "only after that pin ends") {
+    arena_type arena(4 * arena_type::block_bytes);
+    pool_type pool(arena);
+    const zspage_handle h = pool.allocate(1100); // one 8-frame zspage, its only object
+    const std::vector<frame*> frames = access::zspage_frames(pool, h);
+    detail::zspage_pin reader = access::pin_zspage(pool, h);
+    REQUIRE(reader.get() != nullptr);
+
+    // The free empties the zspage (the class forgets it), then waits for the reader's pin
+    // before it gives the frames back.
+    std::thread freeing([&] { pool.deallocate(h); });
+    while (pool.stats().zspages != 0) {
+        std::this_thread::yield();
+    }
+    for (const frame* f : frames) {
+        CHECK(f->owner() == &pool); // not released under the reader
+    }
+    CHECK(arena.free_frames() == arena.frame_count() - frames.size());
+    reader.release();
+    freeing.join();
+    CHECK(arena.free_frames() == arena.frame_count());
+    CHECK(pool.stats().frames_in_use == 0);
+}
+
 // The two orders of a migration of a zspage's frame and the zspage going away (freed by its
 // last deallocate, or by the pool's destructor), each forced by holding the migrating thread
 // inside migrate_frames (held_targets):

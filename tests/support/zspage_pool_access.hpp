@@ -47,6 +47,13 @@ struct zspage_pool_test_access {
     static std::atomic<std::uint64_t>& slot_word(Pool& pool, zspage_handle h) {
         return pool.handles_->word(slot(h));
     }
+    // A reader's pin on the object's zspage, taken as an unlocked reader takes it (one that may
+    // have followed a stale location); empty when a mover holds the zspage. Single-threaded use
+    // only.
+    static zspage_pin pin_zspage(Pool& pool, zspage_handle h) {
+        zspage& zs = zspage_of(pool, h);
+        return container_claim::try_pin(zs.pins) ? zspage_pin::adopt(zs) : zspage_pin();
+    }
     // The frames of the object's zspage, in chain order. Single-threaded use only.
     static std::vector<frame*> zspage_frames(Pool& pool, zspage_handle h) {
         const zspage* zs = Pool::zspage_of(start_frame(pool, h));

@@ -57,6 +57,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -203,6 +204,7 @@ private:
     located lock_and_locate(handle h, const char* stale_message,
                             std::unique_lock<detail::contended_mutex>& guard) const;
     resolved resolve_and_pin(handle h, const char* call, const char* stale_message) const;
+    std::optional<resolved> try_pin_unlocked(handle h) const noexcept;
     // The frame an object's location names, and its zspage.
     frame& frame_of(std::uint64_t location) const noexcept {
         return arena_.frame_at(locations_.frame_index(location));
@@ -222,6 +224,7 @@ private:
     zspage_pool_options options_;
     std::size_t max_chain_;
     detail::size_class_map class_map_;
+    detail::zspage_descriptors descriptors_; // type-stable, one per zspage: at most one per frame
     std::unique_ptr<class_state[]> classes_; // one per class of class_map_, in its order
     detail::location_format locations_;      // frame index << object bits | object index
     std::unique_ptr<detail::handle_table> handles_;

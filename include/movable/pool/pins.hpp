@@ -17,6 +17,14 @@
 // objects (zspage_pool's zspage, zbud_pool's frame), taken under the pool's lock for the
 // container, under which no mover runs, and dropped without any lock. Movers look at the count
 // under that lock and leave a pinned container alone.
+//
+// Optimistic container pins (container_claim): the same count, taken without any lock. The top
+// bit of the word says a mover (compaction, migration, the container's release) owns the
+// container: a mover sets it with a compare-exchange from 0 (no reader), a reader adds itself
+// with one fetch_add and backs off when the bit was set. Both sides change one atomic word, so
+// exactly one wins a race; after winning, a reader re-checks that what it followed to the
+// container (a handle's location) still leads there. A pool that pins this way claims every
+// container before it moves objects out of it, changes its frames or frees it.
 #pragma once
 
 #include <atomic>
@@ -121,6 +129,35 @@ private:
     std::atomic<std::uint32_t>* word_ = nullptr;
 };
 
+// The mover bit of a container's pin word (see the top of the file).
+struct container_claim {
+    static constexpr std::uint64_t mover = std::uint64_t{1} << 63;
+
+    // Adds a reader's pin, without a lock: false (and no pin) when a mover owns the word.
+    // Acquire: what the last mover did before letting go is visible.
+    [[nodiscard]] static bool try_pin(std::atomic<std::uint64_t>& pins) noexcept {
+        const std::uint64_t old = pins.fetch_add(1, std::memory_order_acquire);
+        if ((old & mover) != 0) {
+            pins.fetch_sub(1, std::memory_order_relaxed);
+            return false;
+        }
+        return true;
+    }
+    // Claims the word for a mover: true when no reader pins it and no other mover holds it.
+    [[nodiscard]] static bool try_claim(std::atomic<std::uint64_t>& pins) noexcept {
+        std::uint64_t expected = 0;
+        return pins.compare_exchange_strong(expected, mover, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+    }
+    // Lets go of a claim. Release: the mover's changes are visible to the next reader.
+    static void end_claim(std::atomic<std::uint64_t>& pins) noexcept {
+        const std::uint64_t old = pins.fetch_sub(mover, std::memory_order_release);
+        MOVABLE_CONTRACT((old & mover) != 0, "pool: ended a container claim that was not held");
+    }
+    // Readers counted in a pin word.
+    static constexpr std::uint64_t readers(std::uint64_t word) noexcept { return word & ~mover; }
+};
+
 // A pin on a container of objects (a type with `std::atomic<std::uint64_t> pins`), its reader
 // lock: taken under the pool's lock for the container, under which no mover runs, and released
 // without any lock when the guard ends. While a container is pinned, movers (compaction,
@@ -132,6 +169,12 @@ public:
     // Pins c. The pool's lock for c must be held.
     explicit container_pin(Container& c) noexcept : container_(&c) {
         c.pins.fetch_add(1, std::memory_order_relaxed);
+    }
+    // Adopts a pin the caller already holds on c (container_claim::try_pin).
+    static container_pin adopt(Container& c) noexcept {
+        container_pin pin;
+        pin.container_ = &c;
+        return pin;
     }
     container_pin(container_pin&& other) noexcept
         : container_(std::exchange(other.container_, nullptr)) {}
@@ -153,7 +196,8 @@ public:
             return;
         }
         const std::uint64_t previous = container_->pins.fetch_sub(1, std::memory_order_release);
-        MOVABLE_CONTRACT(previous != 0, "pool: unpinned a container that was not pinned");
+        MOVABLE_CONTRACT(container_claim::readers(previous) != 0,
+                         "pool: unpinned a container that was not pinned");
         container_ = nullptr;
     }
 

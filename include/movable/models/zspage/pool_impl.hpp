@@ -38,7 +38,7 @@ struct zspage_pool<Arena>::resolved {
 template <class Arena>
 zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
     : arena_(arena), options_(options), max_chain_(options.max_frames_per_zspage),
-      class_map_(frame_size, max_chain_) {
+      class_map_(frame_size, max_chain_), descriptors_(arena.frame_count()) {
     static_assert(detail::size_class_count(frame_size) <= detail::slot_word::class_count,
                   "zspage_pool: every size class id must fit the slot word's class bits");
     static_assert(frame_size <= 0xffffffff,
@@ -96,8 +96,8 @@ template <class Arena>
 void zspage_pool<Arena>::free_chain(detail::zspage* first) noexcept {
     while (first != nullptr) {
         detail::zspage* next = first->next;
-        const std::size_t left_to_core =
-            detail::zspage_release(arena_, first, classes_[first->class_id].info.frames_per_zspage);
+        const std::size_t left_to_core = detail::zspage_release(
+            arena_, first, classes_[first->class_id].info.frames_per_zspage, descriptors_);
         counters_.isolated_frames.fetch_sub(left_to_core, std::memory_order_relaxed);
         counters_.frames_released_while_isolated.fetch_add(left_to_core, std::memory_order_relaxed);
         first = next;
@@ -144,10 +144,52 @@ template <class Arena>
 auto zspage_pool<Arena>::resolve_and_pin(handle h, const char* call,
                                          const char* stale_message) const -> resolved {
     detail::check_handle(call, h);
+    if (std::optional<resolved> pinned = try_pin_unlocked(h)) {
+        return std::move(*pinned);
+    }
+    // A mover holds the zspage, the handle is stale, or the look raced with a move: the class
+    // lock settles it (and reports a stale handle).
     std::unique_lock<detail::contended_mutex> guard;
     const located at = lock_and_locate(h, stale_message, guard);
     return {detail::zspage_pin(*at.zspage), at.cls, at.object,
             static_cast<std::size_t>(at.entry->pool_word.load(std::memory_order_relaxed))};
+}
+
+// The common pin, without the class lock: follows the handle's location to its frame and the
+// frame's private word to a zspage descriptor (type-stable: descriptors_.find says whether the
+// word names one), pins that zspage optimistically (no mover holds it), then checks that the
+// handle's word and the frame's private word are still what it followed. Once pinned, no mover
+// can change either, so the object is in that zspage until the pin ends. Nothing when any step
+// does not hold: the caller takes the locked way.
+template <class Arena>
+auto zspage_pool<Arena>::try_pin_unlocked(handle h) const noexcept -> std::optional<resolved> {
+    const std::uint32_t slot = detail::handle_value::slot(h.value());
+    if (!handles_->contains(slot)) {
+        return std::nullopt;
+    }
+    const detail::handle_slot& entry = handles_->slot(slot);
+    const std::uint64_t w = entry.word.load(std::memory_order_acquire);
+    const std::uint32_t class_id = detail::slot_word::class_id(w);
+    const std::uint64_t location = detail::slot_word::location(w);
+    const std::size_t frame_index = locations_.frame_index(location);
+    if (!detail::slot_word::allocated(w) || class_id >= class_map_.size() ||
+        frame_index >= arena_.frame_count()) {
+        return std::nullopt;
+    }
+    const frame& f = arena_.frame_at(frame_index);
+    const std::uintptr_t link = f.private_word();
+    detail::zspage* zs = descriptors_.find(detail::zspage_link::from_raw(link).pointer());
+    if (zs == nullptr || !detail::container_claim::try_pin(zs->pins)) {
+        return std::nullopt;
+    }
+    detail::zspage_pin pin = detail::zspage_pin::adopt(*zs);
+    if (entry.word.load(std::memory_order_acquire) != w || f.private_word() != link ||
+        entry.generation.load(std::memory_order_relaxed) !=
+            detail::handle_value::generation(h.value())) {
+        return std::nullopt; // the pin ends with `pin`
+    }
+    return resolved{std::move(pin), &classes_[class_id], locations_.object(location),
+                    static_cast<std::size_t>(entry.pool_word.load(std::memory_order_relaxed))};
 }
 
 // ---- objects ---------------------------------------------------------------------------------
@@ -167,7 +209,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     const bool fresh = zs == nullptr;
     if (fresh) {
         guard.unlock();
-        zs = detail::zspage_create(arena_, cls, *this);
+        zs = detail::zspage_create(arena_, cls, *this, descriptors_);
         if (zs == nullptr) {
             handles_->release(slot); // never marked allocated: its generation stays
             return {};
@@ -227,8 +269,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
         retire = !handles_->end_generation(slot);
         at.entry->word.store(detail::slot_word::make(0, cls.id, false), std::memory_order_release);
         if (zs.in_use == 0) {
-            MOVABLE_CONTRACT(zs.pins.load(std::memory_order_acquire) == 0,
-                             "zspage_pool::deallocate: freed an object that is still mapped");
+            // A mapping left on it (misuse) is reported when the zspage is claimed for release.
             cls.unlink(zs);
             zs.freeing.store(1, std::memory_order_release);
             --cls.zspages;
@@ -361,7 +402,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
     if (zs->freeing.load(std::memory_order_relaxed) != 0) {
         return migrate_status::busy;
     }
-    if (zs->pins.load(std::memory_order_acquire) != 0 &&
+    if (!detail::zspage_try_claim(*zs) &&
         (mode != migrate_mode::sync || !wait_for_unpinned(*zs, guard))) {
         return migrate_status::busy;
     }
@@ -373,6 +414,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
                               });
     dst.set_private_word(link.raw());
     set_movable(dst, *this);
+    detail::zspage_end_claim(*zs);
     guard.unlock();
     counters_.isolated_frames.fetch_sub(1, std::memory_order_relaxed);
     counters_.frames_migrated.fetch_add(1, std::memory_order_relaxed);
@@ -380,7 +422,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
 }
 
 // `sync` migration of a frame of the pinned zspage `zs`, class lock held by `guard`: waits,
-// bounded (options().sync_pin_wait_attempts looks), for the pins to drop.
+// bounded (options().sync_pin_wait_attempts looks), for the pins to drop; true with zs claimed.
 template <class Arena>
 bool zspage_pool<Arena>::wait_for_unpinned(
     detail::zspage& zs, std::unique_lock<detail::contended_mutex>& guard) noexcept {

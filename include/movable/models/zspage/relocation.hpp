@@ -19,8 +19,8 @@
 namespace movable::detail {
 
 // Compacts one class: takes its lock, moves objects from the sparsest unpinned zspages into the
-// densest with `move_objects(src, dst)` (class locked, both off the lists), and hands the
-// zspages it empties (marked freeing, off the lists, linked through next) to
+// densest with `move_objects(src, dst)` (class locked, both off the lists and claimed), and hands
+// the zspages it empties (marked freeing, off the lists, linked through next) to
 // `free_chain(first)` with the lock dropped. Drops the lock and yields whenever another
 // thread waits for it. Returns the frames freed.
 template <class MoveObjects, class ReleaseChain>
@@ -28,13 +28,18 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
                                  ReleaseChain&& free_chain) {
     std::size_t freed = 0;
     zspage* emptied = nullptr; // released once the class lock is dropped
+    // Back on the lists, unclaimed: readers may pin it again.
+    const auto put_back = [&](zspage& zs) {
+        cls.link(zs);
+        zspage_end_claim(zs);
+    };
     std::unique_lock guard(cls.lock);
     zspage* dst = nullptr;
     while (cls.frames_freeable() > 0) {
-        if (dst == nullptr && (dst = cls.take_densest_unpinned()) == nullptr) {
+        if (dst == nullptr && (dst = cls.take_densest_claimed()) == nullptr) {
             break;
         }
-        zspage* src = cls.take_sparsest_unpinned();
+        zspage* src = cls.take_sparsest_claimed();
         if (src == nullptr) {
             break;
         }
@@ -46,16 +51,17 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
         move_objects(*src, *dst);
         if (src->in_use == 0) {
             src->freeing.store(1, std::memory_order_release);
+            zspage_end_claim(*src); // its release claims it again
             --cls.zspages;
             src->next = emptied;
             emptied = src;
             freed += cls.info.frames_per_zspage;
         } else {
-            cls.link(*src);
+            put_back(*src);
         }
         const bool others_wait = cls.lock.contended();
         if (dst->in_use == cls.info.objects_per_zspage || others_wait) {
-            cls.link(*dst);
+            put_back(*dst);
             dst = nullptr;
         }
         if (others_wait) {
@@ -66,7 +72,7 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
         }
     }
     if (dst != nullptr) {
-        cls.link(*dst);
+        put_back(*dst);
     }
     guard.unlock();
     free_chain(emptied);
@@ -74,7 +80,7 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
 }
 
 // Moves allocated objects from src into dst until src is empty or dst is full, copying
-// `size_of(slot)` bytes of each (its requested size). Both zspages unpinned and off the lists.
+// `size_of(slot)` bytes of each (its requested size). Both zspages claimed and off the lists.
 // Returns the objects moved.
 template <class Arena, class SizeOf, class Relocated>
 std::size_t zspage_move_objects(Arena& arena, const zspage_class& cls, zspage& src, zspage& dst,
@@ -100,7 +106,7 @@ std::size_t zspage_move_objects(Arena& arena, const zspage_class& cls, zspage& s
 
 // Copies frame `position` of zs's chain into dst and puts dst in its place; every allocated
 // object that starts in that frame now starts in dst. The core holds both frames locked; zs is
-// unpinned and not being freed.
+// claimed and not being freed.
 template <class Arena, class Relocated>
 void zspage_move_frame(Arena& arena, const zspage_class& cls, zspage& zs, std::size_t position,
                        frame& dst, Relocated&& relocated) noexcept {

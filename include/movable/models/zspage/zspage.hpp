@@ -19,6 +19,7 @@
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
+#include <movable/pool/descriptor_table.hpp>
 #include <movable/pool/fullness_groups.hpp>
 #include <movable/pool/pins.hpp>
 #include <movable/pool/pool_frames.hpp>
@@ -36,14 +37,19 @@ namespace detail {
 // The descriptor of one zspage. Cache-line aligned, with what allocation, free and pinning
 // touch in the first line; the alignment also leaves the low bits of its address free, so a
 // frame's private word can hold a pointer to it tagged with the frame's position in the chain.
+// Descriptors are type-stable (a pool's zspage_descriptors table recycles them and never frees
+// one while the pool lives), so a reader may follow a frame's private word without a lock and
+// pin what it finds optimistically.
 struct alignas(64) zspage {
     // Under the class lock.
     std::uint32_t in_use = 0;    // allocated objects
     std::uint32_t free_head = 0; // first free object; objects_per_zspage when none
-    std::uint32_t class_id = 0;  // set at creation, then read-only
+    std::uint32_t class_id = 0;  // set at creation, then read-only until the zspage is freed
     std::uint8_t group = 0xff;   // fullness list it is on (0xff: none)
     // Lock-free words.
-    std::atomic<std::uint64_t> pins{0};    // mappings and reads in progress (reader lock)
+    // Mappings and reads in progress, and the mover bit (container_claim): readers pin without
+    // a lock and back off from a claimed zspage; compaction, migration and release claim it.
+    std::atomic<std::uint64_t> pins{0};
     std::atomic<std::uint64_t> freeing{0}; // 1 once empty and on its way back to the arena
     // Under the class lock.
     std::array<frame*, zspage_max_chain_frames> frames{}; // the chain; changed by migration
@@ -53,13 +59,22 @@ struct alignas(64) zspage {
 };
 
 using zspage_link = tagged_ptr<zspage, 4>; // a frame's private word: zspage | position
+using zspage_descriptors = descriptor_table<zspage>;
 static_assert(low_bits_available<zspage> >= 4 && zspage_max_chain_frames <= 16,
               "zspage descriptors must leave 4 low bits for the frame's position in the chain");
 
 // A pin on a zspage, its reader lock (see zspage_pool's lock order and pool/pins.hpp): taken
-// under the class lock, released without any lock. While a zspage is pinned, compaction skips it
-// and migration answers busy.
+// without a lock (container_claim::try_pin, then validated) or under the class lock, released
+// without any lock. While a zspage is pinned, compaction skips it and migration answers busy.
 using zspage_pin = container_pin<zspage>;
+
+// A mover's claim on a zspage (container_claim): true when no reader pins it.
+[[nodiscard]] inline bool zspage_try_claim(zspage& zs) noexcept {
+    return container_claim::try_claim(zs.pins);
+}
+inline void zspage_end_claim(zspage& zs) noexcept {
+    container_claim::end_claim(zs.pins);
+}
 
 // Object headers (the first word of every object of a non-huge class; the zspage's
 // huge_header for a huge class), so that migration and compaction find an object's handle:
@@ -129,12 +144,10 @@ struct alignas(64) zspage_class {
     }
     // The fullest zspage that is not full, or null.
     [[nodiscard]] zspage* fullest_not_full() const noexcept { return groups.fullest_not_full(); }
-    // Compaction's picks: the densest / sparsest not-full zspage that nobody has pinned.
-    static bool unpinned(const zspage& zs) noexcept {
-        return zs.pins.load(std::memory_order_acquire) == 0;
-    }
-    zspage* take_densest_unpinned() noexcept { return groups.take_densest(unpinned); }
-    zspage* take_sparsest_unpinned() noexcept { return groups.take_sparsest(unpinned); }
+    // Compaction's picks: the densest / sparsest not-full zspage that nobody has pinned, claimed
+    // (zspage_try_claim; the caller ends the claim when it links the zspage back).
+    zspage* take_densest_claimed() noexcept { return groups.take_densest(zspage_try_claim); }
+    zspage* take_sparsest_claimed() noexcept { return groups.take_sparsest(zspage_try_claim); }
 };
 
 // ---- objects in a zspage (the pool's arena gives each frame's address) ------------------------
@@ -235,12 +248,22 @@ void zspage_push_free_object(Arena& arena, const zspage_class& cls, zspage& zs,
 // A new zspage for `cls`: frames from the arena, every object on the free list, every frame
 // movable with `owner` as its owner. Called with no lock held; null when the arena is exhausted.
 template <class Arena, class Owner>
-zspage* zspage_create(Arena& arena, const zspage_class& cls, Owner& owner) noexcept {
-    auto* zs = new (std::nothrow) zspage;
+zspage* zspage_create(Arena& arena, const zspage_class& cls, Owner& owner,
+                      zspage_descriptors& descriptors) noexcept {
+    zspage* zs = descriptors.take();
     if (zs == nullptr) {
         return nullptr;
     }
+    // A recycled descriptor: every field anew but the pin word, which racy readers may be
+    // counting themselves into and out of (they find the frames changed and back off).
+    zs->in_use = 0;
     zs->class_id = cls.id;
+    zs->group = 0xff;
+    zs->freeing.store(0, std::memory_order_relaxed);
+    zs->frames = {};
+    zs->previous = nullptr;
+    zs->next = nullptr;
+    zs->huge_header = 0;
     const std::size_t frames = cls.info.frames_per_zspage;
     for (std::size_t position = 0; position < frames; ++position) {
         frame* f = arena.try_allocate(0, frame_kind::movable);
@@ -248,7 +271,7 @@ zspage* zspage_create(Arena& arena, const zspage_class& cls, Owner& owner) noexc
             for (std::size_t i = 0; i < position; ++i) {
                 arena.deallocate(*zs->frames[i], 0);
             }
-            delete zs;
+            descriptors.give_back(zs);
             return nullptr;
         }
         zs->frames[position] = f;
@@ -268,27 +291,43 @@ zspage* zspage_create(Arena& arena, const zspage_class& cls, Owner& owner) noexc
     return zs;
 }
 
+// Claims an emptied zspage for its release, waiting out the pins of readers that followed a
+// stale location to it (they find their handle changed and let go at once). A pin that stays is
+// a mapping of an object freed while mapped: a contract violation, reported after a bounded
+// wait (in builds without contracts the wait goes on: never free what a reader still maps).
+inline void zspage_claim_for_release(zspage& zs) noexcept {
+    constexpr std::size_t patience = std::size_t{1} << 20;
+    for (std::size_t looks = 0; !zspage_try_claim(zs); ++looks) {
+        MOVABLE_CONTRACT(looks < patience,
+                         "zspage_pool::deallocate: freed an object that is still mapped");
+        std::this_thread::yield();
+    }
+}
+
 // Gives an emptied zspage (marked freeing, on no list; its chain is frozen because migration
-// answers busy for it) back: each frame is locked (waiting is fine, no pool lock is held) and
-// released; a frame the core holds isolated is left for the core to free. Then the descriptor
-// goes: after clear_movable under each frame's lock, no callback can reach it. Returns the
-// frames left to the core.
+// answers busy for it) back: claims it (no reader left), then each frame is locked (waiting is
+// fine, no pool lock is held) and released; a frame the core holds isolated is left for the core
+// to free. Then the descriptor goes back to the table: after clear_movable under each frame's
+// lock, no callback can reach it. Returns the frames left to the core.
 template <class Arena>
-std::size_t zspage_release(Arena& arena, zspage* zs, std::size_t frames) noexcept {
+std::size_t zspage_release(Arena& arena, zspage* zs, std::size_t frames,
+                           zspage_descriptors& descriptors) noexcept {
+    zspage_claim_for_release(*zs);
     std::size_t left_to_core = 0;
     for (std::size_t position = 0; position < frames; ++position) {
         left_to_core += free_pool_frame(arena, *zs->frames[position]) ? 1 : 0;
     }
-    delete zs;
+    zspage_end_claim(*zs);
+    descriptors.give_back(zs);
     return left_to_core;
 }
 
 // `sync` migration of a frame of the pinned zspage `zs`, its class lock held by `guard`: waits,
-// bounded (`looks_left` looks, a yield before each), for
-// the pins to drop. Drops the class lock while it waits (a pin holder may need
-// it) and takes it again to look; src's frame lock, held throughout, keeps zs alive (freeing a
-// zspage locks each of its frames before the descriptor goes). True when, class lock held
-// again, the zspage is unpinned and not being freed.
+// bounded (`looks_left` looks, a yield before each), for the pins to drop. Drops the class lock
+// while it waits (a pin holder may need it) and takes it again to look; src's frame lock, held
+// throughout, keeps zs alive (freeing a zspage locks each of its frames before the descriptor
+// goes). True when, class lock held again, the zspage is not being freed and claimed
+// (zspage_try_claim: the caller ends the claim).
 inline bool zspage_wait_for_unpinned(zspage& zs, std::unique_lock<contended_mutex>& guard,
                                      std::size_t looks_left) noexcept {
     while (looks_left > 0) {
@@ -301,8 +340,8 @@ inline bool zspage_wait_for_unpinned(zspage& zs, std::unique_lock<contended_mute
         if (zs.freeing.load(std::memory_order_relaxed) != 0) {
             return false;
         }
-        if (zs.pins.load(std::memory_order_acquire) == 0) {
-            return true; // no new pin can start while the class lock is held
+        if (zspage_try_claim(zs)) {
+            return true;
         }
     }
     return false;
