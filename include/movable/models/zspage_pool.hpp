@@ -22,11 +22,17 @@
 //     resolve a handle). Here the handle's slot word names the object's size class, and every
 //     change of an object's location (compaction, migration, free) happens under that class
 //     lock, so resolving a handle needs only the class lock.
-//   * A zspage's pin count is its reader lock (the kernel's zspage lock, read side): readers
-//     (map, read, write, size) pin it under the class lock and unpin without any lock. Movers
-//     (compaction, migration) hold the class lock, under which no new pin can start, and go
-//     ahead only when the count is 0. Compaction skips a pinned zspage and never waits.
-//     Migration in `async` and `sync_light` mode answers `busy` at once. In `sync` mode it
+//   * A zspage's pin count is its reader lock (the kernel's zspage lock, read side). Readers
+//     (map, read, write, size) pin without any lock: they follow the handle's location to its
+//     frame and the frame's private word to a zspage descriptor (descriptors are type-stable,
+//     pool/descriptor_table.hpp, so following a stale word touches no freed memory), add
+//     themselves to its pin count unless a mover's bit is set (pool/pins.hpp, container_claim),
+//     then check that the handle and the frame still lead there; if anything changed they let go
+//     and take the class lock instead, under which they pin as before. Movers (compaction,
+//     migration) hold the class lock and claim a zspage (its pin count 0 -> the mover bit)
+//     before they move objects out of it or change its frames, so exactly one of a reader and a
+//     mover wins. Compaction skips a pinned zspage and never waits. Migration in `async` and
+//     `sync_light` mode answers `busy` at once. In `sync` mode it
 //     waits for the pins to drop, bounded (zspage_pool_options::sync_pin_wait_attempts looks,
 //     a yield before each), then answers `busy`: it drops the class lock while it waits, since
 //     a pin holder may need it (a thread holding a mapping may call anything on the pool,
@@ -36,6 +42,8 @@
 //     the waiting migrator. The bound keeps even a misuse (a thread migrating in sync mode a
 //     frame of a zspage it has mapped itself) from deadlocking: it ends in `busy`. So a reader
 //     never sees a half-moved object, and a frame lock is held at most that bound longer.
+//     Releasing an emptied zspage claims it too, waiting out readers that followed a stale
+//     location to it (they let go at once).
 //   * Fields changed under different locks never share a word: per-class state lives in its
 //     own cache line; in a zspage descriptor the class-locked fields, the pin count and the
 //     freeing flag are separate words; pool counters are separate atomics.
