@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "examples/page_store.hpp"
+#include "support/death_test.hpp"
 #include "support/json_parse.hpp"
 
 namespace {
@@ -137,6 +138,25 @@ TEST_CASE("json_writer separates items, nests, and writes numbers that read back
     CHECK(json["empty_array"].size() == 0);
     CHECK(json["nested"][0]["a"].as_unsigned() == 1);
     CHECK(json["nested"][1].as_unsigned() == 2);
+}
+
+TEST_CASE("json_writer misuse that would write invalid JSON is caught by contract checks") {
+    if (!movable::detail::contracts_enabled) {
+        return;
+    }
+    std::ostringstream out;
+    CHECK(movable::test::dies_with("json_writer::value: a value inside an object needs a key", [&] {
+        movable::detail::json_writer writer(out);
+        writer.begin_object().value(1U);
+    }));
+    CHECK(movable::test::dies_with("json_writer::key: not inside an object", [&] {
+        movable::detail::json_writer writer(out);
+        writer.begin_array().key("a");
+    }));
+    CHECK(movable::test::dies_with("json_writer: closes what it did not open", [&] {
+        movable::detail::json_writer writer(out);
+        writer.begin_object().end_array();
+    }));
 }
 
 TEST_CASE("the test parser rejects malformed JSON and accepts what RFC 8259 allows") {
