@@ -283,7 +283,8 @@ int main(int argc, char** argv) {
     if (!json) {
         std::printf("wrote %s\n", svg_path.c_str());
     } else {
-        std::cout << "{\"fragmented\":" << fragmented_json << ",\"compaction\":";
+        std::cout << "{\"schema\":\"movable.fragmentation_demo/1\",\"fragmented\":"
+                  << fragmented_json << ",\"compaction\":";
         movable::write_json(std::cout, stats);
         std::cout << ",\"compaction_seconds\":" << seconds << ",\"compacted\":" << compacted_json
                   << ",\"released_bytes\":" << released << ",\"released\":";
