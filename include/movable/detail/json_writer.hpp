@@ -17,7 +17,7 @@ namespace movable::detail {
 
 class json_writer {
 public:
-    // Nesting deeper than this is a contract violation (the statistics nest three levels).
+    // Nesting deeper than this is a contract violation (the statistics nest four levels deep).
     static constexpr unsigned max_depth = 64;
 
     explicit json_writer(std::ostream& out) noexcept : out_(out) {}
