@@ -1,9 +1,12 @@
 // The demo: fragment an arena the way a long-running program does, compact it, give the free
 // memory back to the OS, and show each step: a map of the arena, order statistics, resident
-// size, and fragmentation.svg (before and after, one cell per frame).
+// size, and fragmentation.svg (before and after, one cell per frame). With --json it prints the
+// same steps as one JSON object instead (the arena's and the compaction's statistics,
+// docs/stats.md).
 //
-//   fragmentation_demo [--arena-mib N] [--svg PATH] [--seed S]
+//   fragmentation_demo [--arena-mib N] [--svg PATH] [--seed S] [--json]
 #include <movable/compaction.hpp>
+#include <movable/stats_json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -160,16 +164,21 @@ int main(int argc, char** argv) {
     std::size_t arena_mib = 64;
     std::string svg_path = "fragmentation.svg";
     unsigned seed = 2026;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool json = false; // print the statistics as JSON instead of the text below
+    for (int i = 1; i < argc; ++i) {
         const std::string option = argv[i];
-        if (option == "--arena-mib") {
-            arena_mib = std::strtoul(argv[i + 1], nullptr, 10);
-        } else if (option == "--svg") {
-            svg_path = argv[i + 1];
-        } else if (option == "--seed") {
-            seed = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
+        const bool has_value = i + 1 < argc;
+        if (option == "--json") {
+            json = true;
+        } else if (option == "--arena-mib" && has_value) {
+            arena_mib = std::strtoul(argv[++i], nullptr, 10);
+        } else if (option == "--svg" && has_value) {
+            svg_path = argv[++i];
+        } else if (option == "--seed" && has_value) {
+            seed = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
         } else {
-            std::fprintf(stderr, "usage: %s [--arena-mib N] [--svg PATH] [--seed S]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--arena-mib N] [--svg PATH] [--seed S] [--json]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -186,12 +195,16 @@ int main(int argc, char** argv) {
         }
     };
 
-    std::printf("movable fragmentation demo: %zu MiB arena, %zu frames of %zu KiB, %zu max-order "
-                "blocks of %zu KiB\n",
-                arena_mib, arena.frame_count(), arena_type::frame_size / 1024, arena.block_count(),
-                arena_type::block_bytes / 1024);
-    std::printf("legend: '#' full block, '+' more than half used, '-' less than half used, "
-                "'.' free block, 'U' holds an unmovable frame\n");
+    // With --json the text is not printed; one JSON object goes to stdout at the end.
+    if (!json) {
+        std::printf(
+            "movable fragmentation demo: %zu MiB arena, %zu frames of %zu KiB, %zu max-order "
+            "blocks of %zu KiB\n",
+            arena_mib, arena.frame_count(), arena_type::frame_size / 1024, arena.block_count(),
+            arena_type::block_bytes / 1024);
+        std::printf("legend: '#' full block, '+' more than half used, '-' less than half used, "
+                    "'.' free block, 'U' holds an unmovable frame\n");
+    }
 
     // A long-running program: pages come and go; now and then an unmovable allocation.
     std::size_t next_page = 0;
@@ -220,29 +233,41 @@ int main(int argc, char** argv) {
     }
     const std::size_t resident_fragmented = resident_bytes();
     const auto before = snapshot(arena, unmovable);
-    print_state("after churn (fragmented):", arena, before);
+    const std::string fragmented_json = json ? movable::to_json(arena) : std::string();
+    if (!json) {
+        print_state("after churn (fragmented):", arena, before);
+    }
 
     movable::compactor<arena_type> compaction(arena);
     const auto start = std::chrono::steady_clock::now();
     const movable::compact_stats stats = compaction.compact();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("\ncompaction: migrated %zu frames (an ideal plan moves %zu), "
-                "%.1f MiB in %.2f ms, %.2f GiB/s; %zu max-order blocks freed; scanned %zu + %zu "
-                "frames\n",
-                stats.migrated, stats.minimum_moves, mib(stats.bytes_moved), seconds * 1e3,
-                static_cast<double>(stats.bytes_moved) / seconds / (1u << 30),
-                stats.max_order_blocks_freed, stats.migrate_scanned, stats.free_scanned);
+    if (!json) {
+        std::printf(
+            "\ncompaction: migrated %zu frames (an ideal plan moves %zu), "
+            "%.1f MiB in %.2f ms, %.2f GiB/s; %zu max-order blocks freed; scanned %zu + %zu "
+            "frames\n",
+            stats.migrated, stats.minimum_moves, mib(stats.bytes_moved), seconds * 1e3,
+            static_cast<double>(stats.bytes_moved) / seconds / (1u << 30),
+            stats.max_order_blocks_freed, stats.migrate_scanned, stats.free_scanned);
+    }
     const auto after = snapshot(arena, unmovable);
-    print_state("after compaction:", arena, after);
+    const std::string compacted_json = json ? movable::to_json(arena) : std::string();
+    if (!json) {
+        print_state("after compaction:", arena, after);
+    }
 
     const std::size_t released = arena.discard_free_memory(0);
     auto after_release = after;
     for (auto& c : after_release) {
         c = c == cell::free_frame ? cell::released : c;
     }
-    std::printf("\nreleased %.1f MiB of free memory to the OS: resident set %.1f MiB -> %.1f MiB\n",
-                mib(released), mib(resident_fragmented), mib(resident_bytes()));
+    if (!json) {
+        std::printf(
+            "\nreleased %.1f MiB of free memory to the OS: resident set %.1f MiB -> %.1f MiB\n",
+            mib(released), mib(resident_fragmented), mib(resident_bytes()));
+    }
 
     // Nothing was lost: every live page still holds what was written.
     std::size_t intact = 0;
@@ -251,9 +276,21 @@ int main(int argc, char** argv) {
         fill(number);
         intact += store.read(number, out.data()) && out == page ? 1 : 0;
     }
-    std::printf("verified %zu of %zu live pages intact\n", intact, live.size());
+    if (!json) {
+        std::printf("verified %zu of %zu live pages intact\n", intact, live.size());
+    }
     write_svg(svg_path, before, after, after_release);
-    std::printf("wrote %s\n", svg_path.c_str());
+    if (!json) {
+        std::printf("wrote %s\n", svg_path.c_str());
+    } else {
+        std::cout << "{\"schema\":\"movable.fragmentation_demo/1\",\"fragmented\":"
+                  << fragmented_json << ",\"compaction\":";
+        movable::write_json(std::cout, stats);
+        std::cout << ",\"compaction_seconds\":" << seconds << ",\"compacted\":" << compacted_json
+                  << ",\"released_bytes\":" << released << ",\"released\":";
+        movable::write_json(std::cout, arena);
+        std::cout << ",\"live_pages\":" << live.size() << ",\"intact_pages\":" << intact << "}\n";
+    }
 
     for (movable::frame* f : unmovable_frames) {
         arena.deallocate(*f);

@@ -14,5 +14,6 @@
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>
+#include <movable/stats_json.hpp>
 #include <movable/tagged_ptr.hpp>
 #include <movable/version.hpp>
