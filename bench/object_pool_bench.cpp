@@ -550,11 +550,11 @@ int main(int argc, char** argv) {
     if (!movable::bench::add_allocator_context("object_pool_bench")) {
         return 1;
     }
+    movable::bench::summary_table table(argc, argv); // before Initialize takes the flags out
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 1;
     }
-    movable::bench::summary_table table;
     const struct {
         const char* benchmark;
         const char* what;
@@ -576,8 +576,7 @@ int main(int argc, char** argv) {
                   "compact() / scattered memcpy of the moved objects, cold, trivially copyable");
     table.add_row("compact_after_destroying_60_percent<named_record>", "x_memcpy",
                   "compact() / scattered memcpy of the moved objects, cold, with a std::string");
-    table.run("object_pool_bench: each ratio against its baseline measured in the same run", argc,
-              argv);
+    table.run("object_pool_bench: each ratio against its baseline measured in the same run");
     benchmark::Shutdown();
     return 0;
 }

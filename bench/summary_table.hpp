@@ -21,6 +21,10 @@ namespace movable::bench {
 
 class summary_table {
 public:
+    // Made before benchmark::Initialize, which takes the flags it knows out of argv: the table
+    // is printed only with the console format (json or csv output stays parseable).
+    summary_table(int argc, char** argv) : console_(wants_console_format(argc, argv)) {}
+
     // The counter `counter` of the benchmark named `benchmark` is the row `label`. The name may
     // leave out a tail of '/'-separated parts: "pair" matches "pair/live:0/iterations:1".
     void add_row(std::string benchmark, std::string counter, std::string label) {
@@ -46,8 +50,8 @@ public:
 
     // Runs the benchmarks selected on the command line (after benchmark::Initialize), reporting
     // as --benchmark_format says, then prints the table (markdown) under `title` to stdout.
-    void run(const char* title, int argc, char** argv) {
-        if (wants_console_format(argc, argv)) {
+    void run(const char* title) {
+        if (console_) {
             collecting_reporter<benchmark::ConsoleReporter> reporter(*this);
             benchmark::RunSpecifiedBenchmarks(&reporter);
         } else {
@@ -109,6 +113,7 @@ private:
         return true;
     }
 
+    bool console_;
     std::vector<row> rows_;
 };
 

@@ -666,11 +666,11 @@ int main(int argc, char** argv) {
     if (!movable::bench::add_allocator_context("zspage_pool_bench")) {
         return 1;
     }
+    movable::bench::summary_table table(argc, argv); // before Initialize takes the flags out
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 1;
     }
-    movable::bench::summary_table table;
     const char* const allocators[] = {"mimalloc", "jemalloc", "glibc"};
     for (const char* threads : {"pairs_zspage_pool", "pairs_4_threads"}) {
         for (const char* allocator : allocators) {
@@ -702,8 +702,7 @@ int main(int argc, char** argv) {
     }
     table.add_row("footprint", "rss_2GiB_vs_256MiB_arena",
                   "zram trace, resident growth of the pool: 2 GiB arena / 256 MiB arena");
-    table.run("zspage_pool_bench: each ratio against its baseline measured in the same run", argc,
-              argv);
+    table.run("zspage_pool_bench: each ratio against its baseline measured in the same run");
     benchmark::Shutdown();
     return 0;
 }
