@@ -443,6 +443,13 @@ TEST_CASE("bad options are rejected with a message naming them") {
     o = {};
     o.forced_interval = -1s;
     rejects(o, "forced_interval");
+    o = {};
+    o.release_min_order = -2;
+    rejects(o, "release_min_order");
+    o.release_min_order = 5;
+    background_compactor service(o);
+    arena_type arena(arena_type::block_bytes); // max_order 4
+    CHECK_THROWS_AS(service.add_arena(arena), std::invalid_argument);
     CHECK_THROWS_AS(background_compactor({}, background_clocks{nullptr, nullptr}),
                     std::invalid_argument);
 }

@@ -100,8 +100,12 @@ struct background_compactor_options {
     // Deferral after episodes that freed nothing: up to check_interval * 2^max_backoff_shift
     // (max_backoff_shift <= 16).
     unsigned max_backoff_shift = 6;
-    // Give free memory back to the OS at the end of each episode.
+    // Give free memory back to the OS at the end of each episode: the arenas' free blocks of at
+    // least 2^release_min_order frames (-1: max-order blocks, what compaction gathers; 0: every
+    // free frame, as pool compaction leaves them scattered, at one madvise per free block, under
+    // the arena's lock).
     bool release_free_memory = true;
+    int release_min_order = -1;
 };
 
 // Why the service last stopped an episode, or slept.
@@ -182,8 +186,13 @@ public:
 
     // Registration, before start() or while the thread runs (waits for a running cycle). The
     // arena or source must outlive the service (or stop()).
+    // Throws std::invalid_argument when release_min_order is above the arena's max_order.
     template <compactable_arena Arena>
     void add_arena(Arena& arena) {
+        if (options_.release_min_order > static_cast<int>(Arena::max_order)) {
+            throw std::invalid_argument(
+                "background_compactor::add_arena: release_min_order above the arena's max_order");
+        }
         auto entry = std::make_unique<detail::typed_arena_entry<Arena>>(arena);
         const std::scoped_lock lock(work_mutex_);
         arenas_.push_back(std::move(entry));
@@ -299,6 +308,9 @@ inline background_compactor::background_compactor(background_compactor_options o
     }
     if (options_.pass_duration.count() <= 0) {
         reject("pass_duration must be positive");
+    }
+    if (options_.release_min_order < -1) {
+        reject("release_min_order below -1");
     }
     if (options_.max_backoff_shift > 16) {
         reject("max_backoff_shift above 16");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <movable/arena.hpp>
+#include <movable/background_compactor.hpp>
 #include <movable/compaction.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>

@@ -222,7 +222,7 @@ inline background_compactor_reason background_compactor::end_episode(std::chrono
     in_episode_ = false;
     if (options_.release_free_memory) {
         for (const auto& arena : arenas_) {
-            work_stats_.bytes_released += arena->discard();
+            work_stats_.bytes_released += arena->discard(options_.release_min_order);
         }
     }
     last_episode_end_ = now;

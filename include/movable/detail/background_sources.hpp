@@ -53,9 +53,9 @@ public:
     virtual compact_progress pass() = 0;
     [[nodiscard]] virtual const compact_stats& progress() const noexcept = 0;
     virtual compact_stats end() = 0;
-    // Gives the arena's free max-order blocks back to the OS; the bytes that left the resident
-    // set (0 for an arena without discard_free_memory).
-    virtual std::size_t discard() = 0;
+    // Gives the arena's free blocks of at least 2^min_order frames (-1: max-order blocks) back to
+    // the OS; the bytes that left the resident set (0 for an arena without discard_free_memory).
+    virtual std::size_t discard(int min_order) = 0;
     bool running = false; // between begin() and end()
 };
 
@@ -70,9 +70,10 @@ public:
         return compaction_.stats();
     }
     compact_stats end() override { return compaction_.end(); }
-    std::size_t discard() override {
-        if constexpr (requires { arena_.discard_free_memory(); }) {
-            return arena_.discard_free_memory();
+    std::size_t discard(int min_order) override {
+        if constexpr (requires { arena_.discard_free_memory(0u); }) {
+            return arena_.discard_free_memory(min_order < 0 ? Arena::max_order
+                                                            : static_cast<unsigned>(min_order));
         } else {
             return 0;
         }
