@@ -1,10 +1,12 @@
 // The README's background_compactor example: a cache in an object_pool, churned by worker threads
-// (each grows its shard, then evicts four fifths of it at random, again and again), with the
+// (the cache grows, shrinks to a fifth by random evictions, grows again), with the
 // service compacting the pool and the arena and giving freed memory back to the OS, so the
 // footprint follows the live data instead of its high-water mark. Prints the footprint and the
 // service's statistics every second for --seconds N (default 3), then checks every entry.
+// --no-service runs the same churn without the service, for comparison.
 #include <movable/movable.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -41,6 +43,14 @@ int seconds_from(int argc, char** argv) {
     }
     return 3;
 }
+bool has_flag(int argc, char** argv, const char* flag) {
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], flag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 } // namespace
 
@@ -59,10 +69,17 @@ int main(int argc, char** argv) {
     movable::background_compactor service(options);
     service.add_source(cache);
     service.add_arena(arena);
-    service.start();
+    if (!has_flag(argc, argv, "--no-service")) { // for comparison: the same churn without it
+        service.start();
+    }
 
+    // The cache's size follows the load: the main thread sets each second's target (60000
+    // entries per worker, then 12000, and again); the workers grow or shrink their shards to it
+    // (evicting at random), then keep replacing random entries, reading each before it goes.
     constexpr int workers = 2;
-    constexpr std::size_t shard_high = 60000; // entries per worker at the top of its cycle
+    constexpr std::size_t shard_large = 60000;
+    constexpr std::size_t shard_small = 12000;
+    std::atomic<std::size_t> target{shard_large};
     std::atomic<bool> done{false};
     std::atomic<bool> intact{true};
     std::vector<std::thread> threads;
@@ -71,21 +88,29 @@ int main(int argc, char** argv) {
             std::mt19937_64 rng(static_cast<std::uint64_t>(w) + 1);
             std::vector<std::pair<movable::object_handle<entry>, std::uint64_t>> shard;
             std::uint64_t next_key = static_cast<std::uint64_t>(w) << 48;
-            while (!done.load(std::memory_order_relaxed)) {
-                while (shard.size() < shard_high) { // grow
-                    const std::uint64_t key = next_key++;
-                    shard.emplace_back(cache.emplace(entry{key, check_of(key), {}}), key);
+            const auto evict = [&] {
+                const std::size_t victim = rng() % shard.size();
+                const auto [handle, key] = shard[victim];
+                if (cache.visit(handle, [](const entry& e) { return e.check; }) != check_of(key)) {
+                    intact = false;
                 }
-                while (shard.size() > shard_high / 5) { // evict at random, reading some
-                    const std::size_t victim = rng() % shard.size();
-                    const auto [handle, key] = shard[victim];
-                    if (cache.visit(handle, [](const entry& e) { return e.check; }) !=
-                        check_of(key)) {
-                        intact = false;
-                    }
-                    cache.destroy(handle);
-                    shard[victim] = shard.back();
-                    shard.pop_back();
+                cache.destroy(handle);
+                shard[victim] = shard.back();
+                shard.pop_back();
+            };
+            const auto insert = [&] {
+                const std::uint64_t key = next_key++;
+                shard.emplace_back(cache.emplace(entry{key, check_of(key), {}}), key);
+            };
+            while (!done.load(std::memory_order_relaxed)) {
+                const std::size_t size = target.load(std::memory_order_relaxed);
+                if (shard.size() > size) {
+                    evict();
+                } else if (shard.size() < size) {
+                    insert();
+                } else {
+                    evict();
+                    insert();
                 }
             }
             for (const auto& [handle, key] : shard) {
@@ -98,15 +123,16 @@ int main(int argc, char** argv) {
         });
     }
 
-    std::printf("%4s %9s %9s %9s %10s | %8s %7s %9s %9s %9s %7s  %s\n", "s", "live MiB", "pool MiB",
-                "arena MiB", "RSS +MiB", "episodes", "passes", "objs moved", "frames fr", "rel MiB",
-                "cpu ms", "last");
+    std::printf("%4s %9s %9s %9s %10s | %8s %7s %10s %9s %9s %7s  %s\n", "s", "live MiB",
+                "pool MiB", "arena MiB", "RSS +MiB", "episodes", "passes", "objs moved",
+                "frames fr", "rel MiB", "cpu ms", "last");
     for (int s = 1; s <= seconds; ++s) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
+        target = s % 2 == 1 ? shard_small : shard_large; // the next second's size
         const movable::object_pool_stats pool = cache.stats();
         const auto arena_stats = arena.stats();
         const movable::background_compactor_stats st = service.stats();
-        std::printf("%4d %9.1f %9.1f %9.1f %10.1f | %8zu %7zu %9zu %9zu %9.1f %7.1f  %s\n", s,
+        std::printf("%4d %9.1f %9.1f %9.1f %10.1f | %8zu %7zu %10zu %9zu %9.1f %7.1f  %s\n", s,
                     mib(pool.objects * sizeof(entry)), mib(pool.frames * pool.frame_size),
                     mib((arena_stats.total_frames - arena_stats.free_frames) * 4096),
                     mib(movable::support::resident_bytes() - resident_at_start), st.episodes,
