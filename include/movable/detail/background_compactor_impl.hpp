@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <mutex>
 
@@ -273,7 +274,7 @@ inline unsigned background_compactor::cpu_percent() const {
     }
     pressure = std::min(pressure, 1.0);
     const unsigned span = options_.cpu_percent_max - options_.cpu_percent_min;
-    return options_.cpu_percent_min + static_cast<unsigned>(span * pressure + 0.5);
+    return options_.cpu_percent_min + static_cast<unsigned>(std::lround(span * pressure));
 }
 
 inline void background_compactor::record(std::chrono::nanoseconds pass_time) {
