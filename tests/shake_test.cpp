@@ -95,6 +95,22 @@ TEST_CASE("shake is off by default") {
     pool.deallocate(h);
 }
 
+TEST_CASE("the README's run-time switch turns shake on for an arena and a pool") {
+    store_arena arena(4 * store_arena::block_bytes);
+    zbud_pool<store_arena> pool(arena);
+    arena.shake().set({.enabled = true});
+    pool.shake().set({.enabled = true, .every_nth_allocation = 16});
+    std::vector<zbud_pool<store_arena>::handle> handles;
+    for (int i = 0; i < 32; ++i) {
+        handles.push_back(pool.allocate(100));
+    }
+    CHECK(pool.shake().shakes() == 2);
+    CHECK(pool.shake().frames_moved() > 0);
+    for (const auto h : handles) {
+        pool.deallocate(h);
+    }
+}
+
 TEST_CASE("shake_switch keeps its options and counts every N-th allocation") {
     shake_switch s;
     CHECK_FALSE(s.allocation_due()); // off
