@@ -30,6 +30,12 @@
 // an order-targeted compaction that fails makes the next 1, 2, 4 ... 64 requests for that order or
 // above return at once (deferred); a success resets it.
 //
+// Shake mode (shake.hpp): when the arena's shake() is enabled (an arena with a `shake()`
+// member, as frame_arena), begin() first moves every movable allocated frame to a new place,
+// whatever the strategy, the budgets or the layout (compact_stats::shaken), so an owner that
+// keeps a raw pointer into its frames fails at once instead of the day compaction happens to
+// move that frame. Then the compaction runs as requested.
+//
 // Destroying a compactor ends a compaction it is running (see ~compactor). The arena must
 // outlive it. A compactor is used by one thread at a time; several compactors (or the arena's other
 // users, and the owners) may run concurrently on the same arena.
@@ -48,6 +54,7 @@
 #include <movable/detail/arena_queries.hpp>
 #include <movable/detail/compaction_deferral.hpp>
 #include <movable/detail/compaction_plan.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -103,6 +110,7 @@ struct compact_stats {
     std::size_t passes_timed_out = 0;       // passes stopped by max_duration_per_pass
     std::size_t rounds = 0;                 // scanner sweeps (full compaction sweeps again while
                             // the last sweep left free holes above the meeting point)
+    std::size_t shaken = 0; // shake mode: frames begin() moved before compacting (not in migrated)
     compact_outcome outcome = compact_outcome::running;
 };
 
@@ -143,7 +151,8 @@ public:
     }
 
     // Starts an incremental compaction. Throws std::invalid_argument for an order above
-    // max_order (or below -1), a byte budget smaller than one frame, or a score above 100.
+    // max_order (or below -1), a byte budget smaller than one frame, or a score above 100. Under
+    // shake (see above) it first moves every movable frame; std::bad_alloc if it cannot.
     void begin(const compact_request& request);
     // Migrates at most the per-pass budget; `done` once finished.
     compact_progress pass();
@@ -299,6 +308,12 @@ void compactor<Arena, Clock>::begin(const compact_request& request) {
     }
     request_ = request;
     stats_ = {};
+    if constexpr (requires { arena_.shake().enabled(); }) {
+        if (arena_.shake().enabled()) {
+            stats_.shaken = detail::shake_arena(arena_, request.mode);
+            arena_.shake().count_shake(stats_.shaken);
+        }
+    }
     running_ = true;
     full_ = request.order < 0 && request.stop_at_score < 0;
     migrate_position_ = 0;

@@ -33,6 +33,12 @@
 // index_of, address_of, frame_of) and is_free are lockless; is_free is a hint that may be
 // stale by the time the caller acts on it (try_take_free_frame re-checks under the lock).
 //
+// Shake mode (shake.hpp): while shake() is enabled, every frame or block the arena frees is
+// poisoned (AddressSanitizer poisoning, else filled with shake_poison_byte) until it is
+// allocated again, and the compactor moves every movable frame at each compaction. The arena
+// itself never reads the memory of free frames (their descriptors live apart; discarding is a
+// madvise), so poisoning costs it nothing.
+//
 // Errors: bad sizes and orders throw std::invalid_argument (the try_ forms return null
 // instead), exhaustion throws std::bad_alloc (try_ forms: null), an address outside the arena
 // throws std::out_of_range (try_frame_of: null). Freeing a frame that is not an allocated block
@@ -43,6 +49,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +68,7 @@
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
 #include <movable/operations.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -227,6 +235,10 @@ public:
     // result; stats().discarded_blocks).
     std::size_t discard_free_memory(unsigned min_order = MaxOrder);
 
+    // ---- shake mode (shake.hpp) ----------------------------------------------------------------
+    [[nodiscard]] shake_switch& shake() noexcept { return shake_; }
+    [[nodiscard]] const shake_switch& shake() const noexcept { return shake_; }
+
     // ---- invariants ----------------------------------------------------------------------------
     // Walks every frame and checks the arena's invariants (detail/frame_arena_invariants.hpp);
     // aborts naming the first that does not hold, in every build. O(frames). Call it when no
@@ -304,6 +316,10 @@ private:
     std::size_t frames_stolen_ = 0;
     std::size_t discard_failures_ = 0;
     int (*discard_)(void*, std::size_t) noexcept = &discard_pages; // tests inject failures
+    shake_switch shake_;
+    // Set once a freed frame was poisoned: allocations unpoison from then on (AddressSanitizer
+    // only), so an arena never shaken never writes shadow memory.
+    std::atomic<bool> poisoned_{false};
 };
 
 } // namespace movable

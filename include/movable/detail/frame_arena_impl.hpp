@@ -44,6 +44,9 @@ frame_arena<FrameSize, MaxOrder>::~frame_arena() {
     if constexpr (detail::contracts_enabled) {
         detail::frame_arena_invariants::check_all_free_at_destruction(*this);
     }
+    if (poisoned_.load(std::memory_order_relaxed)) {
+        detail::unpoison_memory(base_, size_bytes()); // the region's next user starts clean
+    }
 }
 
 template <std::size_t FrameSize, unsigned MaxOrder>
@@ -76,6 +79,9 @@ template <std::size_t FrameSize, unsigned MaxOrder>
 void frame_arena<FrameSize, MaxOrder>::mark_allocated(std::size_t head, unsigned order,
                                                       frame_kind kind) noexcept {
     const std::size_t count = std::size_t{1} << order;
+    if (shake_poisons_for_asan && poisoned_.load(std::memory_order_relaxed)) {
+        detail::unpoison_memory(base_ + head * FrameSize, count * FrameSize);
+    }
     for (std::size_t i = head; i < head + count; ++i) {
         frames_[i].set_allocator_word(buddy::touched_bit); // in use: its memory may be resident
         if (order > 0) {
@@ -260,6 +266,11 @@ bool frame_arena<FrameSize, MaxOrder>::prepare_free(frame& first, unsigned order
     }
     const bool unmovable = buddy::kind(first.allocator_word()) == frame_kind::unmovable;
     first.release_last_reference(); // waits out transient references; resets the frame
+    if (shake_.enabled()) {
+        // Shake mode: a stale pointer into the freed memory reads the pattern or trips ASan.
+        poisoned_.store(true, std::memory_order_relaxed);
+        detail::poison_memory(address_of(first), FrameSize << order);
+    }
     if (order > 0) {
         const std::size_t head = index_of(first);
         for (std::size_t i = head; i < head + (std::size_t{1} << order); ++i) {

@@ -67,6 +67,7 @@
 
 #include <movable/arena.hpp>
 #include <movable/detail/contract.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -78,6 +79,7 @@
 #include <movable/pool/pins.hpp>
 #include <movable/pool/relocation.hpp>
 #include <movable/pool/thread_cache.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -247,6 +249,13 @@ public:
     // be quiescent: no call on it and no migration of its frames in flight.
     void check_invariants() const;
 
+    // ---- shake mode (shake.hpp)
+    // ------------------------------------------------------------------ Under shake, the end of
+    // every pin moves the object's frame(s), compact() moves every frame of the pool afterwards,
+    // and every N-th allocation does too (shake_options).
+    [[nodiscard]] shake_switch& shake() noexcept { return shake_; }
+    [[nodiscard]] const shake_switch& shake() const noexcept { return shake_; }
+
     // ---- owner protocol (called by the core with the frame locked; not for users) -------------
     // Refuses a frame whose slab is being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
@@ -380,6 +389,7 @@ private:
         std::atomic<std::size_t> isolated_frames{0};
     };
     counters counters_;
+    shake_switch shake_;
     detail::pool_caches<magazine> caches_{this};
 };
 

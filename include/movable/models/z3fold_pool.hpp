@@ -45,6 +45,7 @@
 #include <span>
 
 #include <movable/detail/contract.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -57,6 +58,7 @@
 #include <movable/pool/pins.hpp>
 #include <movable/pool/store_errors.hpp>
 #include <movable/pool/store_handle.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -149,6 +151,13 @@ public:
     // build. O(frames + handle slots). Call it when the pool is quiescent.
     void check_invariants() const;
 
+    // ---- shake mode (shake.hpp)
+    // ------------------------------------------------------------------ Under shake, the end of
+    // every pin moves the object's frame(s), compact() moves every frame of the pool afterwards,
+    // and every N-th allocation does too (shake_options).
+    [[nodiscard]] shake_switch& shake() noexcept { return shake_; }
+    [[nodiscard]] const shake_switch& shake() const noexcept { return shake_; }
+
     // ---- owner protocol (called by the core with the frame locked; not for users) -------------
     // Refuses a frame that is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
@@ -207,6 +216,7 @@ private:
     detail::z3fold_frame* emptied_ = nullptr; // compaction's emptied frames, linked through next
     std::mutex compaction_lock_;
     detail::z3fold_pool_counters counters_;
+    shake_switch shake_;
 };
 
 } // namespace movable

@@ -48,6 +48,7 @@
 #include <span>
 
 #include <movable/detail/contract.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -60,6 +61,7 @@
 #include <movable/pool/pins.hpp>
 #include <movable/pool/store_errors.hpp>
 #include <movable/pool/store_handle.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -161,6 +163,13 @@ public:
     // O(frames + handle slots). Call it when the pool is quiescent.
     void check_invariants() const;
 
+    // ---- shake mode (shake.hpp)
+    // ------------------------------------------------------------------ Under shake, the end of
+    // every pin moves the object's frame(s), compact() moves every frame of the pool afterwards,
+    // and every N-th allocation does too (shake_options).
+    [[nodiscard]] shake_switch& shake() noexcept { return shake_; }
+    [[nodiscard]] const shake_switch& shake() const noexcept { return shake_; }
+
     // ---- owner protocol (called by the core with the frame locked; not for users) -------------
     // Refuses a frame that is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
@@ -209,6 +218,7 @@ private:
     detail::zbud_frame* emptied_ = nullptr; // compaction's emptied frames, linked through next
     std::mutex compaction_lock_;
     detail::zbud_pool_counters counters_;
+    shake_switch shake_;
 };
 
 } // namespace movable

@@ -72,6 +72,7 @@
 #include <utility>
 
 #include <movable/detail/contract.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/detail/small_locks.hpp>
 #include <movable/frame.hpp>
 #include <movable/frame_arena.hpp>
@@ -86,6 +87,7 @@
 #include <movable/pool/handle_table.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/pool/store_errors.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -187,6 +189,13 @@ public:
     // class's lists and counts and the touched zspage's free list as it finishes.
     void check_invariants() const { detail::zspage_pool_invariants::check(*this); }
 
+    // ---- shake mode (shake.hpp)
+    // ------------------------------------------------------------------ Under shake, the end of
+    // every pin moves the object's frame(s), compact() moves every frame of the pool afterwards,
+    // and every N-th allocation does too (shake_options).
+    [[nodiscard]] shake_switch& shake() noexcept { return shake_; }
+    [[nodiscard]] const shake_switch& shake() const noexcept { return shake_; }
+
     // ---- owner protocol (called by the core with the frame locked; not for users) -------------
     // Refuses a frame whose zspage is pinned or being freed.
     bool isolate(frame& f, migrate_mode mode) noexcept;
@@ -238,6 +247,7 @@ private:
     std::unique_ptr<detail::handle_table> handles_;
     std::mutex compaction_lock_;
     detail::zspage_pool_counters counters_;
+    shake_switch shake_;
 };
 
 } // namespace movable

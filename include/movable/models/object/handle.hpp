@@ -10,6 +10,7 @@
 
 #include <movable/pool/fullness_groups.hpp>
 #include <movable/pool/pins.hpp>
+#include <movable/shake.hpp>
 
 namespace movable {
 
@@ -44,23 +45,27 @@ private:
 // const-qualified (object_pool::pin on a const pool). Move-only; empty when moved from.
 // A pin keeps the object in place and alive; it does not order the threads that use it: two
 // threads may pin one object at once, so synchronise writes to it with its other readers as
-// for any shared T.
+// for any shared T. Under the pool's shake mode (shake.hpp) the end of the pin moves the object's
+// frame to a new place when no other pin holds it.
 template <class T>
 class pinned {
 public:
     pinned() noexcept = default;
     pinned(pinned&& other) noexcept
-        : object_(std::exchange(other.object_, nullptr)), pin_(std::move(other.pin_)) {}
+        : object_(std::exchange(other.object_, nullptr)), pin_(std::move(other.pin_)),
+          shake_(std::exchange(other.shake_, {})) {}
     pinned& operator=(pinned&& other) noexcept {
         if (this != &other) {
+            reset();
             pin_ = std::move(other.pin_);
             object_ = std::exchange(other.object_, nullptr);
+            shake_ = std::exchange(other.shake_, {});
         }
         return *this;
     }
     pinned(const pinned&) = delete;
     pinned& operator=(const pinned&) = delete;
-    ~pinned() = default;
+    ~pinned() { reset(); }
 
     [[nodiscard]] T* get() const noexcept { return object_; }
     [[nodiscard]] T* operator->() const noexcept { return object_; }
@@ -68,17 +73,23 @@ public:
     [[nodiscard]] explicit operator bool() const noexcept { return object_ != nullptr; }
     // Unpins now. Idempotent.
     void reset() noexcept {
+        const bool held = static_cast<bool>(pin_);
         pin_.release();
-        object_ = nullptr;
+        const T* const object = std::exchange(object_, nullptr);
+        if (held) {
+            std::exchange(shake_, {}).run(object, sizeof(T));
+        }
     }
 
 private:
     template <class, class>
     friend class object_pool;
-    pinned(T* object, detail::pin_guard pin) noexcept : object_(object), pin_(std::move(pin)) {}
+    pinned(T* object, detail::pin_guard pin, detail::unpin_shake shake) noexcept
+        : object_(object), pin_(std::move(pin)), shake_(shake) {}
 
     T* object_ = nullptr;
     detail::pin_guard pin_;
+    detail::unpin_shake shake_; // empty unless the pool's shake was on
 };
 
 struct object_pool_stats {

@@ -218,6 +218,7 @@ auto object_pool<T, Arena>::emplace_or_empty(Args&&... args) -> handle {
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
     entry.word.store(detail::slot_word::make(location, 0, true), std::memory_order_release);
     detail::pin_word::end_claim(entry.pool_word);
+    detail::shake_after_allocation(*this);
     return handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -274,7 +275,8 @@ pinned<U> object_pool<T, Arena>::pin_checked(handle h, const char* call) const {
     detail::pin_guard pin(entry.pool_word);
     // Pinned: the object can neither move nor end until the pin does.
     const std::uint64_t word = live_word(h, entry, call, "handle is stale (object destroyed)");
-    return pinned<U>(object_at(detail::slot_word::location(word)), std::move(pin));
+    return pinned<U>(object_at(detail::slot_word::location(word)), std::move(pin),
+                     detail::unpin_shake_for(*this));
 }
 
 template <class T, class Arena>
@@ -438,6 +440,8 @@ std::size_t object_pool<T, Arena>::compact() {
     free_chain(emptied);
     counters_.compactions.fetch_add(1, std::memory_order_relaxed);
     counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
+    only_one.unlock();
+    detail::shake_after_compaction(*this);
     return freed;
 }
 

@@ -243,6 +243,8 @@ z3fold_handle z3fold_pool<Arena>::try_allocate(std::size_t size) noexcept {
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
     unbuddied_.file(*zf);
     frames_list_.push_newest(*zf);
+    guard.unlock();
+    detail::shake_after_allocation(*this);
     return z3fold_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -321,7 +323,8 @@ auto z3fold_pool<Arena>::map(handle h, store_access access) -> mapping {
     resolved r =
         resolve_and_pin(h, "z3fold_pool::map", "z3fold_pool::map: handle is stale (object freed)");
     return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access,
-                   "z3fold_pool::mapping::writable_bytes: mapped for reading only");
+                   "z3fold_pool::mapping::writable_bytes: mapped for reading only",
+                   detail::unpin_shake_for(*this));
 }
 
 // ---- compaction ------------------------------------------------------------------------------
@@ -397,6 +400,8 @@ std::size_t z3fold_pool<Arena>::compact() {
     release_emptied(guard);
     counters_.compactions.fetch_add(1, std::memory_order_relaxed);
     counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
+    only_one.unlock();
+    detail::shake_after_compaction(*this);
     return freed;
 }
 

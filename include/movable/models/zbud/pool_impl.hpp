@@ -210,6 +210,8 @@ zbud_handle zbud_pool<Arena>::try_allocate(std::size_t size) noexcept {
     set_location(slot, *zf, buddy);
     unbuddied_.file(*zf);
     lru_.push_newest(*zf);
+    guard.unlock();
+    detail::shake_after_allocation(*this);
     return zbud_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -286,7 +288,8 @@ auto zbud_pool<Arena>::map(handle h, store_access access) -> mapping {
     resolved r =
         resolve_and_pin(h, "zbud_pool::map", "zbud_pool::map: handle is stale (object freed)");
     return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access,
-                   "zbud_pool::mapping::writable_bytes: mapped for reading only");
+                   "zbud_pool::mapping::writable_bytes: mapped for reading only",
+                   detail::unpin_shake_for(*this));
 }
 
 // ---- compaction and eviction -----------------------------------------------------------------
@@ -359,6 +362,8 @@ std::size_t zbud_pool<Arena>::compact() {
     release_emptied(guard);
     counters_.compactions.fetch_add(1, std::memory_order_relaxed);
     counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
+    only_one.unlock();
+    detail::shake_after_compaction(*this);
     return freed;
 }
 

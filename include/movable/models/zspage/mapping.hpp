@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <movable/detail/contract.hpp>
+#include <movable/detail/shake_frames.hpp>
 #include <movable/models/zspage/handle.hpp>
 #include <movable/models/zspage/zspage.hpp>
 
@@ -48,10 +49,19 @@ public:
     // True when the object spans two frames and is served through a copy.
     [[nodiscard]] bool copied() const noexcept { return copy_ != nullptr; }
 
-    // Writes a copy back (write access), unpins the zspage. Idempotent.
+    // Writes a copy back (write access), unpins the zspage. Idempotent. Under the pool's shake
+    // mode (shake.hpp) it then moves the frame(s) holding the object when no other pin holds them.
     void unmap() noexcept {
         if (pool_ == nullptr) {
             return;
+        }
+        const Pool* const pool = pool_;
+        const std::byte* first_byte = nullptr; // of the object in its zspage; read while pinned
+        const std::byte* last_byte = nullptr;
+        if (pool->shake().enabled() && !bytes_.empty()) {
+            first_byte = detail::zspage_byte_at(pool->arena(), *pin_.get(), payload_offset_);
+            last_byte = detail::zspage_byte_at(pool->arena(), *pin_.get(),
+                                               payload_offset_ + bytes_.size() - 1);
         }
         if (copy_ != nullptr) {
             if (access_ == zspage_access::write) {
@@ -63,6 +73,9 @@ public:
         pin_.release();
         pool_ = nullptr;
         bytes_ = {};
+        if (first_byte != nullptr) {
+            detail::shake_unpinned<Pool>(pool, first_byte, last_byte);
+        }
     }
 
 private:

@@ -233,6 +233,8 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     if constexpr (detail::expensive_checks_enabled) {
         detail::zspage_pool_invariants::check_class(arena_, cls, zs);
     }
+    guard.unlock();
+    detail::shake_after_allocation(*this);
     return zspage_handle::from_value(detail::handle_value::make(slot, generation));
 }
 
@@ -355,6 +357,8 @@ std::size_t zspage_pool<Arena>::compact() {
     }
     counters_.compactions.fetch_add(1, std::memory_order_relaxed);
     counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
+    only_one.unlock();
+    detail::shake_after_compaction(*this);
     return freed;
 }
 
