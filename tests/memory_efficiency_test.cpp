@@ -345,6 +345,11 @@ double compacted_resident_ratio(Subject& s) {
     const std::uint64_t digest = s.digest();
     const std::size_t live = s.live_bytes();
 
+    // The worker runs through all three phases of compaction. What is forced: the first phase
+    // starts after its first read and write (the latch), and each phase after the one before has
+    // seen it finish a fresh read and write, so it reads objects where each phase left them.
+    // Whether an operation also overlaps a phase is up to the scheduler; the result must not
+    // depend on it.
     churning_reader<Subject> worker{s};
     std::thread reader([&worker] { worker.run(); });
     worker.first_write.wait();
