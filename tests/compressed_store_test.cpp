@@ -237,6 +237,7 @@ TEST_CASE_TEMPLATE("random churn stays intact through pool compaction and arena 
     for (const auto h : s.handles()) {
         s.remove(h);
     }
+    test::release_thread_cache(*s.store);
     CHECK(s.store->stats().frames_in_use == 0);
     CHECK(s.arena.free_frames() == s.arena.frame_count());
 }

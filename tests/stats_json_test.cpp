@@ -281,6 +281,8 @@ TEST_CASE("zspage_pool JSON lists every class with its counts, as zsmalloc's cla
     CHECK(json["isolated_frames"].as_unsigned() == stats.isolated_frames);
     CHECK(json["handle_slots_retired"].as_unsigned() == stats.handle_slots_retired);
     CHECK(json["migrate_pin_waits"].as_unsigned() == stats.migrate_pin_waits);
+    CHECK(json["objects_reserved"].as_unsigned() == stats.objects_reserved);
+    CHECK(json["reservations_stolen"].as_unsigned() == stats.reservations_stolen);
     const value& classes = json["classes"];
     REQUIRE(classes.size() == stats.classes.size());
     std::size_t objects = 0;
@@ -299,6 +301,7 @@ TEST_CASE("zspage_pool JSON lists every class with its counts, as zsmalloc's cla
         CHECK(row["objects_allocated"].as_unsigned() == c.objects_allocated);
         CHECK(row["objects_in_use"].as_unsigned() == c.objects_in_use);
         CHECK(row["bytes_in_use"].as_unsigned() == c.bytes_in_use);
+        CHECK(row["objects_reserved"].as_unsigned() == c.objects_reserved);
         CHECK(row["frames_freeable"].as_unsigned() == c.frames_freeable);
         check_fullness(row, c.fullness);
         objects += row["objects_in_use"].as_unsigned();

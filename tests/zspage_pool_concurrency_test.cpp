@@ -183,6 +183,7 @@ TEST_CASE("objects stay intact while threads allocate, free, read, write and map
             pool.deallocate(o.handle);
         }
     }
+    pool.release_thread_cache(); // the workers' caches went back when they exited
     CHECK(pool.stats().frames_in_use == 0);
     CHECK(arena.free_frames() == arena.frame_count());
 }
@@ -290,8 +291,8 @@ TEST_CASE("a pin taken after isolation: sync_light answers busy with the pin hel
 TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the core then "
           "frees the frame") {
     arena_type arena(4 * arena_type::block_bytes);
-    pool_type pool(arena);
-    const zspage_handle h = pool.allocate(1100); // one 8-frame zspage
+    pool_type pool(arena, {.thread_cache = false}); // the free empties the zspage
+    const zspage_handle h = pool.allocate(1100);    // one 8-frame zspage
     frame& src = access::start_frame(pool, h);
     REQUIRE(isolate_movable_frame(src, migrate_mode::sync));
 
@@ -322,8 +323,8 @@ TEST_CASE("migrating a frame of a zspage that is being freed answers busy; the c
 TEST_CASE("a zspage emptied while a reader that followed a stale location pins it is released "
           "only after that pin ends") {
     arena_type arena(4 * arena_type::block_bytes);
-    pool_type pool(arena);
-    const zspage_handle h = pool.allocate(1100); // one 8-frame zspage, its only object
+    pool_type pool(arena, {.thread_cache = false}); // the free empties the zspage
+    const zspage_handle h = pool.allocate(1100);    // one 8-frame zspage, its only object
     const std::vector<frame*> frames = access::zspage_frames(pool, h);
     detail::zspage_pin reader = access::pin_zspage(pool, h);
     REQUIRE(reader.get() != nullptr);
@@ -389,7 +390,7 @@ struct held_targets {
 template <class Free>
 void migration_racing_a_free(Free&& free_the_zspage, race_order order) {
     arena_type arena(4 * arena_type::block_bytes);
-    auto pool = std::make_unique<pool_type>(arena);
+    auto pool = std::make_unique<pool_type>(arena, zspage_pool_options{.thread_cache = false});
     const zspage_handle h = pool->allocate(1100); // one 8-frame zspage
     frame& f = access::start_frame(*pool, h);
     REQUIRE(isolate_movable_frame(f, migrate_mode::sync));

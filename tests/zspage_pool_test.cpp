@@ -220,8 +220,9 @@ TEST_CASE("allocation takes the fullest zspage that is not full") {
     CHECK(s.intact());
 }
 
-TEST_CASE("freeing the last object of a zspage gives its frames back to the arena") {
-    shadowed s(2);
+TEST_CASE("without a thread cache, freeing the last object of a zspage gives its frames back to "
+          "the arena") {
+    shadowed s(2, {.thread_cache = false});
     const std::size_t free_before = s.arena.free_frames();
     const std::size_t frames = s.pool->size_class_for(1100).frames_per_zspage;
     const zspage_handle h = s.add(1100);
@@ -565,7 +566,7 @@ TEST_CASE("when the arena has no target frame, migration stops and the frame is 
 }
 
 TEST_CASE("a zspage freed while one of its frames is isolated leaves that frame to the core") {
-    shadowed s(2);
+    shadowed s(2, {.thread_cache = false}); // the free empties the zspage at once
     const std::size_t free_before = s.arena.free_frames();
     std::vector<zspage_handle> handles;
     for (int i = 0; i < 5; ++i) {
@@ -621,67 +622,74 @@ TEST_CASE("destroying a pool frees every object and frame") {
 
 // ---- data integrity ----------------------------------------------------------------------------
 
-TEST_CASE("random churn stays intact through compaction, arena compaction and frame migration") {
-    shadowed s(48);
-    std::mt19937 rng(2024);
-    // Sizes shaped like compressed pages: mostly 1-2 KiB, some small, some nearly a frame.
-    auto random_size = [&] {
-        const unsigned kind = rng() % 10;
-        if (kind == 0) {
-            return std::size_t{1} + rng() % 512;
-        }
-        if (kind < 8) {
-            return std::size_t{700} + rng() % 1800;
-        }
-        return std::size_t{2500} + rng() % (frame_size - 2500 + 1);
-    };
-    std::vector<zspage_handle> live;
-    for (int round = 0; round < 4; ++round) {
-        CAPTURE(round);
-        for (int op = 0; op < 2500; ++op) {
-            if (live.empty() || rng() % 100 < 55) {
-                if (const zspage_handle h = s.try_add(random_size())) {
-                    live.push_back(h);
-                }
-            } else {
-                const std::size_t i = rng() % live.size();
-                if (rng() % 4 == 0) { // rewrite in place
-                    const zspage_handle h = live[i];
-                    std::vector<std::byte> bytes =
-                        pattern(s.objects[h.value()].size(), s.next_seed++);
-                    s.pool->write(h, bytes);
-                    s.objects[h.value()] = bytes;
+TEST_CASE("random churn stays intact through compaction, arena compaction and frame migration, "
+          "with and without thread caches") {
+    for (const bool cached : {false, true}) {
+        CAPTURE(cached);
+        shadowed s(64, {.thread_cache = cached});
+        std::mt19937 rng(2024);
+        // Sizes shaped like compressed pages: mostly 1-2 KiB, some small, some nearly a frame.
+        auto random_size = [&] {
+            const unsigned kind = rng() % 10;
+            if (kind == 0) {
+                return std::size_t{1} + rng() % 512;
+            }
+            if (kind < 8) {
+                return std::size_t{700} + rng() % 1800;
+            }
+            return std::size_t{2500} + rng() % (frame_size - 2500 + 1);
+        };
+        std::vector<zspage_handle> live;
+        for (int round = 0; round < 4; ++round) {
+            CAPTURE(round);
+            for (int op = 0; op < 2500; ++op) {
+                if (live.empty() || rng() % 100 < 55) {
+                    if (const zspage_handle h = s.try_add(random_size())) {
+                        live.push_back(h);
+                    }
                 } else {
-                    s.remove(live[i]);
-                    live[i] = live.back();
-                    live.pop_back();
+                    const std::size_t i = rng() % live.size();
+                    if (rng() % 4 == 0) { // rewrite in place
+                        const zspage_handle h = live[i];
+                        std::vector<std::byte> bytes =
+                            pattern(s.objects[h.value()].size(), s.next_seed++);
+                        s.pool->write(h, bytes);
+                        s.objects[h.value()] = bytes;
+                    } else {
+                        s.remove(live[i]);
+                        live[i] = live.back();
+                        live.pop_back();
+                    }
                 }
             }
-        }
-        REQUIRE(s.intact());
-        s.pool->compact();
-        REQUIRE(s.intact());
-        compactor<arena_type>(s.arena).compact();
-        REQUIRE(s.intact());
-        // Migrate a random sample of the arena's frames one by one.
-        std::size_t migrated = 0;
-        for (std::size_t i = 0; i < s.arena.frame_count(); i += 1 + rng() % 7) {
-            if (!s.arena.is_free(i)) {
-                migrated +=
-                    isolate_and_migrate(s.arena, s.arena.frame_at(i),
-                                        rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+            REQUIRE(s.intact());
+            s.pool->compact();
+            CHECK(s.pool->compactable_frames() == 0); // idle reservations taken back too
+            REQUIRE(s.intact());
+            compactor<arena_type>(s.arena).compact();
+            REQUIRE(s.intact());
+            // Migrate a random sample of the arena's frames one by one.
+            std::size_t migrated = 0;
+            for (std::size_t i = 0; i < s.arena.frame_count(); i += 1 + rng() % 7) {
+                if (!s.arena.is_free(i)) {
+                    migrated +=
+                        isolate_and_migrate(s.arena, s.arena.frame_at(i),
+                                            rng() % 2 ? migrate_mode::sync : migrate_mode::async);
+                }
             }
+            CHECK(migrated > 0);
+            REQUIRE(s.intact());
+            CHECK(s.pool->stats().objects_in_use == live.size());
         }
-        CHECK(migrated > 0);
-        REQUIRE(s.intact());
-        CHECK(s.pool->stats().objects_in_use == live.size());
+        // Free everything: the arena gets every frame back (this thread's reserved places once it
+        // gives them back).
+        for (const zspage_handle h : live) {
+            s.remove(h);
+        }
+        s.pool->release_thread_cache();
+        CHECK(s.pool->stats().frames_in_use == 0);
+        CHECK(s.arena.free_frames() == s.arena.frame_count());
     }
-    // Free everything: the arena gets every frame back.
-    for (const zspage_handle h : live) {
-        s.remove(h);
-    }
-    CHECK(s.pool->stats().frames_in_use == 0);
-    CHECK(s.arena.free_frames() == s.arena.frame_count());
 }
 
 // ---- invariants --------------------------------------------------------------------------------
@@ -906,7 +914,9 @@ TEST_CASE("writing through a read mapping is caught") {
 
 TEST_CASE("freeing a mapped object that empties its zspage is caught") {
     MOVABLE_REQUIRE_CONTRACTS();
-    shadowed s(2);
+    // Without a thread cache: with one, the free leaves the zspage its reserved places, so it
+    // does not empty (a free of a mapped object is caught only when it empties its zspage).
+    shadowed s(2, {.thread_cache = false});
     const zspage_handle h = s.add(64);
     CHECK(test::dies_with("zspage_pool::deallocate: freed an object that is still mapped", [&] {
         pool_type::mapping m = s.pool->map(h, zspage_access::read);

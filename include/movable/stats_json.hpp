@@ -217,6 +217,8 @@ inline void write_json_object(detail::json_writer& out, const zspage_pool_stats&
     out.field("isolated_frames", stats.isolated_frames);
     out.field("handle_slots_retired", stats.handle_slots_retired);
     out.field("migrate_pin_waits", stats.migrate_pin_waits);
+    out.field("objects_reserved", stats.objects_reserved);
+    out.field("reservations_stolen", stats.reservations_stolen);
     out.key("classes").begin_array();
     for (std::size_t i = 0; i < stats.classes.size(); ++i) {
         const zspage_class_stats& c = stats.classes[i];
@@ -233,6 +235,7 @@ inline void write_json_object(detail::json_writer& out, const zspage_pool_stats&
         out.field("objects_allocated", c.objects_allocated);
         out.field("objects_in_use", c.objects_in_use);
         out.field("bytes_in_use", c.bytes_in_use);
+        out.field("objects_reserved", c.objects_reserved);
         out.field("frames_freeable", c.frames_freeable);
         detail::write_fullness(out, c.fullness);
         out.end_object();

@@ -40,6 +40,15 @@ std::string stale_message(const char* call) {
     return std::string(store_name<Store>) + "::" + call + ": handle is stale";
 }
 
+// Gives the calling thread's cached places back, for a store with per-thread caches
+// (zspage_pool's release_thread_cache); nothing for one without.
+template <class Store>
+void release_thread_cache(Store& store) {
+    if constexpr (requires { store.release_thread_cache(); }) {
+        store.release_thread_cache();
+    }
+}
+
 inline void fill_pattern(std::span<std::byte> bytes, std::uint32_t seed) {
     std::uint32_t x = seed * 2654435761u + 1;
     for (auto& b : bytes) {

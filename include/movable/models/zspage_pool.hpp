@@ -44,6 +44,15 @@
 //     never sees a half-moved object, and a frame lock is held at most that bound longer.
 //     Releasing an emptied zspage claims it too, waiting out readers that followed a stale
 //     location to it (they let go at once).
+//   * Per-thread caches (zspage_pool_options::thread_cache, on by default): each thread keeps,
+//     per size class, a few reserved places (a taken place and its handle slot, no object; up
+//     to about 8 KiB of them per class) in a magazine only it touches (pool/thread_cache.hpp,
+//     models/zspage/magazine.hpp). allocate turns one into an object and deallocate an object
+//     back into one, each under a pin of the zspage taken without a lock, so neither takes the
+//     class lock. Migration moves reservations with their frame; compact() takes idle ones back
+//     (a zspage a thread pins is skipped), and so does an allocation that finds the arena
+//     exhausted. A thread gives its own back when its class's cache is full (the older half),
+//     when it exits, and on release_thread_cache().
 //   * Fields changed under different locks never share a word: per-class state lives in its
 //     own cache line; in a zspage descriptor the class-locked fields, the pin count and the
 //     freeing flag are separate words; pool counters are separate atomics.
@@ -70,6 +79,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <movable/detail/contract.hpp>
 #include <movable/detail/shake_frames.hpp>
@@ -79,6 +89,7 @@
 #include <movable/migrate.hpp>
 #include <movable/models/zspage/handle.hpp>
 #include <movable/models/zspage/invariants.hpp>
+#include <movable/models/zspage/magazine.hpp>
 #include <movable/models/zspage/mapping.hpp>
 #include <movable/models/zspage/relocation.hpp>
 #include <movable/models/zspage/stats.hpp>
@@ -87,6 +98,7 @@
 #include <movable/pool/handle_table.hpp>
 #include <movable/pool/size_classes.hpp>
 #include <movable/pool/store_errors.hpp>
+#include <movable/pool/thread_cache.hpp>
 #include <movable/shake.hpp>
 
 namespace movable {
@@ -165,8 +177,16 @@ public:
     // yields whenever another thread waits for it. One compaction runs per pool at a time: a
     // call made while another runs returns 0 at once. Returns the frames freed.
     std::size_t compact();
-    // Frames compaction could free now (the kernel's zs_can_compact, summed over classes).
+    // Frames compaction could free now (the kernel's zs_can_compact, summed over classes),
+    // counting the places reserved in threads' caches as free.
     [[nodiscard]] std::size_t compactable_frames() const;
+
+    // ---- per-thread caches (zspage_pool_options::thread_cache) ----------------------------------
+    // Gives the calling thread's reserved places back to the pool (a thread's cache holds up to
+    // magazine_capacity per size class; it gives them back by itself when it exits, and
+    // compact() takes back those of every thread that is not using them).
+    void release_thread_cache() noexcept;
+    static constexpr std::size_t magazine_capacity = detail::zspage_magazine::capacity;
 
     // ---- introspection --------------------------------------------------------------------------
     [[nodiscard]] std::span<const zspage_size_class> size_classes() const noexcept {
@@ -222,6 +242,8 @@ private:
                             std::unique_lock<detail::contended_mutex>& guard) const;
     resolved resolve_and_pin(handle h, const char* call, const char* stale_message) const;
     std::optional<resolved> try_pin_unlocked(handle h) const noexcept;
+    std::optional<detail::zspage_pin> pin_at(const detail::handle_slot& entry,
+                                             std::uint64_t w) const noexcept;
     // The frame an object's location names, and its zspage.
     frame& frame_of(std::uint64_t location) const noexcept {
         return arena_.frame_at(locations_.frame_index(location));
@@ -230,12 +252,51 @@ private:
         return detail::zspage_link::from_raw(f.private_word()).pointer();
     }
     void set_location(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
-                      std::uint32_t object) const noexcept;
+                      std::uint32_t object, bool allocated) const noexcept;
+    // set_location for a place that moved, keeping the word's state (object or reservation).
+    void relocate(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
+                  std::uint32_t object) const noexcept;
     void free_chain(detail::zspage* first) noexcept;
+    // An object of `size` bytes of `cls` under the class lock; the empty handle when the arena or
+    // the handle table is exhausted.
+    handle allocate_locked(class_state& cls, std::size_t size) noexcept;
     std::size_t compact_class(class_state& cls);
 
     bool wait_for_unpinned(detail::zspage& zs,
                            std::unique_lock<detail::contended_mutex>& guard) noexcept;
+
+    // ---- per-thread caches (models/zspage/thread_cache_impl.hpp) --------------------------------
+    using magazine = detail::zspage_magazine;
+    // The calling thread's magazine; null without thread caches or when memory ran out.
+    magazine* local_magazine() noexcept;
+    // allocate / deallocate through the magazine: the empty handle / false when the caller must
+    // take the locked way.
+    handle allocate_cached(magazine& m, class_state& cls, std::size_t size) noexcept;
+    bool deallocate_cached(magazine& m, handle h) noexcept;
+    // Makes a reservation (its word just popped) an object of `size` bytes; the empty handle when
+    // compaction took it back (the slot is given back).
+    handle take_reservation(class_state& cls, std::uint32_t slot, std::size_t size) noexcept;
+    // Reserves up to magazine::refill places of `cls` into an empty cache (takes the class
+    // lock); false when it reserved none (the arena or the handle table is exhausted).
+    bool refill(magazine::class_cache& cache, class_state& cls) noexcept;
+    // Gives the places of `count` reserved slots of `cls` back (class lock), then their slots.
+    void give_back_reservations(class_state& cls, const std::uint32_t* slots,
+                                std::size_t count) noexcept;
+    void give_back_magazine(magazine& m) noexcept;
+    // Compaction's side: a reservation's place goes back to its zspage's free list and its word
+    // says `stolen` (false: the slot holds an object); every idle reservation of `cls` in a
+    // zspage nobody pins, returning the zspages emptied (freeing, off the lists, linked through
+    // next). Class locked.
+    bool take_back_reservation(class_state& cls, std::uint32_t slot) noexcept;
+    detail::zspage* take_back_reservations(class_state& cls) noexcept;
+    // take_back_reservations with the class lock taken, then the emptied zspages freed; returns
+    // their frames.
+    std::size_t take_back_idle(class_state& cls) noexcept;
+    static void flush_exiting_thread(void* pool, void* cache) noexcept;
+    // Per class: reservations in threads' magazines (less those compaction took back), and the
+    // bytes the magazines counted. Takes the caches' lock; a snapshot when threads run.
+    std::vector<std::size_t> reserved_by_class() const;
+    std::vector<std::int64_t> cached_bytes_by_class() const;
 
     Arena& arena_;
     zspage_pool_options options_;
@@ -248,8 +309,10 @@ private:
     std::mutex compaction_lock_;
     detail::zspage_pool_counters counters_;
     shake_switch shake_;
+    detail::pool_caches<magazine> caches_{this}; // last: registered once the pool is built
 };
 
 } // namespace movable
 
 #include <movable/models/zspage/pool_impl.hpp>
+#include <movable/models/zspage/thread_cache_impl.hpp>

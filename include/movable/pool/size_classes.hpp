@@ -23,6 +23,12 @@ struct zspage_pool_options {
     // far too few for a mapping a caller keeps. 0: `sync` answers `busy` at once, as
     // `sync_light` and `async` always do.
     std::size_t sync_pin_wait_attempts = 64;
+    // Per-thread caches: each thread keeps up to zspage_pool::magazine_capacity reserved places
+    // per size class (taken places with a handle slot, no object) that only it touches, so
+    // its common allocate and deallocate take no class lock. Compaction takes idle reservations
+    // back; a thread gives its own back when it exits and on release_thread_cache(). Off: every
+    // call takes its class's lock.
+    bool thread_cache = true;
 };
 
 inline constexpr std::size_t zspage_max_chain_frames = 16;

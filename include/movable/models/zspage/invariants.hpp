@@ -21,11 +21,15 @@
 //     object o with zspage_of(F) a listed zspage z of that class, o < objects,
 //     F == z.frames[o * object_size / frame_size], header(z, o) == allocated(s),
 //     1 <= size(s) <= c.info.max_payload
-//   |allocated slots of c| == c.objects_in_use, sum of their sizes == c.bytes_in_use
+//   for every slot in a thread's cache (a reservation): not allocated; `stolen` (compaction took
+//     its place back), or its location names a place of its class as above whose header names
+//     it; |stolen ones of c| == c.stolen_pending
+//   |allocated slots of c| + |reservations of c| == c.objects_in_use, sum of the allocated
+//     slots' sizes == c.bytes_in_use + what the caches counted for c
 //     (headers name one slot each, so slots -> objects is one-to-one; with equal counts it is
 //     onto every allocated object)
-//   handle table: |allocated| + |free stack| + retired == published; the free stack's entries
-//     are distinct, published and marked free
+//   handle table: |allocated| + |in caches| + |free stack| + retired == published; the free
+//     stack's entries are distinct, published and marked free
 // stats() reports c.zspages, c.objects_in_use, c.bytes_in_use and the counters, so these make
 // the walk agree with stats().
 //
@@ -53,7 +57,6 @@ struct zspage_pool_invariants {
     // The whole pool. Quiescent pool only (see above).
     template <class Pool>
     static void check(const Pool& pool) {
-        constexpr std::size_t frame_size = Pool::frame_size;
         std::unordered_map<const zspage*, std::uint32_t> listed; // zspage -> class id
         std::vector<std::size_t> slots_of_class(pool.class_map_.size(), 0);
         std::vector<std::size_t> bytes_of_class(pool.class_map_.size(), 0);
@@ -96,6 +99,25 @@ struct zspage_pool_invariants {
         invariant(isolated == pool.counters_.isolated_frames.load(std::memory_order_relaxed),
                   "the isolated-frame count differs from the pool's frames that are isolated");
 
+        // Threads' reservations: slot -> class, and the per-class bytes their fast paths counted.
+        std::unordered_map<std::uint32_t, std::uint32_t> reserved_slots;
+        std::vector<std::int64_t> cached_bytes(pool.class_map_.size(), 0);
+        pool.caches_.for_each([&](const auto& m) {
+            if (m.classes == nullptr) {
+                return;
+            }
+            for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
+                const auto& cache = m.classes[c];
+                cached_bytes[c] += cache.bytes.load(std::memory_order_relaxed);
+                for (std::uint32_t i = 0; i < cache.size(); ++i) {
+                    invariant(reserved_slots.emplace(cache.slots[i], c).second,
+                              "a handle slot is in threads' caches twice");
+                }
+            }
+        });
+        std::vector<std::size_t> reserved_of_class(pool.class_map_.size(), 0);
+        std::vector<std::size_t> stolen_of_class(pool.class_map_.size(), 0);
+
         const handle_table& handles = *pool.handles_;
         const std::size_t published = handles.published();
         std::size_t allocated = 0;
@@ -103,33 +125,26 @@ struct zspage_pool_invariants {
             const auto slot = static_cast<std::uint32_t>(index);
             const handle_slot& entry = handles.slot(slot);
             const std::uint64_t word = entry.word.load(std::memory_order_acquire);
+            const auto reservation = reserved_slots.find(slot);
+            if (reservation != reserved_slots.end()) {
+                invariant(!slot_word::allocated(word),
+                          "a slot in a thread's cache is marked allocated");
+                if (word == Pool::magazine::stolen) {
+                    ++stolen_of_class[reservation->second];
+                    continue;
+                }
+                invariant(slot_word::class_id(word) == reservation->second,
+                          "a reserved slot names another class than the cache it is in");
+                check_place(pool, slot, word, listed);
+                ++reserved_of_class[reservation->second];
+                continue;
+            }
             if (!slot_word::allocated(word)) {
                 continue;
             }
             ++allocated;
-            const std::uint32_t class_id = slot_word::class_id(word);
-            invariant(class_id < pool.class_map_.size(),
-                      "an allocated handle slot names a class the pool does not have");
-            zspage_class& cls = pool.classes_[class_id];
-            std::lock_guard guard(cls.lock);
-            const std::uint64_t location = slot_word::location(word);
-            const std::size_t frame_index = pool.locations_.frame_index(location);
-            const std::uint32_t object = pool.locations_.object(location);
-            invariant(frame_index < pool.arena_.frame_count(),
-                      "an allocated handle slot's location names no frame of the arena");
-            const frame& f = pool.arena_.frame_at(frame_index);
-            const zspage* zs = zspage_link::from_raw(f.private_word()).pointer();
-            const auto found = listed.find(zs);
-            invariant(found != listed.end() && found->second == class_id,
-                      "an allocated handle slot's location is not in a zspage of its class");
-            invariant(object < cls.info.objects_per_zspage &&
-                          zs->frames[std::size_t{object} * cls.info.object_size / frame_size] == &f,
-                      "an allocated handle slot's location names an object index out of range "
-                      "or a frame the object does not start in");
-            const std::uint64_t header =
-                zspage_read_header(pool.arena_, cls, const_cast<zspage&>(*zs), object);
-            invariant(header == object_header::allocated(slot),
-                      "an allocated handle slot's object header does not name that slot");
+            const std::uint32_t class_id = check_place(pool, slot, word, listed);
+            const zspage_class& cls = pool.classes_[class_id];
             const std::size_t size = entry.pool_word.load(std::memory_order_relaxed);
             invariant(size >= 1 && size <= cls.info.max_payload,
                       "an allocated handle slot's size does not fit its class");
@@ -139,13 +154,48 @@ struct zspage_pool_invariants {
         for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
             zspage_class& cls = pool.classes_[c];
             std::lock_guard guard(cls.lock);
-            invariant(slots_of_class[c] == cls.objects_in_use,
-                      "a class's allocated handle slots differ from its objects in use");
-            invariant(bytes_of_class[c] == cls.bytes_in_use,
+            invariant(slots_of_class[c] + reserved_of_class[c] == cls.objects_in_use,
+                      "a class's allocated and reserved handle slots differ from its objects in "
+                      "use");
+            invariant(static_cast<std::int64_t>(bytes_of_class[c]) ==
+                          static_cast<std::int64_t>(cls.bytes_in_use) + cached_bytes[c],
                       "a class's bytes in use differ from the sum of its objects' sizes");
+            invariant(stolen_of_class[c] == cls.stolen_pending.load(std::memory_order_relaxed),
+                      "a class's count of reservations taken back differs from its caches'");
         }
+        check_free_stack(handles, allocated + reserved_slots.size(), invariant);
+    }
 
-        check_free_stack(handles, allocated, invariant);
+    // The place a slot word (an object's or a reservation's) names is a place of a listed zspage
+    // of the word's class whose header names the slot; returns the class.
+    template <class Pool, class Listed>
+    static std::uint32_t check_place(const Pool& pool, std::uint32_t slot, std::uint64_t word,
+                                     const Listed& listed) {
+        constexpr std::size_t frame_size = Pool::frame_size;
+        const std::uint32_t class_id = slot_word::class_id(word);
+        invariant(class_id < pool.class_map_.size(),
+                  "an allocated handle slot names a class the pool does not have");
+        zspage_class& cls = pool.classes_[class_id];
+        std::lock_guard guard(cls.lock);
+        const std::uint64_t location = slot_word::location(word);
+        const std::size_t frame_index = pool.locations_.frame_index(location);
+        const std::uint32_t object = pool.locations_.object(location);
+        invariant(frame_index < pool.arena_.frame_count(),
+                  "an allocated handle slot's location names no frame of the arena");
+        const frame& f = pool.arena_.frame_at(frame_index);
+        const zspage* zs = zspage_link::from_raw(f.private_word()).pointer();
+        const auto found = listed.find(zs);
+        invariant(found != listed.end() && found->second == class_id,
+                  "an allocated handle slot's location is not in a zspage of its class");
+        invariant(object < cls.info.objects_per_zspage &&
+                      zs->frames[std::size_t{object} * cls.info.object_size / frame_size] == &f,
+                  "an allocated handle slot's location names an object index out of range "
+                  "or a frame the object does not start in");
+        const std::uint64_t header =
+            zspage_read_header(pool.arena_, cls, const_cast<zspage&>(*zs), object);
+        invariant(header == object_header::allocated(slot),
+                  "an allocated handle slot's object header does not name that slot");
+        return class_id;
     }
 
     // One class's lists and counts, and the free lists of its zspages (all of them when

@@ -63,6 +63,7 @@ zspage_pool<Arena>::zspage_pool(Arena& arena, zspage_pool_options options)
 
 template <class Arena>
 zspage_pool<Arena>::~zspage_pool() {
+    caches_.retire(); // no exiting thread gives its cache back from now on
     detail::zspage* chain = nullptr;
     for (std::size_t c = 0; c < class_map_.size(); ++c) {
         std::lock_guard guard(classes_[c].lock);
@@ -79,15 +80,23 @@ const zspage_size_class& zspage_pool<Arena>::size_class_for(std::size_t size) co
     return class_of_payload(size).info;
 }
 
-// Publishes where the allocated object of `slot` lives now: the frame it starts in and its
-// index in the zspage. Class locked.
+// Publishes where the object (or reservation: not `allocated`) of `slot` lives now: the frame it
+// starts in and its index in the zspage. Class locked, or the zspage pinned by the caller.
 template <class Arena>
 void zspage_pool<Arena>::set_location(std::uint32_t slot, detail::zspage& zs,
-                                      const class_state& cls, std::uint32_t object) const noexcept {
+                                      const class_state& cls, std::uint32_t object,
+                                      bool allocated) const noexcept {
     const std::size_t position = std::size_t{object} * cls.info.object_size / frame_size;
     const std::uint64_t location = locations_.make(arena_.index_of(*zs.frames[position]), object);
-    handles_->word(slot).store(detail::slot_word::make(location, cls.id, true),
+    handles_->word(slot).store(detail::slot_word::make(location, cls.id, allocated),
                                std::memory_order_release);
+}
+template <class Arena>
+void zspage_pool<Arena>::relocate(std::uint32_t slot, detail::zspage& zs, const class_state& cls,
+                                  std::uint32_t object) const noexcept {
+    set_location(
+        slot, zs, cls, object,
+        detail::slot_word::allocated(handles_->word(slot).load(std::memory_order_relaxed)));
 }
 
 // Gives emptied zspages (linked through next) back (detail::zspage_release); their frames
@@ -170,10 +179,27 @@ auto zspage_pool<Arena>::try_pin_unlocked(handle h) const noexcept -> std::optio
     const detail::handle_slot& entry = handles_->slot(slot);
     const std::uint64_t w = entry.word.load(std::memory_order_acquire);
     const std::uint32_t class_id = detail::slot_word::class_id(w);
-    const std::uint64_t location = detail::slot_word::location(w);
-    const std::size_t frame_index = locations_.frame_index(location);
-    if (!detail::slot_word::allocated(w) || class_id >= class_map_.size() ||
-        frame_index >= arena_.frame_count()) {
+    if (!detail::slot_word::allocated(w) || class_id >= class_map_.size()) {
+        return std::nullopt;
+    }
+    std::optional<detail::zspage_pin> pin = pin_at(entry, w);
+    if (!pin || entry.generation.load(std::memory_order_relaxed) !=
+                    detail::handle_value::generation(h.value())) {
+        return std::nullopt; // a pin taken ends with `pin`
+    }
+    return resolved{std::move(*pin), &classes_[class_id],
+                    locations_.object(detail::slot_word::location(w)),
+                    static_cast<std::size_t>(entry.pool_word.load(std::memory_order_relaxed))};
+}
+
+// Pins, without a lock, the zspage that the location in `w` (entry's word, just loaded) names,
+// and checks that entry's word is still `w` and the frame still leads to that zspage: then no
+// mover can change either until the pin ends. Nothing when a step does not hold.
+template <class Arena>
+std::optional<detail::zspage_pin> zspage_pool<Arena>::pin_at(const detail::handle_slot& entry,
+                                                             std::uint64_t w) const noexcept {
+    const std::size_t frame_index = locations_.frame_index(detail::slot_word::location(w));
+    if (frame_index >= arena_.frame_count()) {
         return std::nullopt;
     }
     const frame& f = arena_.frame_at(frame_index);
@@ -183,13 +209,10 @@ auto zspage_pool<Arena>::try_pin_unlocked(handle h) const noexcept -> std::optio
         return std::nullopt;
     }
     detail::zspage_pin pin = detail::zspage_pin::adopt(*zs);
-    if (entry.word.load(std::memory_order_acquire) != w || f.private_word() != link ||
-        entry.generation.load(std::memory_order_relaxed) !=
-            detail::handle_value::generation(h.value())) {
+    if (entry.word.load(std::memory_order_acquire) != w || f.private_word() != link) {
         return std::nullopt; // the pin ends with `pin`
     }
-    return resolved{std::move(pin), &classes_[class_id], locations_.object(location),
-                    static_cast<std::size_t>(entry.pool_word.load(std::memory_order_relaxed))};
+    return pin;
 }
 
 // ---- objects ---------------------------------------------------------------------------------
@@ -200,6 +223,30 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
         return {};
     }
     class_state& cls = class_of_payload(size);
+    magazine* m = local_magazine();
+    if (m != nullptr) {
+        if (const handle h = allocate_cached(*m, cls, size)) {
+            detail::shake_after_allocation(*this);
+            return h;
+        }
+    }
+    if (const handle h = allocate_locked(cls, size)) {
+        return h;
+    }
+    if (m == nullptr) {
+        return {};
+    }
+    // The arena (or the handle table) is exhausted: places reserved in threads' caches may be
+    // what is missing. Give this thread's back, take back every idle one, and try once more.
+    give_back_magazine(*m);
+    for (std::size_t c = 0; c < class_map_.size(); ++c) {
+        take_back_idle(classes_[c]);
+    }
+    return allocate_locked(cls, size);
+}
+
+template <class Arena>
+zspage_handle zspage_pool<Arena>::allocate_locked(class_state& cls, std::size_t size) noexcept {
     const std::uint32_t slot = handles_->acquire();
     if (slot == detail::handle_table::none) {
         return {};
@@ -224,7 +271,7 @@ zspage_handle zspage_pool<Arena>::try_allocate(std::size_t size) noexcept {
     detail::handle_slot& entry = handles_->slot(slot);
     entry.pool_word.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
     const std::uint32_t generation = entry.generation.load(std::memory_order_relaxed);
-    set_location(slot, *zs, cls, object);
+    set_location(slot, *zs, cls, object, true);
     if (fresh) {
         cls.link(*zs);
     } else {
@@ -251,6 +298,9 @@ zspage_handle zspage_pool<Arena>::allocate(std::size_t size) {
 template <class Arena>
 void zspage_pool<Arena>::deallocate(handle h) {
     detail::check_handle("zspage_pool::deallocate", h);
+    if (magazine* m = local_magazine(); m != nullptr && deallocate_cached(*m, h)) {
+        return;
+    }
     detail::zspage* emptied = nullptr;
     bool retire = false;
     std::uint32_t slot = 0;
@@ -331,16 +381,19 @@ std::size_t zspage_pool<Arena>::compact_class(class_state& cls) {
         return handles_->slot(slot).pool_word.load(std::memory_order_relaxed);
     };
     const auto relocated = [&](std::uint32_t slot, detail::zspage& zs, std::uint32_t object) {
-        set_location(slot, zs, cls, object);
+        set_location(slot, zs, cls, object, true);
     };
-    return detail::zspage_compact_class(
-        cls,
-        [&](detail::zspage& src, detail::zspage& dst) {
-            const std::size_t moved =
-                detail::zspage_move_objects(arena_, cls, src, dst, size_of, relocated);
-            counters_.objects_moved.fetch_add(moved, std::memory_order_relaxed);
-        },
-        [&](detail::zspage* emptied) { free_chain(emptied); });
+    const auto take_back = [&](std::uint32_t slot) { return take_back_reservation(cls, slot); };
+    // Idle reservations first: the zspages that held only those go at once.
+    return take_back_idle(cls) +
+           detail::zspage_compact_class(
+               cls,
+               [&](detail::zspage& src, detail::zspage& dst) {
+                   const std::size_t moved = detail::zspage_move_objects(
+                       arena_, cls, src, dst, size_of, relocated, take_back);
+                   counters_.objects_moved.fetch_add(moved, std::memory_order_relaxed);
+               },
+               [&](detail::zspage* emptied) { free_chain(emptied); });
 }
 
 template <class Arena>
@@ -351,9 +404,8 @@ std::size_t zspage_pool<Arena>::compact() {
     }
     std::size_t freed = 0;
     for (std::size_t c = class_map_.size(); c-- > 0;) {
-        if (!classes_[c].info.huge) {
-            freed += compact_class(classes_[c]);
-        }
+        // A huge class's zspage holds one object: nothing to pack, only reservations to take.
+        freed += classes_[c].info.huge ? take_back_idle(classes_[c]) : compact_class(classes_[c]);
     }
     counters_.compactions.fetch_add(1, std::memory_order_relaxed);
     counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
@@ -364,10 +416,11 @@ std::size_t zspage_pool<Arena>::compact() {
 
 template <class Arena>
 std::size_t zspage_pool<Arena>::compactable_frames() const {
+    const std::vector<std::size_t> reserved = reserved_by_class();
     std::size_t frames = 0;
     for (std::size_t c = 0; c < class_map_.size(); ++c) {
         std::lock_guard guard(classes_[c].lock);
-        frames += classes_[c].frames_freeable();
+        frames += classes_[c].frames_freeable(reserved[c]);
     }
     return frames;
 }
@@ -375,7 +428,8 @@ std::size_t zspage_pool<Arena>::compactable_frames() const {
 template <class Arena>
 zspage_pool_stats zspage_pool<Arena>::stats() const {
     return detail::pool_stats_of(std::span(classes_.get(), class_map_.size()), frame_size,
-                                 counters_, handles_->retired());
+                                 counters_, handles_->retired(), reserved_by_class(),
+                                 cached_bytes_by_class());
 }
 
 // ---- owner protocol ----------------------------------------------------------------------------
@@ -414,7 +468,7 @@ migrate_status zspage_pool<Arena>::migrate(frame& dst, frame& src, migrate_mode 
                      "zspage_pool::migrate: frame is not where its zspage's chain says");
     detail::zspage_move_frame(arena_, cls, *zs, position, dst,
                               [&](std::uint32_t slot, detail::zspage& moved, std::uint32_t object) {
-                                  set_location(slot, moved, cls, object);
+                                  relocate(slot, moved, cls, object); // object or reservation
                               });
     dst.set_private_word(link.raw());
     set_movable(dst, *this);

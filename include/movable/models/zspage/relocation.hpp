@@ -80,11 +80,13 @@ std::size_t zspage_compact_class(zspage_class& cls, MoveObjects&& move_objects,
 }
 
 // Moves allocated objects from src into dst until src is empty or dst is full, copying
-// `size_of(slot)` bytes of each (its requested size). Both zspages claimed and off the lists.
-// Returns the objects moved.
-template <class Arena, class SizeOf, class Relocated>
+// `size_of(slot)` bytes of each (its requested size). A taken place whose slot `take_back(slot)`
+// takes back (a thread's idle reservation) goes back on src's free list instead. Both zspages
+// claimed and off the lists. Returns the objects moved.
+template <class Arena, class SizeOf, class Relocated, class TakeBack>
 std::size_t zspage_move_objects(Arena& arena, const zspage_class& cls, zspage& src, zspage& dst,
-                                SizeOf&& size_of, Relocated&& relocated) noexcept {
+                                SizeOf&& size_of, Relocated&& relocated,
+                                TakeBack&& take_back) noexcept {
     const auto objects = static_cast<std::uint32_t>(cls.info.objects_per_zspage);
     std::size_t moved = 0;
     for (std::uint32_t from = 0; from < objects && src.in_use > 0 && dst.in_use < objects; ++from) {
@@ -92,8 +94,12 @@ std::size_t zspage_move_objects(Arena& arena, const zspage_class& cls, zspage& s
         if (!object_header::is_allocated(header)) {
             continue;
         }
-        const std::uint32_t to = zspage_pop_free_object(arena, cls, dst);
         const std::uint32_t slot = object_header::slot(header);
+        if (take_back(slot)) {
+            zspage_push_free_object(arena, cls, src, from);
+            continue;
+        }
+        const std::uint32_t to = zspage_pop_free_object(arena, cls, dst);
         zspage_copy(arena, dst, std::size_t{to} * cls.info.object_size + cls.header_bytes, src,
                     std::size_t{from} * cls.info.object_size + cls.header_bytes, size_of(slot));
         zspage_write_header(arena, cls, dst, to, header);

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 #include <span>
@@ -21,7 +22,8 @@ struct zspage_class_stats {
     zspage_size_class size_class;
     std::size_t objects_allocated = 0; // object slots in this class's zspages
     std::size_t objects_in_use = 0;
-    std::size_t bytes_in_use = 0; // sum of the allocated objects' requested sizes
+    std::size_t bytes_in_use = 0;     // sum of the allocated objects' requested sizes
+    std::size_t objects_reserved = 0; // places reserved in threads' caches (no object)
     std::size_t zspages = 0;
     std::size_t frames = 0;
     std::array<std::size_t, zspage_fullness_groups> fullness{}; // zspages per in-use group
@@ -45,6 +47,8 @@ struct zspage_pool_stats {
     std::size_t handle_slots_retired = 0; // slots whose 32-bit generation ran out: never reused
     std::size_t migrate_pin_waits = 0;    // sync migrations that found their zspage pinned and
                                           // waited for the pins to drop (whatever came of it)
+    std::size_t objects_reserved = 0;     // places reserved in threads' caches (no object)
+    std::size_t reservations_stolen = 0;  // reservations compaction took back
 
     // A table like the kernel's /sys/kernel/debug/zsmalloc/<pool>/classes: one row per class
     // that has zspages, the fullness histogram, then totals.
@@ -106,18 +110,22 @@ inline std::string zspage_pool_stats::table() const {
 
 namespace detail {
 
-// One class's statistics, read under its lock.
-inline zspage_class_stats class_stats_of(zspage_class& cls) {
+// One class's statistics, read under its lock, with `reserved` places in threads' caches and
+// `cached_bytes` counted by them.
+inline zspage_class_stats class_stats_of(zspage_class& cls, std::size_t reserved,
+                                         std::int64_t cached_bytes) {
     zspage_class_stats out;
     out.size_class = cls.info;
     std::lock_guard guard(cls.lock);
     out.zspages = cls.zspages;
     out.frames = cls.zspages * cls.info.frames_per_zspage;
     out.objects_allocated = cls.zspages * cls.info.objects_per_zspage;
-    out.objects_in_use = cls.objects_in_use;
-    out.bytes_in_use = cls.bytes_in_use;
+    out.objects_reserved = std::min(reserved, cls.objects_in_use);
+    out.objects_in_use = cls.objects_in_use - out.objects_reserved;
+    const std::int64_t bytes = static_cast<std::int64_t>(cls.bytes_in_use) + cached_bytes;
+    out.bytes_in_use = bytes > 0 ? static_cast<std::size_t>(bytes) : 0;
     out.fullness = cls.groups.histogram();
-    out.frames_freeable = cls.frames_freeable();
+    out.frames_freeable = cls.frames_freeable(out.objects_reserved);
     return out;
 }
 
@@ -130,18 +138,23 @@ struct zspage_pool_counters {
     std::atomic<std::size_t> frames_released_while_isolated{0};
     std::atomic<std::size_t> isolated_frames{0};
     std::atomic<std::size_t> migrate_pin_waits{0};
+    std::atomic<std::size_t> reservations_stolen{0};
 };
 
 // A pool's statistics. Each class is looked at under its lock, one after another: the totals
 // are a sum of per-class snapshots, not one snapshot of the pool.
 inline zspage_pool_stats pool_stats_of(std::span<zspage_class> classes, std::size_t frame_size,
                                        const zspage_pool_counters& counters,
-                                       std::size_t handle_slots_retired) {
+                                       std::size_t handle_slots_retired,
+                                       std::span<const std::size_t> reserved,
+                                       std::span<const std::int64_t> cached_bytes) {
     zspage_pool_stats result;
     result.frame_size = frame_size;
     result.classes.resize(classes.size());
     for (std::size_t c = 0; c < classes.size(); ++c) {
-        const zspage_class_stats& out = result.classes[c] = class_stats_of(classes[c]);
+        const zspage_class_stats& out = result.classes[c] =
+            class_stats_of(classes[c], reserved[c], cached_bytes[c]);
+        result.objects_reserved += out.objects_reserved;
         result.frames_in_use += out.frames;
         result.zspages += out.zspages;
         result.objects_in_use += out.objects_in_use;
@@ -157,6 +170,7 @@ inline zspage_pool_stats pool_stats_of(std::span<zspage_class> classes, std::siz
     result.isolated_frames = counters.isolated_frames.load(relaxed);
     result.handle_slots_retired = handle_slots_retired;
     result.migrate_pin_waits = counters.migrate_pin_waits.load(relaxed);
+    result.reservations_stolen = counters.reservations_stolen.load(relaxed);
     return result;
 }
 

@@ -104,8 +104,12 @@ struct alignas(64) zspage_class {
     // Under the lock.
     fullness_groups<zspage> groups; // its zspages; capacity: objects_per_zspage
     std::size_t zspages = 0;
-    std::size_t objects_in_use = 0;
-    std::size_t bytes_in_use = 0;
+    std::size_t objects_in_use = 0; // taken places: objects and threads' reservations
+    std::size_t bytes_in_use = 0;   // of objects allocated and freed under the lock (the
+                                    // magazines count the rest)
+    // Reservations compaction took back whose threads have not popped them yet (they are
+    // still in a magazine's count). Changed by compaction (locked) and by the threads (not).
+    std::atomic<std::size_t> stolen_pending{0};
 
     // Sets what the class is; once, before the pool is shared.
     void init(const zspage_size_class& size_class, std::uint32_t class_id) noexcept {
@@ -115,13 +119,15 @@ struct alignas(64) zspage_class {
         groups.capacity = size_class.objects_per_zspage;
     }
 
-    // Frames compaction could free now (the kernel's zs_can_compact).
-    [[nodiscard]] std::size_t frames_freeable() const noexcept {
+    // Frames compaction could free now (the kernel's zs_can_compact), counting `reserved`
+    // places of threads' magazines as free (compaction takes them back).
+    [[nodiscard]] std::size_t frames_freeable(std::size_t reserved = 0) const noexcept {
         const std::size_t allocated = zspages * info.objects_per_zspage;
-        if (allocated <= objects_in_use) {
+        const std::size_t used = objects_in_use - std::min(reserved, objects_in_use);
+        if (allocated <= used) {
             return 0;
         }
-        return (allocated - objects_in_use) / info.objects_per_zspage * info.frames_per_zspage;
+        return (allocated - used) / info.objects_per_zspage * info.frames_per_zspage;
     }
 
     void link(zspage& zs) noexcept { groups.link(zs); }
