@@ -28,22 +28,26 @@ public:
     // The counter `counter` of the benchmark named `benchmark` is the row `label`. The name may
     // leave out a tail of '/'-separated parts: "pair" matches "pair/live:0/iterations:1".
     void add_row(std::string benchmark, std::string counter, std::string label) {
-        rows_.push_back({std::move(benchmark), std::move(counter), std::move(label), {}});
+        rows_.push_back({std::move(benchmark), std::move(counter), std::move(label), {}, {}});
     }
 
-    // Adds the counters of one reported run to the rows that name them.
+    // Adds the counters of one reported run to the rows that name them: each repetition's run,
+    // or, with --benchmark_report_aggregates_only, the median of the repetitions (one sample).
     void collect(const benchmark::BenchmarkReporter::Run& run) {
-        if (run.run_type != benchmark::BenchmarkReporter::Run::RT_Iteration || run.error_occurred) {
+        const bool median = run.run_type == benchmark::BenchmarkReporter::Run::RT_Aggregate &&
+                            run.aggregate_name == "median";
+        if ((run.run_type != benchmark::BenchmarkReporter::Run::RT_Iteration && !median) ||
+            run.error_occurred) {
             return;
         }
-        const std::string name = run.benchmark_name();
+        const std::string name = median ? run.run_name.str() : run.benchmark_name();
         for (row& r : rows_) {
             const auto found = run.counters.find(r.counter);
             const bool named =
                 name.compare(0, r.benchmark.size(), r.benchmark) == 0 &&
                 (name.size() == r.benchmark.size() || name[r.benchmark.size()] == '/');
             if (named && found != run.counters.end()) {
-                r.samples.push_back(found->second.value);
+                (median ? r.medians : r.samples).push_back(found->second.value);
             }
         }
     }
@@ -65,12 +69,15 @@ public:
         std::fprintf(out, "\n%s\n\n| figure | median | min .. max | n |\n|---|---|---|---|\n",
                      title);
         for (const row& r : rows_) {
-            if (r.samples.empty()) {
+            // The repetitions themselves when they were reported, else their medians.
+            const std::vector<double>& samples = r.samples.empty() ? r.medians : r.samples;
+            if (samples.empty()) {
                 continue; // not run (filtered out, or skipped)
             }
-            const auto [low, high] = std::minmax_element(r.samples.begin(), r.samples.end());
-            std::fprintf(out, "| %s | %.3f | %.3f .. %.3f | %zu |\n", r.label.c_str(),
-                         median(r.samples), *low, *high, r.samples.size());
+            const auto [low, high] = std::minmax_element(samples.begin(), samples.end());
+            std::fprintf(out, "| %s | %.3f | %.3f .. %.3f | %zu%s |\n", r.label.c_str(),
+                         median(samples), *low, *high, samples.size(),
+                         r.samples.empty() ? " median" : "");
         }
         std::fflush(out);
     }
@@ -86,7 +93,8 @@ private:
         std::string benchmark;
         std::string counter;
         std::string label;
-        std::vector<double> samples;
+        std::vector<double> samples; // one per repetition
+        std::vector<double> medians; // reported aggregates (--benchmark_report_aggregates_only)
     };
 
     template <class Base>
