@@ -3,7 +3,7 @@
 // them; and the thread stopped in the middle of an episode. Interleavings are forced with a
 // barrier and with a gate source the service passes in every episode (after the pools), never
 // with sleeps.
-#include <movable/background_compactor.hpp>
+#include <movable/service/background_compactor.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 // background_compactor in manual mode: step() with injected wall and CPU clocks, so every
 // watermark, budget and back-off decision is checked without waiting (no timing threshold).
-#include <movable/background_compactor.hpp>
+#include <movable/service/background_compactor.hpp>
 
 #include <doctest/doctest.h>
 

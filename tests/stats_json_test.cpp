@@ -430,3 +430,44 @@ TEST_CASE("z3fold_pool JSON carries every counter of its stats") {
         pool.deallocate(handles[i]);
     }
 }
+
+TEST_CASE("background_compactor JSON carries every counter of its stats and why it last slept") {
+    movable::frame_arena<> arena(std::size_t{4} << 20);
+    movable::zspage_pool pool(arena);
+    std::vector<movable::zspage_handle> handles;
+    for (std::size_t i = 0; i < 600; ++i) {
+        handles.push_back(pool.allocate(100 + i * 13 % 1200));
+    }
+    for (std::size_t i = 0; i < handles.size(); i += 2) {
+        pool.deallocate(handles[i]);
+    }
+    movable::background_compactor service;
+    service.add_arena(arena);
+    service.add_source(pool);
+    service.wake();
+    (void)service.step();
+    const movable::background_compactor_stats stats = service.stats();
+    REQUIRE(stats.episodes >= 1);
+    const value json = parsed(movable::to_json(stats));
+    CHECK(json["schema"].as_string() == "movable.background_compactor/1");
+    CHECK(json["steps"].as_unsigned() == stats.steps);
+    CHECK(json["episodes"].as_unsigned() == stats.episodes);
+    CHECK(json["episodes_by_watermark"].as_unsigned() == stats.episodes_by_watermark);
+    CHECK(json["episodes_by_wake"].as_unsigned() == stats.episodes_by_wake);
+    CHECK(json["episodes_by_period"].as_unsigned() == stats.episodes_by_period);
+    CHECK(json["episodes_deferred"].as_unsigned() == stats.episodes_deferred);
+    CHECK(json["passes"].as_unsigned() == stats.passes);
+    CHECK(json["frames_moved"].as_unsigned() == stats.frames_moved);
+    CHECK(json["objects_moved"].as_unsigned() == stats.objects_moved);
+    CHECK(json["frames_freed"].as_unsigned() == stats.frames_freed);
+    CHECK(json["bytes_released"].as_unsigned() == stats.bytes_released);
+    CHECK(json["cpu_time_ns"].as_unsigned() == stats.cpu_time_ns);
+    CHECK(json["longest_pass_ns"].as_unsigned() == stats.longest_pass_ns);
+    CHECK(json["last_sleep_ns"].as_unsigned() == stats.last_sleep_ns);
+    CHECK(json["cpu_percent"].as_unsigned() == stats.cpu_percent);
+    CHECK(json["backoff_shift"].as_unsigned() == stats.backoff_shift);
+    CHECK(json["last_reason"].as_string() == movable::to_string(stats.last_reason));
+    for (std::size_t i = 1; i < handles.size(); i += 2) {
+        pool.deallocate(handles[i]);
+    }
+}

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <movable/arena.hpp>
-#include <movable/background_compactor.hpp>
 #include <movable/compaction.hpp>
 #include <movable/fragmentation.hpp>
 #include <movable/frame.hpp>
@@ -15,6 +14,7 @@
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
 #include <movable/operations.hpp>
+#include <movable/service/background_compactor.hpp>
 #include <movable/stats_json.hpp>
 #include <movable/tagged_ptr.hpp>
 #include <movable/version.hpp>

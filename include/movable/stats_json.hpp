@@ -27,6 +27,7 @@
 #include <movable/models/zbud/stats.hpp>
 #include <movable/models/zspage/stats.hpp>
 #include <movable/pool/fullness_groups.hpp>
+#include <movable/service/background_compactor.hpp>
 
 namespace movable {
 
@@ -62,6 +63,8 @@ inline constexpr std::string_view zspage_pool_json_schema = "movable.zspage_pool
 inline constexpr std::string_view object_pool_json_schema = "movable.object_pool/1";
 inline constexpr std::string_view zbud_pool_json_schema = "movable.zbud_pool/1";
 inline constexpr std::string_view z3fold_pool_json_schema = "movable.z3fold_pool/1";
+inline constexpr std::string_view background_compactor_json_schema =
+    "movable.background_compactor/1";
 
 // An arena's statistics from one stats() snapshot; the fragmentation metrics are computed from
 // that snapshot (fragmentation.hpp's formulas, as the arena's own members compute them).
@@ -78,6 +81,7 @@ inline void write_json_object(detail::json_writer& out, const zspage_pool_stats&
 inline void write_json_object(detail::json_writer& out, const object_pool_stats& stats);
 inline void write_json_object(detail::json_writer& out, const zbud_pool_stats& stats);
 inline void write_json_object(detail::json_writer& out, const z3fold_pool_stats& stats);
+inline void write_json_object(detail::json_writer& out, const background_compactor_stats& stats);
 
 // The name a compaction's outcome has in JSON ("running", "scanners_met", ...).
 [[nodiscard]] constexpr std::string_view compact_outcome_name(compact_outcome outcome) noexcept {
@@ -311,6 +315,29 @@ inline void write_json_object(detail::json_writer& out, const z3fold_pool_stats&
     out.field("frames_released_while_isolated", stats.frames_released_while_isolated);
     out.field("isolated_frames", stats.isolated_frames);
     out.field("handle_slots_retired", stats.handle_slots_retired);
+    out.end_object();
+}
+
+inline void write_json_object(detail::json_writer& out, const background_compactor_stats& stats) {
+    out.begin_object();
+    out.field("schema", background_compactor_json_schema);
+    out.field("steps", stats.steps);
+    out.field("episodes", stats.episodes);
+    out.field("episodes_by_watermark", stats.episodes_by_watermark);
+    out.field("episodes_by_wake", stats.episodes_by_wake);
+    out.field("episodes_by_period", stats.episodes_by_period);
+    out.field("episodes_deferred", stats.episodes_deferred);
+    out.field("passes", stats.passes);
+    out.field("frames_moved", stats.frames_moved);
+    out.field("objects_moved", stats.objects_moved);
+    out.field("frames_freed", stats.frames_freed);
+    out.field("bytes_released", stats.bytes_released);
+    out.field("cpu_time_ns", stats.cpu_time_ns);
+    out.field("longest_pass_ns", stats.longest_pass_ns);
+    out.field("last_sleep_ns", stats.last_sleep_ns);
+    out.field("cpu_percent", stats.cpu_percent);
+    out.field("backoff_shift", stats.backoff_shift);
+    out.field("last_reason", std::string_view(to_string(stats.last_reason)));
     out.end_object();
 }
 

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <mutex>
 
-#include <movable/background_compactor.hpp>
+#include <movable/service/background_compactor.hpp>
 
 namespace movable {
 
