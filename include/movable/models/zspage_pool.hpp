@@ -46,7 +46,7 @@
 //     location to it (they let go at once).
 //   * Per-thread caches (zspage_pool_options::thread_cache, on by default): each thread keeps,
 //     per size class, a few reserved places (a taken place and its handle slot, no object; up
-//     to about 8 KiB of them per class) in a magazine only it touches (pool/thread_cache.hpp,
+//     to about 16 KiB of them per class) in a magazine only it touches (pool/thread_cache.hpp,
 //     models/zspage/magazine.hpp). allocate turns one into an object and deallocate an object
 //     back into one, each under a pin of the zspage taken without a lock, so neither takes the
 //     class lock. Migration moves reservations with their frame; compact() takes idle ones back

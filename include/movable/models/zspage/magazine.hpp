@@ -30,8 +30,8 @@ struct zspage_magazine {
     // Reservations a class's cache holds at most: as many as fit `bytes_per_class`, between 2
     // and `capacity`; half of that is reserved at once when it is empty, and kept when it is
     // full. So a thread holds at most about bytes_per_class per class it uses.
-    static constexpr std::uint32_t capacity = 16;
-    static constexpr std::size_t bytes_per_class = 8192;
+    static constexpr std::uint32_t capacity = 32;
+    static constexpr std::size_t bytes_per_class = 16384;
     static constexpr std::uint32_t capacity_for(std::size_t object_size) noexcept {
         const std::size_t fit = bytes_per_class / (object_size == 0 ? 1 : object_size);
         return static_cast<std::uint32_t>(fit < 2 ? 2 : fit > capacity ? capacity : fit);
