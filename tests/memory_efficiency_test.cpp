@@ -384,28 +384,11 @@ double compacted_resident_ratio(Subject& s) {
 
 } // namespace
 
-// z3fold_pool's compact() moves only the objects of frames holding one buddy (the kernel's
-// compact_single_buddy) and never empties a frame holding two, so after random frees the frames
-// holding two of three stay two-thirds full: 1.17x here (about 44% of the frames hold two after
-// freeing 30% at random; moving the singles fills only some of them). That is a limit of
-// z3fold's design, not of this test; the case pins it, so that the day z3fold compacts frames
-// holding two buddies this fails and asks for the 1.1x bar.
-template <class Store>
-inline constexpr bool compacts_frames_holding_two = true;
-template <>
-inline constexpr bool compacts_frames_holding_two<z3fold_pool<efficiency_arena>> = false;
-
 TEST_CASE_TEMPLATE("a byte pool fragmented to 1.4x its live bytes compacts under 1.1x, every "
                    "object intact, while a thread reads and writes them",
                    Store, MOVABLE_COMPRESSED_STORES_OVER(efficiency_arena)) {
     byte_store_subject<Store> subject;
-    const double after = compacted_resident_ratio(subject);
-    if constexpr (compacts_frames_holding_two<Store>) {
-        CHECK(after < compacted_ratio);
-    } else {
-        CHECK_MESSAGE(after >= compacted_ratio,
-                      "z3fold_pool now compacts under 1.1x: require it (see above)");
-    }
+    CHECK(compacted_resident_ratio(subject) < compacted_ratio);
 }
 
 TEST_CASE("an object pool fragmented to 1.4x its live bytes compacts under 1.1x, every object "

@@ -1,8 +1,8 @@
 // z3fold_pool's own behaviour (models/z3fold_pool.hpp); what every compressed_store shares is in
 // compressed_store_test.cpp: first/middle/last placement, in-frame compaction moving the middle
-// buddy (on free and in compact), compact moving single objects into other frames, and frame
-// migration through the core protocol (mapped frames refuse, handles follow, frames released
-// while isolated).
+// buddy (on free and in compact), compact moving single objects into other frames and emptying
+// frames holding two objects into others, and frame migration through the core protocol (mapped
+// frames refuse, handles follow, frames released while isolated).
 #include <movable/models/z3fold_pool.hpp>
 
 #include <movable/compaction.hpp>
@@ -186,6 +186,87 @@ TEST_CASE("compact moves the objects of one-object frames into other frames and 
         CHECK(s.holds(small[i], 10 + i));
     }
     CHECK(s.arena.free_frames() + 2 == s.arena.frame_count());
+    s.pool->check_invariants();
+}
+
+TEST_CASE("compact empties frames holding two objects when their objects fit in other frames' "
+          "free chunks") {
+    fixture s;
+    std::vector<z3fold_handle> kept;
+    std::vector<z3fold_handle> middles;
+    for (std::uint32_t frame = 0; frame < 3; ++frame) {
+        kept.push_back(s.add(1300, 10 * frame + 1)); // 21 chunks, first
+        kept.push_back(s.add(1300, 10 * frame + 2)); // last
+        middles.push_back(s.add(1300, 0));           // middle: the frame is full
+        CHECK(access::buddy_of(*s.pool, middles.back()) == z3fold_buddy::middle);
+    }
+    for (const z3fold_handle h : middles) {
+        s.pool->deallocate(h); // two objects left, 22 chunks free between them
+    }
+    CHECK(s.pool->stats().frames_in_use == 3);
+    // One frame's two objects become the middles of the other two.
+    CHECK(s.pool->compact() == 1);
+    const z3fold_pool_stats stats = s.pool->stats();
+    CHECK(stats.frames_in_use == 2);
+    CHECK(stats.objects_moved == 2);
+    CHECK(stats.frames_freed_by_compaction == 1);
+    CHECK(stats.unbuddied_frames == 0);
+    for (std::uint32_t i = 0; i < kept.size(); ++i) {
+        CHECK(s.holds(kept[i], 10 * (i / 2) + 1 + i % 2));
+    }
+    CHECK(s.arena.free_frames() + 2 == s.arena.frame_count());
+    s.pool->check_invariants();
+    CHECK(s.pool->compact() == 0); // nothing left to empty
+}
+
+namespace {
+
+// Frame A holds two objects of 22 chunks (20 chunks free); frames B and C two of 21 (22 free
+// between them). Only A can be emptied: each of B and C can take one of A's objects, but A's
+// free run takes none of theirs.
+struct only_one_frame_can_empty : fixture {
+    only_one_frame_can_empty() {
+        a = {add(1400, 1), add(1400, 2)};
+        std::vector<z3fold_handle> middles;
+        for (std::uint32_t frame = 0; frame < 2; ++frame) {
+            others.push_back(add(1300, 10 * frame + 3));
+            others.push_back(add(1300, 10 * frame + 4));
+            middles.push_back(add(1300, 0));
+        }
+        for (const z3fold_handle h : middles) {
+            pool->deallocate(h);
+        }
+    }
+    bool all_hold() const {
+        return holds(a[0], 1) && holds(a[1], 2) && holds(others[0], 3) && holds(others[1], 4) &&
+               holds(others[2], 13) && holds(others[3], 14);
+    }
+    std::vector<z3fold_handle> a;
+    std::vector<z3fold_handle> others;
+};
+
+} // namespace
+
+TEST_CASE("compact leaves a mapped frame holding two objects where it is") {
+    only_one_frame_can_empty s;
+    CHECK(s.pool->stats().frames_in_use == 3);
+    frame& a = access::frame_of(*s.pool, s.a[0]);
+    {
+        const auto mapped = s.pool->map(s.a[0], store_access::read);
+        CHECK(s.pool->compact() == 0);
+        CHECK(holds_pattern(mapped.bytes(), 1));
+    }
+    CHECK(&access::frame_of(*s.pool, s.a[0]) == &a);
+    CHECK(&access::frame_of(*s.pool, s.a[1]) == &a);
+    CHECK(s.pool->stats().objects_moved == 0);
+    CHECK(s.all_hold());
+    s.pool->check_invariants();
+    // Unmapped, its objects move into the other two frames.
+    CHECK(s.pool->compact() == 1);
+    CHECK(&access::frame_of(*s.pool, s.a[0]) != &access::frame_of(*s.pool, s.a[1]));
+    CHECK(s.pool->stats().frames_in_use == 2);
+    CHECK(s.pool->stats().objects_moved == 2);
+    CHECK(s.all_hold());
     s.pool->check_invariants();
 }
 

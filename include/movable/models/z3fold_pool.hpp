@@ -6,9 +6,10 @@
 // frame and while frames move: in-frame compaction moves the middle buddy next to the first or
 // the last to merge free space (the kernel's z3fold_compact_page), cheaply on free where it
 // merges at least 3 chunks and fully in compact(); compact() also moves the objects of frames
-// holding one object into other frames (the kernel's compact_single_buddy); every frame is
-// movable through the core protocol (seed 004: z3fold_page_migrate). Denser than zbud_pool for
-// small objects, still sparser than zspage_pool.
+// holding one object into other frames (the kernel's compact_single_buddy), then empties frames
+// holding two whose objects all fit in other frames' free chunks (the kernel stops at single
+// buddies); every frame is movable through the core protocol (seed 004: z3fold_page_migrate).
+// Denser than zbud_pool for small objects, still sparser than zspage_pool.
 //
 // Layout: each frame has a descriptor outside it (models/z3fold/z3fold_frame.hpp), so every
 // chunk of the frame holds data and an object may be a whole frame; a handle's location is its
@@ -136,10 +137,13 @@ public:
     // ---- compaction -----------------------------------------------------------------------------
     // In every unpinned frame, moves the middle buddy next to the first or the last (any gain);
     // then, while an unpinned frame holding one object has another frame with room for it, moves
-    // the object there (best fit) and frees the frame. Handles are rewritten. Drops the pool lock
-    // and yields whenever another thread waits for it between moves to other frames. One
-    // compaction runs per pool at a time: a call made while another runs returns 0 at once.
-    // Returns the frames freed.
+    // the object there (best fit) and frees the frame; then, the frames with the largest free run
+    // first, empties each unpinned frame with a free buddy (holding one or two objects) whose
+    // objects all fit in other frames' free chunks (best fit each, the largest object first; a
+    // frame is emptied completely or not touched) and frees it, until no such frame is left.
+    // Pinned frames may receive objects. Handles are rewritten. Drops the pool lock and yields
+    // whenever another thread waits for it between moves to other frames. One compaction runs per
+    // pool at a time: a call made while another runs returns 0 at once. Returns the frames freed.
     std::size_t compact();
 
     // ---- introspection --------------------------------------------------------------------------
@@ -193,9 +197,23 @@ private:
     // Moves zf's middle buddy as layout::compaction_target says (pool locked, zf unpinned and
     // off its list). Returns whether it moved.
     bool compact_in_frame_locked(detail::z3fold_frame& zf, std::uint32_t min_gap) noexcept;
+    // Moves the buddy `from` of src into dst, where layout::place puts it (pool locked; src off
+    // its list, dst with room for it). Refiles dst; counts the move.
+    void move_buddy_locked(detail::z3fold_frame& src, detail::z3fold_buddy from,
+                           detail::z3fold_frame& dst) noexcept;
     // Moves the object of one unpinned one-object frame into another frame; the emptied frame
     // goes on emptied_. False when no such move is left (pool locked).
     bool move_single_locked() noexcept;
+    struct emptying;
+    // Where each object of src goes so that src empties: the best fit among the other listed
+    // frames, the largest object first, counting what the plan has already put in each. False
+    // when one does not fit (pool locked).
+    bool plan_emptying_locked(const detail::z3fold_frame& src, emptying& plan) const noexcept;
+    // Empties unpinned listed frames whose objects all fit in other frames' free chunks, the
+    // frames with the largest free run first; the emptied frames go on emptied_. True when it
+    // stopped after emptying one because another thread waits for the pool lock (call it again
+    // after yielding), false when no listed frame can be emptied any more (pool locked).
+    bool empty_frames_locked() noexcept;
     // Takes an empty frame off the LRU list and marks it freeing (pool locked).
     void retire_frame_locked(detail::z3fold_frame& zf) noexcept;
     // Gives a frame marked freeing back (no lock of the pool held) and deletes its descriptor.
@@ -221,4 +239,5 @@ private:
 
 } // namespace movable
 
+#include <movable/models/z3fold/compaction_impl.hpp>
 #include <movable/models/z3fold/pool_impl.hpp>

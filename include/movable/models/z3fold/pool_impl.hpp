@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
-#include <thread>
 #include <utility>
 
 #include <movable/pool/pool_frames.hpp>
@@ -325,84 +324,6 @@ auto z3fold_pool<Arena>::map(handle h, store_access access) -> mapping {
     return mapping(std::move(r.pin), std::span<std::byte>(r.bytes, r.size), access,
                    "z3fold_pool::mapping::writable_bytes: mapped for reading only",
                    detail::unpin_shake_for(*this));
-}
-
-// ---- compaction ------------------------------------------------------------------------------
-
-template <class Arena>
-bool z3fold_pool<Arena>::move_single_locked() noexcept {
-    for (std::size_t list = chunks_per_frame; list-- > 1;) {
-        for (detail::z3fold_frame* src = unbuddied_.lists[list].head; src != nullptr;
-             src = src->next) {
-            if (src->objects() != 1 || src->pins.load(std::memory_order_acquire) != 0) {
-                continue;
-            }
-            detail::z3fold_buddy from = detail::z3fold_buddy::first; // its only buddy
-            for (const detail::z3fold_buddy b : detail::z3fold_buddies) {
-                from = src->used(b) ? b : from;
-            }
-            const std::uint32_t chunks = src->chunks_of(from);
-            detail::z3fold_frame* dst = unbuddied_.find_best_fit(
-                chunks, [&](const detail::z3fold_frame& f) { return &f != src; });
-            if (dst == nullptr) {
-                continue;
-            }
-            unbuddied_.unfile(*src);
-            unbuddied_.unfile(*dst);
-            const std::uint32_t slot = src->slots[static_cast<std::size_t>(from)];
-            const detail::z3fold_place to = layout::place(*dst, chunks);
-            put_buddy_locked(*dst, to, slot, chunks);
-            // Only the requested bytes: the rest of the chunks is nobody's.
-            std::memcpy(bytes_of(*dst, to.buddy), bytes_of(*src, from), size_of(slot));
-            src->chunks[static_cast<std::size_t>(from)] = 0;
-            unbuddied_.file(*dst);
-            retire_frame_locked(*src);
-            src->next = emptied_;
-            emptied_ = src;
-            counters_.objects_moved.fetch_add(1, std::memory_order_relaxed);
-            return true;
-        }
-    }
-    return false;
-}
-
-template <class Arena>
-std::size_t z3fold_pool<Arena>::compact() {
-    std::unique_lock only_one(compaction_lock_, std::try_to_lock);
-    if (!only_one.owns_lock()) {
-        return 0;
-    }
-    std::size_t freed = 0;
-    const auto release_emptied = [&](pool_lock& guard) {
-        detail::z3fold_frame* chain = std::exchange(emptied_, nullptr);
-        guard.unlock();
-        while (chain != nullptr) {
-            release_frame(std::exchange(chain, chain->next));
-            ++freed;
-        }
-    };
-    pool_lock guard(lock_);
-    for (detail::z3fold_frame* zf = frames_list_.newest; zf != nullptr; zf = zf->lru_older) {
-        if (zf->pins.load(std::memory_order_acquire) == 0 &&
-            zf->used(detail::z3fold_buddy::middle)) {
-            unbuddied_.unfile(*zf);
-            compact_in_frame_locked(*zf, 1);
-            unbuddied_.file(*zf);
-        }
-    }
-    while (move_single_locked()) {
-        if (lock_.contended()) {
-            release_emptied(guard);
-            std::this_thread::yield();
-            guard.lock();
-        }
-    }
-    release_emptied(guard);
-    counters_.compactions.fetch_add(1, std::memory_order_relaxed);
-    counters_.frames_freed_by_compaction.fetch_add(freed, std::memory_order_relaxed);
-    only_one.unlock();
-    detail::shake_after_compaction(*this);
-    return freed;
 }
 
 template <class Arena>
