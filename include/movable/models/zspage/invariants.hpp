@@ -103,11 +103,12 @@ struct zspage_pool_invariants {
         std::unordered_map<std::uint32_t, std::uint32_t> reserved_slots;
         std::vector<std::int64_t> cached_bytes(pool.class_map_.size(), 0);
         pool.caches_.for_each([&](const auto& m) {
-            if (m.classes == nullptr) {
+            const auto* caches = m.classes();
+            if (caches == nullptr) {
                 return;
             }
             for (std::size_t c = 0; c < pool.class_map_.size(); ++c) {
-                const auto& cache = m.classes[c];
+                const auto& cache = caches[c];
                 cached_bytes[c] += cache.bytes.load(std::memory_order_relaxed);
                 for (std::uint32_t i = 0; i < cache.size(); ++i) {
                     invariant(reserved_slots.emplace(cache.slots[i], c).second,

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include <movable/pool/handle_table.hpp>
 
@@ -55,8 +56,19 @@ struct zspage_magazine {
         }
     };
 
-    // One per size class of the pool, made on the thread's first call (null until then).
-    std::unique_ptr<class_cache[]> classes;
+    // One per size class of the pool, made on the thread's first call (null until then) and
+    // published with release: stats and invariant checks read the caches of other threads.
+    [[nodiscard]] class_cache* classes() const noexcept {
+        return published_.load(std::memory_order_acquire);
+    }
+    void adopt(std::unique_ptr<class_cache[]> caches) noexcept {
+        owned_ = std::move(caches);
+        published_.store(owned_.get(), std::memory_order_release);
+    }
+
+private:
+    std::unique_ptr<class_cache[]> owned_;
+    std::atomic<class_cache*> published_{nullptr};
 };
 
 } // namespace movable::detail

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -19,12 +20,14 @@ auto zspage_pool<Arena>::local_magazine() noexcept -> magazine* {
         return nullptr;
     }
     magazine* m = caches_.local(&flush_exiting_thread);
-    if (m != nullptr && m->classes == nullptr) {
+    if (m != nullptr && m->classes() == nullptr) {
         // The thread's first call: one cache per class (a reused magazine has them already).
-        m->classes.reset(new (std::nothrow) magazine::class_cache[class_map_.size()]);
-        if (m->classes == nullptr) {
+        std::unique_ptr<magazine::class_cache[]> caches(
+            new (std::nothrow) magazine::class_cache[class_map_.size()]);
+        if (caches == nullptr) {
             return nullptr;
         }
+        m->adopt(std::move(caches));
     }
     return m;
 }
@@ -32,7 +35,7 @@ auto zspage_pool<Arena>::local_magazine() noexcept -> magazine* {
 template <class Arena>
 auto zspage_pool<Arena>::allocate_cached(magazine& m, class_state& cls, std::size_t size) noexcept
     -> handle {
-    magazine::class_cache& cache = m.classes[cls.id];
+    magazine::class_cache& cache = m.classes()[cls.id];
     for (;;) {
         if (cache.size() == 0 && !refill(cache, cls)) {
             return {};
@@ -87,7 +90,7 @@ bool zspage_pool<Arena>::deallocate_cached(magazine& m, handle h) noexcept {
     if (class_id >= class_map_.size()) {
         return false;
     }
-    magazine::class_cache& cache = m.classes[class_id];
+    magazine::class_cache& cache = m.classes()[class_id];
     const std::uint32_t capacity = magazine::capacity_for(classes_[class_id].info.object_size);
     if (cache.size() >= capacity) {
         // Full: the older half goes back, so a thread that only frees does not hold the pool's
@@ -282,11 +285,12 @@ std::size_t zspage_pool<Arena>::take_back_idle(class_state& cls) noexcept {
 
 template <class Arena>
 void zspage_pool<Arena>::give_back_magazine(magazine& m) noexcept {
-    if (m.classes == nullptr) {
+    magazine::class_cache* caches = m.classes();
+    if (caches == nullptr) {
         return;
     }
     for (std::size_t c = 0; c < class_map_.size(); ++c) {
-        magazine::class_cache& cache = m.classes[c];
+        magazine::class_cache& cache = caches[c];
         give_back_reservations(classes_[c], cache.slots.data(), cache.size());
         cache.set_size(0);
     }
@@ -311,9 +315,9 @@ template <class Arena>
 std::vector<std::size_t> zspage_pool<Arena>::reserved_by_class() const {
     std::vector<std::size_t> reserved(class_map_.size(), 0);
     caches_.for_each([&](const magazine& m) {
-        if (m.classes != nullptr) {
+        if (const magazine::class_cache* caches = m.classes()) {
             for (std::size_t c = 0; c < reserved.size(); ++c) {
-                reserved[c] += m.classes[c].size();
+                reserved[c] += caches[c].size();
             }
         }
     });
@@ -328,9 +332,9 @@ template <class Arena>
 std::vector<std::int64_t> zspage_pool<Arena>::cached_bytes_by_class() const {
     std::vector<std::int64_t> bytes(class_map_.size(), 0);
     caches_.for_each([&](const magazine& m) {
-        if (m.classes != nullptr) {
+        if (const magazine::class_cache* caches = m.classes()) {
             for (std::size_t c = 0; c < bytes.size(); ++c) {
-                bytes[c] += m.classes[c].bytes.load(std::memory_order_relaxed);
+                bytes[c] += caches[c].bytes.load(std::memory_order_relaxed);
             }
         }
     });
