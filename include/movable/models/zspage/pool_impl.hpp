@@ -320,15 +320,9 @@ void zspage_pool<Arena>::deallocate(handle h) {
         // retires the slot instead.
         retire = !handles_->end_generation(slot);
         at.entry->word.store(detail::slot_word::make(0, cls.id, false), std::memory_order_release);
-        if (zs.in_use == 0) {
-            // A mapping left on it (misuse) is reported when the zspage is claimed for release.
-            cls.unlink(zs);
-            zs.freeing.store(1, std::memory_order_release);
-            --cls.zspages;
-            emptied = &zs;
-        } else {
-            cls.refile(zs);
-        }
+        // A mapping left on an emptied zspage (misuse) is reported when it is claimed for
+        // release.
+        emptied = cls.settle_after_free(zs, nullptr);
         if constexpr (detail::expensive_checks_enabled) {
             detail::zspage_pool_invariants::check_class(arena_, cls, &zs);
         }
@@ -338,7 +332,7 @@ void zspage_pool<Arena>::deallocate(handle h) {
     } else {
         handles_->release(slot);
     }
-    free_chain(emptied); // none, or one zspage: unlinked, so its next is null
+    free_chain(emptied); // none, or one zspage
 }
 
 template <class Arena>

@@ -196,15 +196,7 @@ void zspage_pool<Arena>::give_back_reservations(class_state& cls, const std::uin
             detail::zspage& zs = *zspage_of(frame_of(location));
             detail::zspage_push_free_object(arena_, cls, zs, locations_.object(location));
             --cls.objects_in_use;
-            if (zs.in_use == 0) {
-                cls.unlink(zs);
-                zs.freeing.store(1, std::memory_order_release);
-                --cls.zspages;
-                zs.next = chain;
-                chain = &zs;
-            } else {
-                cls.refile(zs);
-            }
+            chain = cls.settle_after_free(zs, chain);
             word.store(detail::slot_word::make(0, cls.id, false), std::memory_order_relaxed);
         }
     }
@@ -254,14 +246,8 @@ detail::zspage* zspage_pool<Arena>::take_back_reservations(class_state& cls) noe
                 took = true;
             }
         }
-        if (zs->in_use == 0) {
-            cls.unlink(*zs);
-            zs->freeing.store(1, std::memory_order_release);
-            --cls.zspages;
-            zs->next = chain;
-            chain = zs;
-        } else if (took) {
-            cls.refile(*zs);
+        if (took) {
+            chain = cls.settle_after_free(*zs, chain);
         }
         detail::zspage_end_claim(*zs);
     }

@@ -133,6 +133,20 @@ struct alignas(64) zspage_class {
     void link(zspage& zs) noexcept { groups.link(zs); }
     void unlink(zspage& zs) noexcept { groups.unlink(zs); }
     void refile(zspage& zs) noexcept { groups.refile(zs); }
+    // After places of the listed zspage `zs` went back on its free list: an emptied zspage
+    // leaves the lists, marked freeing, onto the front of `chain` (linked through next; freed
+    // once the class lock is dropped); else it is refiled. Returns the chain.
+    zspage* settle_after_free(zspage& zs, zspage* chain) noexcept {
+        if (zs.in_use != 0) {
+            refile(zs);
+            return chain;
+        }
+        unlink(zs);
+        zs.freeing.store(1, std::memory_order_release);
+        --zspages;
+        zs.next = chain;
+        return &zs;
+    }
     // Takes every zspage off the lists, marked freeing, onto the front of `chain` (linked
     // through next) and returns it; the class is then empty. The pool's destructor.
     zspage* take_all(zspage* chain) noexcept {
