@@ -206,6 +206,12 @@ TEST_CASE("the service compacts pools and their arena while workers allocate, fr
         });
     }
     threads.clear(); // joins
+    // The last barrier asked for one more episode: wait until it has passed the gate too, so
+    // that `rounds + 1` episodes have run whatever the watermarks did (each passes the gate
+    // once, and each wait above needed a pass after the one before).
+    for (std::size_t seen = gate.passes.load(); seen < gate_target; seen = gate.passes.load()) {
+        gate.passes.wait(seen);
+    }
     service.stop();
     CHECK(all_intact.load());
     const background_compactor_stats stats = service.stats();

@@ -50,9 +50,9 @@ void check_books(const Balloon& b, const Host& host) {
     CHECK(stats.inflated - stats.deflated - stats.shrunk_on_replace == b.size());
 }
 
-// Compacts `arena` in every mode until `stop`.
+// Compacts `arena` in every mode until `stop`; counts its compactions in `rounds` (and notifies).
 void compact_until(const std::atomic<bool>& stop, arena_type& arena,
-                   std::atomic<std::size_t>& migrated) {
+                   std::atomic<std::size_t>& migrated, std::atomic<std::size_t>& rounds) {
     compactor<arena_type> compaction(arena);
     for (unsigned round = 0; !stop.load(); ++round) {
         compact_request request;
@@ -63,6 +63,16 @@ void compact_until(const std::atomic<bool>& stop, arena_type& arena,
             request.order = static_cast<int>(arena_type::max_order);
         }
         migrated += compaction.compact(request).migrated;
+        rounds.fetch_add(1);
+        rounds.notify_all();
+    }
+}
+
+// Returns once a compaction that began after this call has ended.
+void wait_for_fresh_compaction(const std::atomic<std::size_t>& rounds) {
+    const std::size_t target = rounds.load() + 2;
+    for (std::size_t seen = rounds.load(); seen < target; seen = rounds.load()) {
+        rounds.wait(seen);
     }
 }
 
@@ -85,7 +95,8 @@ TEST_CASE("inflate, deflate and compaction on different threads lose no frame an
 
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> migrated{0};
-    std::thread compactor_thread([&] { compact_until(stop, arena, migrated); });
+    std::atomic<std::size_t> compactions{0};
+    std::thread compactor_thread([&] { compact_until(stop, arena, migrated, compactions); });
     auto churn = [&arena](auto& target, unsigned seed) {
         std::mt19937 random(seed);
         std::vector<frame*> program; // frames the program holds, making holes as they go
@@ -190,7 +201,12 @@ TEST_CASE("deflate during a compaction returns without waiting for the isolated 
     CHECK(arena.free_frames() == arena.frame_count());
 }
 
-TEST_CASE("balloons destroyed while another thread compacts their arena give every frame back") {
+// Forced: every balloon lives through a whole compaction on the other thread before it is
+// destroyed. Whether a migration of its frames is in flight when its destructor runs is up to
+// the scheduler; balloon_test forces it ("destroying a balloon while a compaction holds its
+// frame isolated ...").
+TEST_CASE("balloons destroyed while another thread keeps compacting their arena give every frame "
+          "back") {
     arena_type arena(8 * arena_type::block_bytes);
     replacing_host host;
     std::size_t replaces = 0;
@@ -200,7 +216,8 @@ TEST_CASE("balloons destroyed while another thread compacts their arena give eve
     };
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> migrated{0};
-    std::thread compactor_thread([&] { compact_until(stop, arena, migrated); });
+    std::atomic<std::size_t> compactions{0};
+    std::thread compactor_thread([&] { compact_until(stop, arena, migrated, compactions); });
 
     for (int round = 0; round < 40; ++round) {
         balloon b(arena, host);
@@ -214,8 +231,8 @@ TEST_CASE("balloons destroyed while another thread compacts their arena give eve
         for (frame* f : program) {
             arena.deallocate(*f, 0);
         }
-        std::this_thread::yield(); // let the compaction get at the frames
-    }                              // ~balloon, racing the compaction
+        wait_for_fresh_compaction(compactions); // one saw this balloon's frames
+    }                                           // ~balloon, racing the next compaction
     stop = true;
     compactor_thread.join();
 

@@ -131,17 +131,27 @@ TEST_CASE("try_get fails on a free frame and counts references on an allocated o
     CHECK_FALSE(f.try_get());
 }
 
-TEST_CASE("release_last_reference waits for a transient reference to be dropped") {
+// Whether the releaser is already spinning when the reference is dropped is up to the scheduler
+// (a failed compare-exchange leaves no trace): what holds either way is that it does not free the
+// frame before, and does after.
+TEST_CASE("release_last_reference does not free a frame while a transient reference is held, "
+          "and frees it once it is dropped") {
     frame f;
     f.acquire_first_reference();
     REQUIRE(f.try_get()); // a transient reference, as an isolator takes
+    std::atomic<bool> releaser_started{false};
     std::atomic<bool> released{false};
     std::thread releaser([&] {
+        releaser_started = true;
         f.release_last_reference();
         released = true;
     });
+    while (!releaser_started.load()) {
+        std::this_thread::yield();
+    }
     for (int i = 0; i < 1000; ++i) {
         CHECK_FALSE(released.load());
+        CHECK(f.reference_count() == 2);
         std::this_thread::yield();
     }
     f.put();

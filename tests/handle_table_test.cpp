@@ -188,8 +188,9 @@ TEST_CASE("a table sized for billions of slots holds memory only for the chunks 
 // ---- under threads ---------------------------------------------------------------------------
 
 // The free stack's ABA guard: threads pop and push the same few slots as fast as they can, so
-// a pop whose head went stale (another thread popped it, pushed it back) is retried. A slot
-// handed to two threads at once, or lost, is a bug whatever the interleaving.
+// pops whose head went stale (another thread popped it, pushed it back) are likely; how many
+// happen is up to the scheduler, and nothing here depends on it. A slot handed to two threads
+// at once, or lost, is a bug whatever the interleaving.
 TEST_CASE("under concurrent acquire and release every slot has at most one holder") {
     constexpr std::size_t threads = 4;
     constexpr std::size_t rounds = 20000;

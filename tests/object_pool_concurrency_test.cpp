@@ -219,17 +219,26 @@ TEST_CASE("objects stay intact while threads emplace, destroy, pin, visit and wa
     CHECK(arena.free_frames() == arena.frame_count());
 }
 
-TEST_CASE("a reader waits while a mover holds an object's pin word, and sees the moved object") {
+// Whether the reader is already inside pin() when the mover lets go is up to the scheduler (a
+// waiting reader leaves no trace on the word): what holds either way is that it does not get in
+// before, and sees the moved object after.
+TEST_CASE("a reader does not get in while a mover holds an object's pin word, and sees the moved "
+          "object") {
     std::atomic<std::uint32_t> word{0};
     REQUIRE(detail::pin_word::try_claim(word));
     std::atomic<bool> moved{false};
+    std::atomic<bool> reader_started{false};
     std::atomic<bool> reader_in{false};
     std::thread reader([&] {
+        reader_started = true;
         detail::pin_word::pin(word);
         reader_in = true;
         CHECK(moved.load(std::memory_order_relaxed)); // ordered by the pin word alone
         detail::pin_word::unpin(word);
     });
+    while (!reader_started.load()) {
+        std::this_thread::yield();
+    }
     for (int i = 0; i < 50; ++i) {
         std::this_thread::yield();
         CHECK_FALSE(reader_in.load());
@@ -246,17 +255,25 @@ TEST_CASE("a reader waits while a mover holds an object's pin word, and sees the
     CHECK(detail::pin_word::try_claim(word));
 }
 
-TEST_CASE("destroy waits for another thread's pin to end before it runs the destructor") {
+// As above, whether the destroyer is already waiting when the pin ends is up to the scheduler;
+// what holds either way is that the destructor runs after the pin ends, not before.
+TEST_CASE("destroy does not run the destructor while another thread pins the object; it runs "
+          "once the pin ends") {
     record::alive = 0;
     arena_type arena(arena_type::block_bytes);
     pool_type pool(arena);
     const auto h = pool.emplace(5u);
     pinned<record> p = pool.pin(h);
+    std::atomic<bool> destroyer_started{false};
     std::atomic<bool> destroyed{false};
     std::thread destroyer([&] {
+        destroyer_started = true;
         pool.destroy(h);
         destroyed = true;
     });
+    while (!destroyer_started.load()) {
+        std::this_thread::yield();
+    }
     for (int i = 0; i < 50; ++i) {
         std::this_thread::yield();
         CHECK_FALSE(destroyed.load());
@@ -329,12 +346,29 @@ TEST_CASE("async migration answers retry while the pool lock is held; sync waits
     stats = migrate_frames(list, targets, migrate_mode::async);
     CHECK(stats.succeeded == 0);
     CHECK(stats.retried > 0);
-    putback_movable_frames(list, targets);
+    putback_movable_frames(list, targets); // (stats() would wait for the lock)
+
+    // The lock still held: a sync migration waits for it. The pool lock counts its waiters, so
+    // the test sees the migrator wait before it lets the holder go.
+    migrate_stats waited;
+    std::atomic<bool> returned{false};
+    std::thread migrator([&] {
+        (void)isolate_and_migrate(arena, f, migrate_mode::sync, &waited);
+        returned = true;
+    });
+    auto& pool_lock = detail::object_pool_test_access<pool_type>::lock(pool);
+    while (pool_lock.waiters() == 0 && !returned.load()) {
+        std::this_thread::yield();
+    }
+    CHECK_FALSE(returned.load()); // it cannot finish: it waits for the lock
+    CHECK(&arena.frame_of(pool.pin(h).get()) == &f);
     release.release();
     holder.join();
+    migrator.join();
+    CHECK(waited.succeeded == 1);
+    CHECK(waited.retried == 0);
+    CHECK(&arena.frame_of(pool.pin(h).get()) != &f);
     CHECK(pool.stats().isolated_frames == 0);
-    (void)isolate_and_migrate(arena, f, migrate_mode::sync, &stats);
-    CHECK(stats.succeeded == 1);
     CHECK(pool.pin(h)->check());
 }
 

@@ -111,6 +111,7 @@ TEST_CASE("middle buddies read and mapped by one thread stay intact while others
     }
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> bad{0};
+    std::atomic<std::size_t> passes{0}; // the reader's completed passes over every middle
     std::thread reader([&] {
         std::vector<std::byte> got(700);
         while (!stop.load()) {
@@ -120,11 +121,23 @@ TEST_CASE("middle buddies read and mapped by one thread stay intact while others
                 const auto m = pool.map(middles[i], store_access::read);
                 bad += holds_pattern(m.bytes(), i) ? 0 : 1;
             }
+            passes.fetch_add(1);
+            passes.notify_all();
         }
     });
+    // Forced: every round starts after a pass of the reader that began after the round before
+    // ended, so the reader reads every middle where each round left it. Whether a read also
+    // overlaps a round is up to the scheduler; the result must not depend on it.
+    const auto wait_for_fresh_pass = [&passes] {
+        const std::size_t target = passes.load() + 2;
+        for (std::size_t seen = passes.load(); seen < target; seen = passes.load()) {
+            passes.wait(seen);
+        }
+    };
     // Only this thread touches firsts and lasts: free them (the middles move) and take them again.
     std::thread churn([&] {
         for (int round = 0; round < 200; ++round) {
+            wait_for_fresh_pass();
             const std::uint32_t i = static_cast<std::uint32_t>(round) % frames;
             pool.deallocate(firsts[i]);
             pool.deallocate(lasts[i]);
@@ -134,6 +147,7 @@ TEST_CASE("middle buddies read and mapped by one thread stay intact while others
                 pool.compact();
             }
         }
+        wait_for_fresh_pass();
     });
     churn.join();
     stop = true;
