@@ -366,9 +366,11 @@ void run_cases(const char* model, std::uint64_t first_seed, int cases, Expected&
         const bool named =
             result.stderr_text.find("movable: contract violated: " + message) != std::string::npos;
         if (!result.aborted || !named) {
-            CAPTURE(model);
+            const std::string model_name = model;
+            const std::string misuse_name = misuse_names[static_cast<std::size_t>(c.kind)];
+            CAPTURE(model_name);
             CAPTURE(c.seed);
-            CAPTURE(misuse_names[static_cast<std::size_t>(c.kind)]);
+            CAPTURE(misuse_name);
             CAPTURE(message);
             CAPTURE(result.stderr_text);
             FAIL_CHECK("the misuse was not caught with the message naming its call");
