@@ -117,16 +117,23 @@ detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) 
     return handles_->slot(slot);
 }
 
-// The slot word of the object `h` names, which the caller has pinned or claimed. A stale handle
-// (freed slot, or a later generation) aborts, reported as `stale`, in every build: a freed
-// slot's place may be in a slab given back to the arena, and a reused slot's object is another
-// handle's (detail::live_slot_word).
+// The slot word of the object `h` names, which the caller has pinned or claimed; a stale handle
+// aborts, reported as `stale`. A freed slot is caught in every build: its place may be in a slab
+// given back to the arena, outside the pool's memory. A slot reused since (a later generation)
+// names another handle's object, inside the pool: caught in Debug and hardened builds only, as
+// comparing the generation on the pin's fast path cost a third of a pinned read in a pool of
+// 262,144 objects (23 -> 31 ns; the allocated bit and the slot bound: 23 -> 24.5 ns).
 template <class T, class Arena>
 std::uint64_t object_pool<T, Arena>::live_word(handle h, const detail::handle_slot& entry,
                                                const char* call, const char* stale) const noexcept {
     const std::uint64_t word = entry.word.load(std::memory_order_acquire);
-    if (!detail::names_live_object(entry, word, h.value())) {
+    if (!detail::slot_word::allocated(word)) {
         detail::contract_violation(call, stale);
+    }
+    if constexpr (detail::contracts_enabled) {
+        if (!detail::names_live_object(entry, word, h.value())) {
+            detail::contract_violation(call, stale);
+        }
     }
     return word;
 }
