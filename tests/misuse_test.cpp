@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <span>
@@ -35,7 +36,11 @@ namespace {
 
 using arena_type = test::store_arena;
 constexpr std::size_t arena_bytes = 4 * arena_type::block_bytes;
-constexpr int cases_per_model = 160;
+// Cases per model; MOVABLE_MISUSE_CASES=n in the environment runs n instead (longer sweeps).
+int cases_per_model() {
+    const char* wanted = std::getenv("MOVABLE_MISUSE_CASES");
+    return wanted != nullptr && std::atoi(wanted) > 0 ? std::atoi(wanted) : 160;
+}
 
 enum class misuse : std::uint8_t {
     stale_handle,      // freed, then used
@@ -393,13 +398,13 @@ struct lending_host {
 TEST_CASE_TEMPLATE("every random misuse of a byte store aborts naming the call", Store,
                    MOVABLE_COMPRESSED_STORES) {
     run_cases(
-        test::store_name<Store>, 1000, cases_per_model,
+        test::store_name<Store>, 1000, cases_per_model(),
         [](const misuse_case& c) { return expected_store_message<Store>(c); },
         [](const misuse_case& c) { play_store_case<Store>(c); });
 }
 
 TEST_CASE("every random misuse of an object_pool aborts naming the call") {
-    run_cases("object_pool", 2000, cases_per_model, expected_object_message,
+    run_cases("object_pool", 2000, cases_per_model(), expected_object_message,
               [](const misuse_case& c) { play_object_case(c); });
 }
 
