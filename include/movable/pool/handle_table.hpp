@@ -349,15 +349,17 @@ inline bool names_live_object(const handle_slot& entry, std::uint64_t w,
 }
 
 // The slot word of a live handle's object, read under the pool's lock for it (under which it
-// cannot change). A handle whose slot is free or has another generation (stale, freed twice,
-// forged) aborts naming `stale_message`, in every build: a free slot's word holds the next free
-// slot, not a location, and following it as one would write outside the pool's memory; a reused
-// slot's object is another handle's. Two loads of the slot's cache line, which the lookup reads
-// anyway. The caller got `entry` from handle_table::checked_slot.
+// cannot change); a stale handle aborts naming `stale_message`. A free slot (freed twice, stale,
+// forged) is caught in every build: its word holds the next free slot, not a location, and
+// following it as one would write outside the pool's memory. A slot reused since (another
+// generation) names another handle's object, inside the pool: caught in Debug and hardened
+// builds only (docs/concepts.md, "Handles: what Release checks", has the cost). The caller got
+// `entry` from handle_table::checked_slot.
 inline std::uint64_t live_slot_word(const handle_slot& entry, std::uint64_t handle,
                                     const char* stale_message) noexcept {
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    release_check(names_live_object(entry, w, handle), stale_message);
+    release_check(slot_word::allocated(w), stale_message);
+    MOVABLE_CONTRACT(names_live_object(entry, w, handle), stale_message);
     return w;
 }
 

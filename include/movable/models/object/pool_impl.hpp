@@ -122,7 +122,8 @@ detail::handle_slot& object_pool<T, Arena>::slot_of(handle h, const char* call) 
 // given back to the arena, outside the pool's memory. A slot reused since (a later generation)
 // names another handle's object, inside the pool: caught in Debug and hardened builds only, as
 // comparing the generation on the pin's fast path cost a third of a pinned read in a pool of
-// 262,144 objects (23 -> 31 ns; the allocated bit and the slot bound: 23 -> 24.5 ns).
+// 262,144 objects (23 -> 31 ns; the allocated bit and the slot bound: 23 -> 24.5 ns; see
+// docs/concepts.md, "Handles: what Release checks").
 template <class T, class Arena>
 std::uint64_t object_pool<T, Arena>::live_word(handle h, const detail::handle_slot& entry,
                                                const char* call, const char* stale) const noexcept {

@@ -133,11 +133,13 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
                                    locations_.object(guess));
     guard = std::unique_lock(cls.lock);
     // Under the class lock the word cannot change: every move and free of the object holds it.
-    // Every build (detail::live_slot_word says why): a free slot's word is not a location.
+    // Every build: a free slot's word is not a location, and the class lock taken must be the
+    // object's. The generation in Debug and hardened builds (detail::live_slot_word says why).
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    detail::release_check(detail::names_live_object(entry, w, h.value()) &&
+    detail::release_check(detail::slot_word::allocated(w) &&
                               detail::slot_word::class_id(w) == class_id,
                           stale_message);
+    MOVABLE_CONTRACT(detail::names_live_object(entry, w, h.value()), stale_message);
     const std::uint64_t location = detail::slot_word::location(w);
     return {&cls, &entry, slot, zspage_of(frame_of(location)), locations_.object(location)};
 }
