@@ -21,48 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/failing_operator_new.hpp"
+
 namespace {
-
-std::atomic<long> allocations{0}; // operator new calls that succeeded
-std::atomic<long> live_blocks{0}; // blocks from operator new not deleted yet
-std::atomic<long> fail_from{0};   // 0: never fail; n > 0: the n-th call from now and later fail
-
-void* allocate_or_fail(std::size_t size, std::size_t alignment) {
-    long armed = fail_from.load(std::memory_order_relaxed);
-    if (armed > 0) {
-        if (armed == 1) {
-            throw std::bad_alloc(); // stays at 1: every later call fails too
-        }
-        fail_from.store(armed - 1, std::memory_order_relaxed);
-    }
-    const std::size_t rounded = (size + alignment - 1) / alignment * alignment;
-    void* p = alignment <= alignof(std::max_align_t) ? std::malloc(size == 0 ? 1 : size)
-                                                     : std::aligned_alloc(alignment, rounded);
-    if (p == nullptr) {
-        throw std::bad_alloc();
-    }
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    live_blocks.fetch_add(1, std::memory_order_relaxed);
-    return p;
-}
-
-// Out of line on purpose: inlined into a replacement operator delete that is itself inlined into
-// library code, its std::free would meet a pointer GCC saw come from operator new and trip
-// -Wmismatched-new-delete, which cannot know that these operators are the replacements.
-[[gnu::noinline]] void release(void* p) noexcept {
-    if (p != nullptr) {
-        live_blocks.fetch_sub(1, std::memory_order_relaxed);
-        std::free(p);
-    }
-}
-
-// Fails the n-th allocation from now and every one after it, until disarmed.
-void fail_allocations_from(long n) {
-    fail_from.store(n, std::memory_order_relaxed);
-}
-void stop_failing() {
-    fail_from.store(0, std::memory_order_relaxed);
-}
 
 // The process's virtual size (mapped address space), from /proc/self/status.
 std::size_t virtual_bytes() {
@@ -76,57 +37,6 @@ std::size_t virtual_bytes() {
 }
 
 } // namespace
-
-void* operator new(std::size_t size) {
-    return allocate_or_fail(size, alignof(std::max_align_t));
-}
-void* operator new[](std::size_t size) {
-    return allocate_or_fail(size, alignof(std::max_align_t));
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-    return allocate_or_fail(size, static_cast<std::size_t>(alignment));
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-    return allocate_or_fail(size, static_cast<std::size_t>(alignment));
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return allocate_or_fail(size, alignof(std::max_align_t));
-    } catch (const std::bad_alloc&) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return allocate_or_fail(size, alignof(std::max_align_t));
-    } catch (const std::bad_alloc&) {
-        return nullptr;
-    }
-}
-void operator delete(void* p) noexcept {
-    release(p);
-}
-void operator delete[](void* p) noexcept {
-    release(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    release(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    release(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-    release(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-    release(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-    release(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-    release(p);
-}
 
 using namespace movable;
 

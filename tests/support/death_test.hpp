@@ -23,6 +23,10 @@ death_result run_expecting_death(Body&& body) {
     if (::pipe(pipe_fds) != 0) {
         return {};
     }
+    // Whatever the parent has buffered would otherwise be written twice: the child's freopen
+    // flushes its copy of stdout's buffer before closing it, and the parent flushes the original.
+    std::fflush(stdout);
+    std::fflush(stderr);
     const pid_t child = ::fork();
     if (child == 0) {
         std::signal(SIGABRT, SIG_DFL); // not the test framework's crash handler

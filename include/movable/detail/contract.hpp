@@ -1,6 +1,8 @@
-// Contract checks: misuse that is too expensive to detect in Release (double free, a stale
-// handle, unlocking an unlocked frame) aborts with a message naming the call when the library
-// is built in Debug (NDEBUG not defined) or with MOVABLE_HARDENED defined.
+// Contract checks: misuse that is too expensive to detect in Release (a stale handle whose slot
+// was reused, unlocking an unlocked frame, destroying a pool while an object is mapped) aborts
+// with a message naming the call when the library is built in Debug (NDEBUG not defined) or
+// with MOVABLE_HARDENED defined. A handle's slot bound and allocated bit are checked in every
+// build (release_check below; docs/concepts.md, "Handles: what Release checks").
 //
 // MOVABLE_CONTRACT(condition, message) is the check. In Release its condition is not evaluated
 // at all: it sits in the discarded branch of an `if constexpr`, still type-checked but never

@@ -239,6 +239,16 @@ public:
         return published_.load(std::memory_order_acquire);
     }
     [[nodiscard]] bool contains(std::uint32_t slot) const noexcept { return slot < published(); }
+    // The slot a handle names, checked in every build before anything follows it: a forged
+    // handle's slot past the published ones would index a chunk never allocated or past the
+    // directory (one load of published() on the pools' locked lookups). Aborts with
+    // `bad_handle_message` for such a slot.
+    [[nodiscard]] handle_slot& checked_slot(std::uint64_t handle,
+                                            const char* bad_handle_message) const noexcept {
+        const std::uint32_t index = handle_value::slot(handle);
+        release_check(contains(index), bad_handle_message);
+        return slot(index);
+    }
     // Calls visit(slot) for each slot on the free stack, top first, until it returns false.
     // False when the stack leaves the published slots or does not end within published() + 1
     // of them (corrupted links). For invariant checks of a quiescent table only: acquire and
@@ -330,18 +340,26 @@ void check_handle_slots(const handle_table& handles, std::size_t objects, Invari
     check_free_stack(handles, allocated, invariant);
 }
 
+// True when `w`, the word of `entry`, is a live object's and `handle` names it: the slot is
+// allocated and has the handle's generation.
+inline bool names_live_object(const handle_slot& entry, std::uint64_t w,
+                              std::uint64_t handle) noexcept {
+    return slot_word::allocated(w) &&
+           entry.generation.load(std::memory_order_relaxed) == handle_value::generation(handle);
+}
+
 // The slot word of a live handle's object, read under the pool's lock for it (under which it
-// cannot change); a handle whose slot is free or has another generation is a contract violation
-// naming `stale_message`. The caller checked handles.contains(slot) before taking the lock.
+// cannot change); a stale handle aborts naming `stale_message`. A free slot (freed twice, stale,
+// forged) is caught in every build: its word holds the next free slot, not a location, and
+// following it as one would write outside the pool's memory. A slot reused since (another
+// generation) names another handle's object, inside the pool: caught in Debug and hardened
+// builds only (docs/concepts.md, "Handles: what Release checks", has the cost). The caller got
+// `entry` from handle_table::checked_slot.
 inline std::uint64_t live_slot_word(const handle_slot& entry, std::uint64_t handle,
                                     const char* stale_message) noexcept {
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    if constexpr (contracts_enabled) {
-        MOVABLE_CONTRACT(slot_word::allocated(w) &&
-                             entry.generation.load(std::memory_order_relaxed) ==
-                                 handle_value::generation(handle),
-                         stale_message);
-    }
+    release_check(slot_word::allocated(w), stale_message);
+    MOVABLE_CONTRACT(names_live_object(entry, w, handle), stale_message);
     return w;
 }
 

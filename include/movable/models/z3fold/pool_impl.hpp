@@ -94,10 +94,7 @@ template <class Arena>
 auto z3fold_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
                                          pool_lock& guard) const -> located {
     const std::uint32_t slot = detail::handle_value::slot(h.value());
-    if constexpr (detail::contracts_enabled) {
-        MOVABLE_CONTRACT(handles_->contains(slot), stale_message);
-    }
-    detail::handle_slot& entry = handles_->slot(slot);
+    detail::handle_slot& entry = handles_->checked_slot(h.value(), stale_message);
     guard = pool_lock(lock_);
     const std::uint64_t location =
         detail::slot_word::location(detail::live_slot_word(entry, h.value(), stale_message));

@@ -121,13 +121,11 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
                                          std::unique_lock<detail::contended_mutex>& guard) const
     -> located {
     const std::uint32_t slot = detail::handle_value::slot(h.value());
-    if constexpr (detail::contracts_enabled) {
-        MOVABLE_CONTRACT(handles_->contains(slot), stale_message);
-    }
-    detail::handle_slot& entry = handles_->slot(slot);
+    detail::handle_slot& entry = handles_->checked_slot(h.value(), stale_message);
     const std::uint64_t first_look = entry.word.load(std::memory_order_acquire);
     const std::uint32_t class_id = detail::slot_word::class_id(first_look);
-    MOVABLE_CONTRACT(class_id < class_map_.size(), stale_message);
+    // Every build: the class indexes classes_, whose lock is taken next.
+    detail::release_check(class_id < class_map_.size(), stale_message);
     class_state& cls = classes_[class_id];
     // Harmless when the first look is stale or garbage: a prefetch never faults.
     const std::uint64_t guess = detail::slot_word::location(first_look);
@@ -135,14 +133,13 @@ auto zspage_pool<Arena>::lock_and_locate(handle h, const char* stale_message,
                                    locations_.object(guess));
     guard = std::unique_lock(cls.lock);
     // Under the class lock the word cannot change: every move and free of the object holds it.
+    // Every build: a free slot's word is not a location, and the class lock taken must be the
+    // object's. The generation in Debug and hardened builds (detail::live_slot_word says why).
     const std::uint64_t w = entry.word.load(std::memory_order_relaxed);
-    if constexpr (detail::contracts_enabled) {
-        const std::uint32_t generation = detail::handle_value::generation(h.value());
-        MOVABLE_CONTRACT(detail::slot_word::allocated(w) &&
-                             entry.generation.load(std::memory_order_relaxed) == generation &&
-                             detail::slot_word::class_id(w) == class_id,
-                         stale_message);
-    }
+    detail::release_check(detail::slot_word::allocated(w) &&
+                              detail::slot_word::class_id(w) == class_id,
+                          stale_message);
+    MOVABLE_CONTRACT(detail::names_live_object(entry, w, h.value()), stale_message);
     const std::uint64_t location = detail::slot_word::location(w);
     return {&cls, &entry, slot, zspage_of(frame_of(location)), locations_.object(location)};
 }
