@@ -543,6 +543,7 @@ struct object_side {
     };
 
     std::optional<pool_type> pool;
+    std::uint32_t touch = 0; // its bit in harness::touched_ (set by the harness)
     bool cached = true;      // the pool's thread_cache option (each re-creation flips it)
     std::vector<entry> live; // in no order (destroy swaps the last in)
     std::unordered_map<std::uint64_t, std::size_t> at; // handle value -> index in live
@@ -559,6 +560,9 @@ struct object_side {
     // to the core while isolated, those their destructor released included).
     std::size_t retired_migrated = 0;
     std::size_t retired_released = 0;
+    // The pool's statistics at the last check_object_side that touched it (what they are now
+    // when no operation touched the pool since).
+    object_pool_stats seen{};
 
     void add(handle h, std::uint64_t key, std::uint64_t version) {
         expect(h && at.count(h.value()) == 0, "object_pool gave out an empty or a live handle");
@@ -612,6 +616,7 @@ struct store_side {
     const std::byte* mapped_address = nullptr;
     std::vector<std::byte> mapped_bytes; // what the mapping must show
     std::vector<std::byte> read_buffer;
+    std::uint32_t touch = 0; // its bit in harness::touched_ (set by the harness)
 
     [[nodiscard]] std::optional<handle> choice(std::uint8_t c, bool skip_mapped) const {
         if (objects.empty()) {
@@ -719,12 +724,15 @@ struct store_side {
         check_object(mapped_handle); // written back, when served through a copy
     }
 
-    // After an operation: a mapping lives across exactly one more operation.
-    void end_of_op() {
-        if (mapping && !mapped_this_op) {
+    // After an operation: a mapping lives across exactly one more operation. True when it
+    // ended one (the pool changed after the operation's checks).
+    bool end_of_op() {
+        const bool ended = mapping && !mapped_this_op;
+        if (ended) {
             unmap();
         }
         mapped_this_op = false;
+        return ended;
     }
 
     void check_object(handle h) {
@@ -765,8 +773,11 @@ struct store_side {
         check_all_objects();
     }
 
-    // The counts against the shadow (the pool's own invariants are its check_invariants()).
-    void check_counts() const {
+    // The pool's own invariants (zspage lists and free lists, handle slots, its frames' marks
+    // and owner, its counters), then its counts against the shadow; keeps the counters the
+    // harness sums. (zspage_pool's stats() walks every size class: taken once.)
+    void check_pool() {
+        pool->check_invariants();
         const auto stats = pool->stats();
         expect(stats.objects_in_use == objects.size(),
                "the pool's object count differs from the shadow");
@@ -776,7 +787,13 @@ struct store_side {
         }
         expect(stats.bytes_stored == shadow_bytes,
                "the pool's stored bytes differ from the shadow");
+        frames_migrated = stats.frames_migrated;
+        frames_released_while_isolated = stats.frames_released_while_isolated;
     }
+    // Its statistics at the last check_pool(): what they are now when no operation touched the
+    // pool since.
+    std::size_t frames_migrated = 0;
+    std::size_t frames_released_while_isolated = 0;
 
     [[nodiscard]] bool owns(const frame& f) const noexcept {
         return f.owner() == static_cast<const void*>(&*pool);
@@ -808,7 +825,13 @@ public:
             hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
             balloons_[b].emplace(arena_, hosts_[b]);
         }
-        for_each_store([this](auto& side) { side.pool.emplace(arena_); });
+        touch_mask bit = 1;
+        for_each_store([&](auto& side) {
+            side.pool.emplace(arena_);
+            side.touch = std::exchange(bit, bit << 1);
+        });
+        records_.touch = bit;
+        plains_.touch = bit << 1;
         plains_.cached = false; // one pool of each kind to start with
         records_.pool.emplace(arena_, object_pool_options{.thread_cache = records_.cached});
         plains_.pool.emplace(arena_, object_pool_options{.thread_cache = plains_.cached});
@@ -830,17 +853,81 @@ public:
                              records_.migrated(), plains_.migrated(), records_.released(),
                              plains_.released());
             }
+            touched_ = std::exchange(carried_touch_, 0) | touch_of(code);
+            if (n % check_everything_every == 0) {
+                touched_ = touch_everything;
+            }
             execute(code, in);
             release_held_locks();
             ++totals.ops;
             check_invariants();
-            for_each_store([](auto& side) { side.end_of_op(); }); // a mapping lives one more op
+            for_each_store([this](auto& side) { // a mapping lives one more op
+                if (side.end_of_op()) {
+                    carried_touch_ |= side.touch;
+                }
+            });
             expire_object_pins();
         }
         tear_down();
     }
 
 private:
+    // ---- what an operation touched
+    // --------------------------------------------------------------- The heavy checks after an
+    // operation (a pool's own check_invariants, its statistics against the shadow: zspage_pool's
+    // stats() walks every size class) run only for the pools the operation could change: one bit a
+    // store and an object pool in touched_. An operation that reaches owners through the core
+    // (compactions, migrate_frames, isolation, balloons, whose hosts may compact, discarding free
+    // memory) touches everything; a pool_*, store_* or object_* operation the pool it names
+    // (on_store, on_side, zspage()); page, unmovable and knob operations none: nothing else calls
+    // into a pool (the owner's callback actions run only inside compactions). A mapping or a pin
+    // that ends after the checks touches its pool for the next operation's (carried_touch_). Every
+    // check_everything_every-th operation of an input, and at teardown, checks everything anyway.
+    using touch_mask = std::uint32_t;
+    static constexpr touch_mask touch_everything = ~touch_mask{0};
+    static constexpr std::size_t check_everything_every = 64;
+
+    static touch_mask touch_of(op code) noexcept {
+        switch (code) {
+        case op::add_pages:
+        case op::release_page:
+        case op::write_page:
+        case op::read_page:
+        case op::pin_page:
+        case op::unpin_page:
+        case op::allocate_unmovable:
+        case op::free_unmovable:
+        case op::set_owner_faults:
+        case op::set_callback_action:
+        case op::set_host_faults:
+        case op::clear_faults:
+        case op::pool_allocate:
+        case op::pool_deallocate:
+        case op::pool_write:
+        case op::pool_read:
+        case op::pool_map:
+        case op::pool_compact:
+        case op::object_emplace:
+        case op::object_fill:
+        case op::object_destroy:
+        case op::object_pin:
+        case op::object_visit:
+        case op::object_for_each:
+        case op::object_compact:
+        case op::object_migrate:
+        case op::object_recreate:
+        case op::store_allocate:
+        case op::store_deallocate:
+        case op::store_write:
+        case op::store_read:
+        case op::store_map:
+        case op::store_compact:
+            return 0; // the pool it names marks itself
+        default:
+            return touch_everything;
+        }
+    }
+
     // ---- dispatch -------------------------------------------------------------------------------
     void execute(op code, input_reader& in) {
         switch (code) {
@@ -1086,7 +1173,9 @@ private:
 
     // ---- compressed stores ----------------------------------------------------------------------
     [[nodiscard]] store_side<pool_type>& zspage() noexcept {
-        return std::get<store_side<pool_type>>(stores_);
+        auto& side = std::get<store_side<pool_type>>(stores_);
+        touched_ |= side.touch;
+        return side;
     }
 
     template <class Fn>
@@ -1099,6 +1188,7 @@ private:
     void on_store(std::size_t selector, Fn&& fn) {
         if constexpr (I < store_count) {
             if (selector % store_count == I) {
+                touched_ |= std::get<I>(stores_).touch;
                 fn(std::get<I>(stores_));
             } else {
                 on_store<I + 1>(selector, fn);
@@ -1123,9 +1213,11 @@ private:
     void on_side(std::size_t selector, Fn&& fn) {
         if (selector % 2 == 0) {
             if (records_.pool) {
+                touched_ |= records_.touch;
                 fn(records_);
             }
         } else if (plains_.pool) {
+            touched_ |= plains_.touch;
             fn(plains_);
         }
     }
@@ -1515,12 +1607,26 @@ private:
         }
     }
 
-    // The pool's own invariants, then the pool against the shadow (between operations).
+    // The pool's own invariants, then the pool against the shadow (between operations); those
+    // two only when an operation touched the pool (`touched`), the rest every time.
     template <class Record>
-    void check_object_side(object_side<Record>& side) {
+    void check_object_side(object_side<Record>& side, bool touched) {
         auto& pool = *side.pool;
+        if constexpr (std::is_same_v<Record, keyed_record>) {
+            expect(keyed_record::counts.alive() == static_cast<long long>(side.live.size()),
+                   "keyed_records alive differ from the objects in the pool (a relocation "
+                   "without its destructor, or a destructor run twice)");
+        }
+        check_object_pin(side);
+        if (!side.live.empty()) {
+            check_object(side, side.live[side.rotating_check++ % side.live.size()]);
+        }
+        if (!touched) {
+            return;
+        }
         pool.check_invariants();
         const object_pool_stats stats = pool.stats();
+        side.seen = stats;
         const std::size_t per_frame = stats.objects_per_frame;
         expect(pool.size() == side.live.size() && stats.objects == side.live.size(),
                "an object pool's size differs from the shadow");
@@ -1535,23 +1641,15 @@ private:
         }
         expect(stats.reserve_frames <= 1 && fullness + stats.reserve_frames == stats.frames,
                "an object pool's fullness histogram and reserve miss frames");
-        if constexpr (std::is_same_v<Record, keyed_record>) {
-            expect(keyed_record::counts.alive() == static_cast<long long>(side.live.size()),
-                   "keyed_records alive differ from the objects in the pool (a relocation "
-                   "without its destructor, or a destructor run twice)");
-        }
-        check_object_pin(side);
-        if (!side.live.empty()) {
-            check_object(side, side.live[side.rotating_check++ % side.live.size()]);
-        }
     }
 
-    // Ends pins held across their operations.
+    // Ends pins held across their operations (the pools touched for the next checks).
     void expire_object_pins() {
-        on_each_side([](auto& side) {
+        on_each_side([this](auto& side) {
             for (auto& pin : side.held) {
                 if (pin.p && pin.ops-- == 0) {
                     side.unpin(pin);
+                    carried_touch_ |= side.touch;
                 }
             }
         });
@@ -2487,9 +2585,12 @@ private:
     // ---- invariants -----------------------------------------------------------------------------
     void check_invariants() {
         arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
-        // The pool's own: zspage lists and free lists, handle slots, its frames' marks and owner,
-        // its counters. What follows checks the pool only against the shadow.
-        for_each_store([](auto& side) { side.pool->check_invariants(); });
+        // The pools the operation touched: their own invariants and counts (check_pool).
+        for_each_store([this](auto& side) {
+            if ((touched_ & side.touch) != 0) {
+                side.check_pool();
+            }
+        });
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -2585,15 +2686,13 @@ private:
         const std::size_t free = arena_.free_frames();
         std::size_t stores_migrated = 0;
         std::size_t stores_released_while_isolated = 0;
-        for_each_store([&](auto& side) {
-            side.check_counts();
-            stores_migrated += side.pool->stats().frames_migrated;
-            stores_released_while_isolated += side.pool->stats().frames_released_while_isolated;
+        for_each_store([&](const auto& side) {
+            stores_migrated += side.frames_migrated;
+            stores_released_while_isolated += side.frames_released_while_isolated;
         });
         const std::size_t pool_frames = owned_by_pool; // == stats().frames_in_use: checked
-        on_each_side([this](auto& side) { check_object_side(side); });
-        const std::size_t object_frames =
-            records_.pool->stats().frames + plains_.pool->stats().frames;
+        on_each_side([this](auto& side) { check_object_side(side, (touched_ & side.touch) != 0); });
+        const std::size_t object_frames = records_.seen.frames + plains_.seen.frames;
         expect(owned_by_object_pools == object_frames,
                "frames owned by the object pools differ from their frame counts");
         // (A frame an async pass left isolated and its owner released joins the targets when a
@@ -2644,11 +2743,14 @@ private:
             balloon_refused += stats.replace_refused;
         }
         expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated + stores_migrated +
-                                    records_.migrated() + plains_.migrated(),
+                                    records_.retired_migrated + records_.seen.frames_migrated +
+                                    plains_.retired_migrated + plains_.seen.frames_migrated,
                "compactors' migrated != owner, balloon and pool migrations");
         expect(sums.released + isolated_released ==
                    answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated +
-                       stores_released_while_isolated + records_.released() + plains_.released(),
+                       stores_released_while_isolated + records_.retired_released +
+                       records_.seen.frames_released_while_isolated + plains_.retired_released +
+                       plains_.seen.frames_released_while_isolated,
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -2659,6 +2761,7 @@ private:
     void tear_down() {
         for_each_store([](auto& side) { side.unmap(); });
         incremental_end();
+        touched_ = touch_everything;
         check_invariants();
         for_each_store([](auto& side) { side.free_all(); });
         // The object pools go with their objects in them: each destroyed once (object_recreate
@@ -2725,6 +2828,8 @@ private:
     bool incremental_gains_nothing_ = false; // least_moves planned no region: nothing may move
     bool timing_ = false; // a one-shot compaction or incremental pass on fake_clock is running
     std::size_t rotating_check_ = 0;
+    touch_mask touched_ = touch_everything; // pools the running operation may change
+    touch_mask carried_touch_ = 0;          // pools changed after the last operation's checks
 
     // knobs
     periodic refuse_isolate_;
