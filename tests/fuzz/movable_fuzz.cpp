@@ -61,6 +61,7 @@
 #include <movable/models/object_pool.hpp>
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
+#include <movable/service/background_compactor.hpp>
 
 #include <algorithm>
 #include <array>
@@ -152,18 +153,23 @@ struct run_totals {
     unsigned long long plans_met = 0;        // least_moves compactions held to the exact plan
     unsigned long long passes_timed_out = 0; // by the fake clock
     unsigned long long stray_frames = 0;     // frames a done compaction held, op after op (known)
+    unsigned long long objects_moved = 0;    // by the pools' compaction (counted as a pool goes)
+    unsigned long long service_steps = 0;    // background_compactor::step() calls
+    unsigned long long service_episodes = 0;
 };
 run_totals totals;
 
 void print_totals() {
     std::fprintf(stderr,
                  "movable_fuzz: %llu ops executed in %llu inputs (%llu faults injected, %llu "
-                 "compactions, %llu incremental passes, %llu frames migrated; %llu least_moves "
-                 "compactions, %llu held to their exact plan, %llu passes timed out; %llu "
-                 "frame-ops held by a done compaction)\n",
+                 "compactions, %llu incremental passes, %llu frames migrated, %llu objects moved, "
+                 "%llu service steps in %llu episodes; %llu least_moves compactions, %llu held to "
+                 "their exact plan, %llu passes timed out; %llu frame-ops held by a done "
+                 "compaction)\n",
                  totals.ops, totals.inputs, totals.faults, totals.compactions, totals.passes,
-                 totals.migrated, totals.least_moves, totals.plans_met, totals.passes_timed_out,
-                 totals.stray_frames);
+                 totals.migrated, totals.objects_moved, totals.service_steps,
+                 totals.service_episodes, totals.least_moves, totals.plans_met,
+                 totals.passes_timed_out, totals.stray_frames);
 }
 
 // ---- input --------------------------------------------------------------------------------------
@@ -239,6 +245,13 @@ enum class op : std::uint8_t {
     store_read,       // store, choice
     store_map,        // store, choice, access
     store_compact,    // store
+    // The background service (manual mode: step() on this thread, on the harness's clocks).
+    service_create,  // sources, watermarks, thresholds, intervals, cpu, cycle, pass, mode, release:
+                     // destroys the running one, makes one serving the pools and arena named
+    service_step,    // steps, sleep: 1 + steps % 4 step() calls, the clock advanced between them
+                     // by the sleep each asked for (sleep & 1) or by sleep >> 1 ticks
+    service_wake,    //
+    service_destroy, //
     count
 };
 
@@ -287,7 +300,11 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "store_write",
     "store_read",
     "store_map",
-    "store_compact"};
+    "store_compact",
+    "service_create",
+    "service_step",
+    "service_wake",
+    "service_destroy"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
@@ -801,6 +818,7 @@ struct store_side {
 
     void free_all() {
         check_all_objects();
+        totals.objects_moved += pool->stats().objects_moved;
         for (const auto& entry : objects) {
             pool->deallocate(handle::from_value(entry.first));
         }
@@ -1145,6 +1163,29 @@ private:
             break;
         case op::store_compact:
             on_store(in.byte(), [](auto& side) { side.compact(); });
+            break;
+        case op::service_create:
+            service_create(in);
+            break;
+        case op::service_step: {
+            const unsigned steps = 1 + in.byte() % 4;
+            const std::uint8_t sleep = in.byte();
+            for (unsigned i = 0; i < steps && service_; ++i) {
+                const background_step result = service_step();
+                service_wall_ += (sleep & 1) != 0 ? result.sleep.count() : sleep >> 1;
+            }
+            break;
+        }
+        case op::service_wake:
+            if (service_) {
+                service_->wake();
+                service_woken_ = true;
+            }
+            break;
+        case op::service_destroy:
+            retire_service();
+            service_sources_ = 0;
+            service_arena_ = false;
             break;
         case op::count:
             break;
@@ -1557,8 +1598,16 @@ private:
     // every frame goes back (or to the core, when it holds it isolated); then a new pool.
     template <class Record>
     void object_recreate(object_side<Record>& side) {
+        // The service must not outlive a pool it serves: it goes first (there is no
+        // deregistration), and a new one serves the new pool.
+        const bool served = service_ && (service_sources_ & side.touch) != 0;
+        if (served) {
+            expect(!service_stepping_, "the harness destroys a pool the service is compacting");
+            retire_service();
+        }
         side.unpin_all();
         const object_pool_stats stats = side.pool->stats();
+        totals.objects_moved += stats.objects_moved;
         const record_counts before = keyed_record::counts;
         const std::size_t free_before = arena_.free_frames();
         side.retired_migrated += stats.frames_migrated;
@@ -1579,6 +1628,9 @@ private:
         side.at.clear();
         side.cached = !side.cached;
         side.pool.emplace(arena_, object_pool_options{.thread_cache = side.cached});
+        if (served) {
+            make_service();
+        }
     }
 
     template <class Record>
@@ -1875,6 +1927,9 @@ private:
             if (timing_ && !in_nested_compaction_) {
                 ++fake_clock::ticks; // a page migrated for the timed compaction "takes" 1 ns
             }
+            if (service_stepping_ && !in_nested_compaction_) {
+                ++service_wall_; // and one the service's step migrates, on its wall clock
+            }
         } else {
             ++totals.faults;
         }
@@ -1948,6 +2003,9 @@ private:
             on_side(action_choice_++, [&](auto& side) { object_compact(side); });
             break;
         case callback_action::object_recreate:
+            if (service_stepping_) {
+                break; // the service's step holds the pools it serves
+            }
             on_side(action_choice_++, [&](auto& side) { object_recreate(side); });
             break;
         case callback_action::none:
@@ -2497,6 +2555,196 @@ private:
         check_all_contents();
     }
 
+    // ---- the background service -----------------------------------------------------------------
+    // Options from the input, within what the service accepts (its constructor throws otherwise:
+    // a finding); durations are ticks of the harness's clocks.
+    void service_create(input_reader& in) {
+        const std::uint8_t serves = in.byte();
+        background_compactor_options options;
+        options.high_watermark = in.byte() % 101;
+        options.low_watermark = in.byte() % (options.high_watermark + 1);
+        const std::uint8_t thresholds = in.byte();
+        options.source_high_frames = 1 + thresholds % 16;
+        options.source_low_frames = (thresholds >> 4) % options.source_high_frames;
+        options.check_interval = std::chrono::nanoseconds(1 + in.byte() % 32);
+        const std::uint8_t forced = in.byte();
+        options.forced_interval = std::chrono::nanoseconds(forced % 4 == 0 ? 0 : forced % 64);
+        options.cpu_percent_min = 1 + in.byte() % 100;
+        options.cpu_percent_max =
+            options.cpu_percent_min + in.byte() % (101 - options.cpu_percent_min);
+        options.cycle = std::chrono::nanoseconds(1 + in.byte() % 64);
+        const std::uint8_t pass = in.byte();
+        options.pass_duration = std::chrono::nanoseconds(1 + pass % 8);
+        options.pass_frames = (pass >> 3) % 9;
+        const std::uint8_t how = in.byte();
+        options.mode = mode_of(how);
+        options.strategy = strategy_of(how);
+        options.max_backoff_shift = (how >> 2) % 7;
+        options.release_free_memory = (how & 0x20) != 0;
+        options.release_min_order = static_cast<int>(in.byte() % (arena_type::max_order + 2)) - 1;
+        retire_service();
+        service_options_ = options;
+        service_sources_ = serves & 0x1f;
+        service_arena_ = (serves & 0x20) == 0;
+        make_service();
+    }
+
+    void make_service() {
+        background_clocks clocks;
+        clocks.wall = [this] { return std::chrono::nanoseconds(service_wall_); };
+        clocks.thread_cpu = [this] { return std::chrono::nanoseconds(++service_cpu_); };
+        service_.emplace(service_options_, std::move(clocks));
+        if (service_arena_) {
+            service_->add_arena(arena_);
+        }
+        const auto serve = [this](auto& side) {
+            if ((service_sources_ & side.touch) != 0) {
+                service_->add_source(*side.pool);
+            }
+        };
+        for_each_store(serve);
+        on_each_side(serve);
+        service_woken_ = false;
+    }
+
+    // Destroys the service (between steps it holds nothing: a running arena compaction ends).
+    void retire_service() {
+        if (!service_) {
+            return;
+        }
+        service_retired_moved_ += service_->stats().frames_moved;
+        service_.reset();
+        after_compaction();
+    }
+
+    // What the owners saw, fresh (check_invariants reads the pools' statistics as of their last
+    // check).
+    [[nodiscard]] compaction_sums owners_now() {
+        compaction_sums seen;
+        balloon_stats balloons = retired_;
+        for (const auto& balloon : balloons_) {
+            const balloon_stats stats = balloon->stats();
+            balloons.migrated += stats.migrated;
+            balloons.shrunk_on_replace += stats.shrunk_on_replace;
+            balloons.replace_refused += stats.replace_refused;
+        }
+        seen.migrated = answers_.migrations_succeeded + balloons.migrated + records_.migrated() +
+                        plains_.migrated();
+        seen.released = answers_.released_while_isolated + balloons.shrunk_on_replace +
+                        retired_.released_isolated + records_.released() + plains_.released();
+        seen.isolated = answers_.isolations_accepted + balloons.migrated +
+                        balloons.shrunk_on_replace + balloons.replace_refused;
+        for_each_store([&](auto& side) {
+            const auto stats = side.pool->stats();
+            seen.migrated += stats.frames_migrated;
+            seen.released += stats.frames_released_while_isolated;
+        });
+        return seen;
+    }
+
+    // The objects moved and frames freed by the compaction of the pools the service serves.
+    struct source_counts {
+        std::size_t objects_moved = 0;
+        std::size_t frames_freed = 0;
+    };
+    [[nodiscard]] source_counts served_sources_now() {
+        source_counts counts;
+        const auto add = [&](auto& side) {
+            if ((service_sources_ & side.touch) != 0) {
+                const auto stats = side.pool->stats();
+                counts.objects_moved += stats.objects_moved;
+                counts.frames_freed += stats.frames_freed_by_compaction;
+            }
+        };
+        for_each_store(add);
+        on_each_side(add);
+        return counts;
+    }
+
+    // One step(), checked against what the owners and pools saw in it.
+    background_step service_step() {
+        const background_compactor_stats before = service_->stats();
+        const compaction_sums owners_before = owners_now();
+        const compaction_sums finished_before = finished_;
+        const source_counts sources_before = served_sources_now();
+        const bool episode_before = before.last_reason == background_compactor_reason::cpu_budget;
+        const bool woken = service_woken_ && !episode_before;
+        service_stepping_ = true;
+        const background_step result = service_->step();
+        service_stepping_ = false;
+        ++totals.service_steps;
+        const background_compactor_stats after = service_->stats();
+        totals.service_episodes += after.episodes - before.episodes;
+        if (!episode_before) {
+            service_woken_ = false;
+        }
+        expect(after.steps == before.steps + 1 && after.last_reason == result.reason &&
+                   result.sleep.count() >= 0 &&
+                   static_cast<std::uint64_t>(result.sleep.count()) == after.last_sleep_ns,
+               "the service's stats do not count the step or say what it answered");
+        expect(after.episodes ==
+                   after.episodes_by_watermark + after.episodes_by_wake + after.episodes_by_period,
+               "the service's episodes differ from the sum of their causes");
+        expect(!woken || after.episodes_by_wake == before.episodes_by_wake + 1,
+               "a step after wake() did not start an episode");
+        // Frames: its arena compactions moved what the owners saw move (less nested compactions);
+        // isolations and releases it does not count stand for it in check_invariants' sums.
+        const compaction_sums owners_after = owners_now();
+        const std::size_t moved = after.frames_moved - before.frames_moved;
+        expect(moved == (owners_after.migrated - owners_before.migrated) -
+                            (finished_.migrated - finished_before.migrated),
+               "the service's frames_moved differs from the migrations its owners saw");
+        totals.migrated += moved;
+        expect(owners_after.released - owners_before.released >=
+                       finished_.released - finished_before.released &&
+                   owners_after.isolated - owners_before.isolated >=
+                       finished_.isolated - finished_before.isolated,
+               "a nested compaction in a service step released or isolated more than the owners "
+               "saw");
+        service_unseen_.released += (owners_after.released - owners_before.released) -
+                                    (finished_.released - finished_before.released);
+        service_unseen_.isolated += (owners_after.isolated - owners_before.isolated) -
+                                    (finished_.isolated - finished_before.isolated);
+        // Sources: the objects and frames it counts are its pools' (an owner's callback action may
+        // compact a pool too).
+        const source_counts sources_after = served_sources_now();
+        const std::size_t objects = sources_after.objects_moved - sources_before.objects_moved;
+        const std::size_t freed = sources_after.frames_freed - sources_before.frames_freed;
+        const std::size_t counted_objects = after.objects_moved - before.objects_moved;
+        const std::size_t counted_freed = after.frames_freed - before.frames_freed;
+        expect(counted_objects <= objects && counted_freed <= freed &&
+                   (action_ != callback_action::none ||
+                    (counted_objects == objects && counted_freed == freed)),
+               "the service's objects_moved or frames_freed differ from its pools' counts");
+        if (result.reason == background_compactor_reason::below_watermarks) {
+            expect(after.episodes == before.episodes && moved == 0 && counted_freed == 0,
+                   "a step below the watermarks compacted");
+            expect(!service_arena_ ||
+                       arena_.fragmentation_score() <= service_options_.high_watermark,
+                   "the service slept below the watermarks with the arena's score above high");
+            const auto quiet = [this](auto& side) {
+                if ((service_sources_ & side.touch) != 0) {
+                    if constexpr (requires { side.pool->compactable_frames(); }) {
+                        expect(side.pool->compactable_frames() <
+                                   service_options_.source_high_frames,
+                               "the service slept below the watermarks with a source at its "
+                               "threshold");
+                    }
+                }
+            };
+            for_each_store(quiet);
+            on_each_side(quiet);
+        }
+        // An episode begun and ended in this step, undisturbed: the arena at its low watermark.
+        if (result.reason == background_compactor_reason::low_watermark_reached &&
+            !episode_before && service_arena_ && plan_unobstructed()) {
+            expect(arena_.fragmentation_score() <= service_options_.low_watermark,
+                   "the service ended an episode at the low watermark above it");
+        }
+        after_compaction(); // pages moved; contents; pinned pages, objects and mappings unmoved
+        return result;
+    }
+
     // ---- the engine itself ----------------------------------------------------------------------
     // Isolates up to `count` movable frames (owner pages and balloon frames), scanning the arena
     // from `first`, onto `list`.
@@ -2733,6 +2981,9 @@ private:
         if (incremental_running_) {
             sums.add(incremental_.stats());
         }
+        sums.migrated += service_retired_moved_ + (service_ ? service_->stats().frames_moved : 0);
+        sums.isolated += service_unseen_.isolated;
+        sums.released += service_unseen_.released;
         std::size_t balloon_migrated = retired_.migrated;
         std::size_t balloon_shrunk = retired_.shrunk_on_replace;
         std::size_t balloon_refused = retired_.replace_refused;
@@ -2759,6 +3010,9 @@ private:
 
     // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
+        retire_service();
+        service_sources_ = 0;
+        service_arena_ = false;
         for_each_store([](auto& side) { side.unmap(); });
         incremental_end();
         touched_ = touch_everything;
@@ -2828,6 +3082,21 @@ private:
     bool incremental_gains_nothing_ = false; // least_moves planned no region: nothing may move
     bool timing_ = false; // a one-shot compaction or incremental pass on fake_clock is running
     std::size_t rotating_check_ = 0;
+    // The background service, its clocks (wall: nanosecond ticks, advanced by the sleeps
+    // service_step asks for and one a page its step migrates; thread CPU: one a read), what it
+    // serves (touch bits of the pools; the arena) and what it did over the input.
+    std::optional<background_compactor> service_;
+    background_compactor_options service_options_;
+    touch_mask service_sources_ = 0;
+    bool service_arena_ = false;
+    bool service_stepping_ = false;
+    bool service_woken_ = false; // wake() since the last step that began outside an episode
+    std::int64_t service_wall_ = 0;
+    std::int64_t service_cpu_ = 0;
+    std::size_t service_retired_moved_ = 0; // frames_moved of the services destroyed
+    // Isolations and releases the owners saw in the service's steps, less a nested compaction's:
+    // the service counts neither, so they stand for it in the compactors' sums.
+    compaction_sums service_unseen_;
     touch_mask touched_ = touch_everything; // pools the running operation may change
     touch_mask carried_touch_ = 0;          // pools changed after the last operation's checks
 
