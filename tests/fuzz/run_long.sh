@@ -38,10 +38,13 @@ ops=$(sum '[0-9]* ops executed' || true)
 inputs=$(sum '[0-9]* inputs' || true)
 faults=$(sum '[0-9]* faults injected' || true)
 migrated=$(sum '[0-9]* frames migrated' || true)
+objects=$(sum '[0-9]* objects moved' || true)
+steps=$(sum '[0-9]* service steps' || true)
 crashes=$(find artifacts -type f | wc -l)
 corpus=$(find corpus -type f | wc -l)
 echo "movable_fuzz: ${seconds}s x $jobs job(s): $ops ops executed in $inputs inputs," \
-     "$faults faults injected, $migrated frames migrated; corpus $corpus inputs;" \
+     "$faults faults injected, $migrated frames migrated, $objects objects moved," \
+     "$steps service steps; corpus $corpus inputs;" \
      "$crashes crash input(s) in $work/artifacts"
 if [ "$crashes" -ne 0 ] || [ "$status" -ne 0 ]; then
     for log in fuzz-*.log; do
