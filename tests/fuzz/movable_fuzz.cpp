@@ -4,10 +4,12 @@
 // zbud_pool, z3fold_pool: tests/support/compressed_stores.hpp's list, driven through the
 // compressed_store concept and their own check_invariants), two object_pools (of a type its pool
 // moves by its move constructor, keyed_record, and of a trivially copyable one it moves by memcpy,
-// plain_record), and three compactors: one-shot compactions (full, order-targeted, proactive;
-// async, sync_light, sync), an incremental one whose budgeted passes interleave with every other
-// operation, and one nested inside owner callbacks; each compaction takes its strategy (least_moves
-// or scanners) from the input. The one-shot and incremental compactors read fake_clock, which moves
+// plain_record), the background service (background_compactor in manual mode: step() on this
+// thread, serving the arena and the pools the input names, on the harness's own clocks), and
+// three compactors: one-shot compactions (full, order-targeted, proactive; async, sync_light,
+// sync), an incremental one whose budgeted passes interleave with every other operation, and one
+// nested inside owner callbacks; each compaction takes its strategy (least_moves or scanners)
+// from the input. The one-shot and incremental compactors read fake_clock, which moves
 // one tick per page the owner migrates for them, so a time budget (max_duration_per_pass) is a
 // budget of migrated pages. migrate_frames and putback are also driven directly, with targets that
 // run out. Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned
@@ -17,11 +19,26 @@
 // holds its frames isolated), and make the hosts refuse lending or refuse or half-accept
 // replacements.
 //
+// The service's options (watermarks, source thresholds, intervals, CPU budget, cycle, pass
+// budgets, mode, strategy, back-off, release) come from the input; its wall clock advances by the
+// sleeps step() asks for (or ticks the input names) and one tick a page its step migrates, its
+// CPU clock one tick a read, so the run stays deterministic. Each step is checked: its statistics
+// count it and say what it answered, episodes add up by cause, a wake() starts one, the frames it
+// moved are the migrations the owners saw (less a nested compaction's), the objects moved and
+// frames freed it counts are its pools' (exactly, when no callback action compacts a pool), a step
+// below the watermarks compacted nothing and the arena and sources were below them, an episode
+// begun and ended undisturbed left the arena at the low watermark; then pages, objects and
+// mappings as after any compaction. It has no deregistration: a pool it serves is re-created by
+// destroying the service first and making a new one (callback actions inside its steps never
+// destroy a pool it serves).
+//
 // A shadow model says what every page and unmovable block must contain, where every page lives
 // and how many frames every user holds. After each operation the harness checks: frame
 // accounting (free + pages + unmovable + balloon + released-while-isolated == frame_count); every
 // frame unlocked, free frames clean, movable frames owned by someone known with the right
-// reference count, isolated frames only where an async pass could leave them; the owner's and
+// reference count, isolated frames only where an async pass could leave them; the pools' own
+// check_invariants and their statistics against the shadow (only for the pools the operation
+// could change, and every 64th operation all of them: see touch_of); the owner's and
 // hosts' views against the shadow; every isolation ended exactly once (migrated, put back or
 // released); the compactors' statistics against what the owners saw; pages unmoved outside
 // compaction and pinned pages never moved; contents after every compaction; outcomes (order
@@ -54,7 +71,8 @@
 // past the end yields zeros, so every input is a valid program. To read a crash input:
 //     MOVABLE_FUZZ_TRACE=1 build/fuzz/tests/fuzz/movable_fuzz crash-<hash>
 //
-// At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
+// At exit the harness prints "movable_fuzz: N ops executed in M inputs (F faults injected, ...
+// frames migrated, ... objects moved, ... service steps ...)" to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
 #include <movable/models/compressed_store.hpp>
