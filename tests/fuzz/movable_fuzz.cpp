@@ -578,7 +578,9 @@ struct object_side {
     };
 
     std::optional<pool_type> pool;
-    std::uint32_t touch = 0; // its bit in harness::touched_ (set by the harness)
+    std::uint32_t touch = 0;              // its bit in harness::touched_ (set by the harness)
+    std::uint64_t frames_fingerprint = 0; // as store_side's
+    std::uint64_t scanned = 0;
     bool cached = true;      // the pool's thread_cache option (each re-creation flips it)
     std::vector<entry> live; // in no order (destroy swaps the last in)
     std::unordered_map<std::uint64_t, std::size_t> at; // handle value -> index in live
@@ -652,6 +654,9 @@ struct store_side {
     std::vector<std::byte> mapped_bytes; // what the mapping must show
     std::vector<std::byte> read_buffer;
     std::uint32_t touch = 0; // its bit in harness::touched_ (set by the harness)
+    // check_invariants' fingerprint of the frames it owns: at the last check, in this scan.
+    std::uint64_t frames_fingerprint = 0;
+    std::uint64_t scanned = 0;
 
     [[nodiscard]] std::optional<handle> choice(std::uint8_t c, bool skip_mapped) const {
         if (objects.empty()) {
@@ -908,59 +913,30 @@ public:
     }
 
 private:
-    // ---- what an operation touched
-    // --------------------------------------------------------------- The heavy checks after an
-    // operation (a pool's own check_invariants, its statistics against the shadow: zspage_pool's
-    // stats() walks every size class) run only for the pools the operation could change: one bit a
-    // store and an object pool in touched_. An operation that reaches owners through the core
-    // (compactions, migrate_frames, isolation, balloons, whose hosts may compact, discarding free
-    // memory) touches everything; a pool_*, store_* or object_* operation the pool it names
-    // (on_store, on_side, zspage()); page, unmovable and knob operations none: nothing else calls
-    // into a pool (the owner's callback actions run only inside compactions). A mapping or a pin
-    // that ends after the checks touches its pool for the next operation's (carried_touch_). Every
-    // check_everything_every-th operation of an input, and at teardown, checks everything anyway.
+    // ---- what an operation touched --------------------------------------------------------------
+    // The heavy checks after an operation (a pool's own check_invariants, its statistics against
+    // the shadow: zspage_pool's stats() walks every size class) run only for the pools the
+    // operation could change: one bit a store and an object pool in touched_. A pool changes
+    // only when the harness calls it (pool_*, store_* and object_* operations and the owner's
+    // callback actions, through on_store, on_side or zspage(); the service's steps, for the pools
+    // they serve) or when the core moves or releases one of its frames (compactions, balloons'
+    // hosts compacting), which changes the set of frames it owns: check_invariants' frame scan
+    // keeps a fingerprint of each pool's frames and touches a pool whose fingerprint changed.
+    // migrate_direct and isolate_putback touch everything (they put back frames of any owner,
+    // which leaves the fingerprint as it was). A mapping or a pin that ends after the checks
+    // touches its pool for the next operation's (carried_touch_). Every
+    // check_everything_every-th operation of an input, and at teardown, checks everything.
     using touch_mask = std::uint32_t;
     static constexpr touch_mask touch_everything = ~touch_mask{0};
     static constexpr std::size_t check_everything_every = 64;
 
     static touch_mask touch_of(op code) noexcept {
         switch (code) {
-        case op::add_pages:
-        case op::release_page:
-        case op::write_page:
-        case op::read_page:
-        case op::pin_page:
-        case op::unpin_page:
-        case op::allocate_unmovable:
-        case op::free_unmovable:
-        case op::set_owner_faults:
-        case op::set_callback_action:
-        case op::set_host_faults:
-        case op::clear_faults:
-        case op::pool_allocate:
-        case op::pool_deallocate:
-        case op::pool_write:
-        case op::pool_read:
-        case op::pool_map:
-        case op::pool_compact:
-        case op::object_emplace:
-        case op::object_fill:
-        case op::object_destroy:
-        case op::object_pin:
-        case op::object_visit:
-        case op::object_for_each:
-        case op::object_compact:
-        case op::object_migrate:
-        case op::object_recreate:
-        case op::store_allocate:
-        case op::store_deallocate:
-        case op::store_write:
-        case op::store_read:
-        case op::store_map:
-        case op::store_compact:
-            return 0; // the pool it names marks itself
+        case op::migrate_direct:
+        case op::isolate_putback:
+            return touch_everything; // isolates and puts back frames of any owner
         default:
-            return touch_everything;
+            return 0; // the pool it names marks itself; the core's moves show in the scan
         }
     }
 
@@ -2699,6 +2675,7 @@ private:
         const std::size_t held_released_before = held_released_now();
         const bool episode_before = before.last_reason == background_compactor_reason::cpu_budget;
         const bool woken = service_woken_ && !episode_before;
+        touched_ |= service_sources_; // compacted as sources
         service_stepping_ = true;
         const background_step result = service_->step();
         service_stepping_ = false;
@@ -2863,12 +2840,8 @@ private:
     // ---- invariants -----------------------------------------------------------------------------
     void check_invariants() {
         arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
-        // The pools the operation touched: their own invariants and counts (check_pool).
-        for_each_store([this](auto& side) {
-            if ((touched_ & side.touch) != 0) {
-                side.check_pool();
-            }
-        });
+        for_each_store([](auto& side) { side.scanned = 0; });
+        on_each_side([](auto& side) { side.scanned = 0; });
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -2934,14 +2907,24 @@ private:
                 continue;
             }
             bool store_frame = false;
-            for_each_store([&](auto& side) { store_frame = store_frame || side.owns(f); });
+            for_each_store([&](auto& side) {
+                if (!store_frame && side.owns(f)) {
+                    store_frame = true;
+                    side.scanned += mix(index + 1);
+                }
+            });
             if (store_frame) {
                 ++owned_by_pool; // ops, isolation and the count: the store's check_invariants()
                 continue;
             }
-            if (f.owner() == static_cast<const void*>(&*records_.pool) ||
-                f.owner() == static_cast<const void*>(&*plains_.pool)) {
+            if (f.owner() == static_cast<const void*>(&*records_.pool)) {
+                records_.scanned += mix(index + 1);
                 ++owned_by_object_pools; // the same: check_object_side
+                continue;
+            }
+            if (f.owner() == static_cast<const void*>(&*plains_.pool)) {
+                plains_.scanned += mix(index + 1);
+                ++owned_by_object_pools;
                 continue;
             }
             bool known = false;
@@ -2957,6 +2940,21 @@ private:
             expect(known, "a movable frame owned by nobody the harness knows");
         }
         expect(owned_by_owner == pages, "frames owned by the owner != live pages");
+        // A pool whose frames changed is touched; the touched ones: their own invariants and
+        // counts (check_pool; object pools: check_object_side, below).
+        const auto note_frames = [this](auto& side) {
+            if (side.scanned != side.frames_fingerprint) {
+                side.frames_fingerprint = side.scanned;
+                touched_ |= side.touch;
+            }
+        };
+        for_each_store(note_frames);
+        on_each_side(note_frames);
+        for_each_store([this](auto& side) {
+            if ((touched_ & side.touch) != 0) {
+                side.check_pool();
+            }
+        });
         isolated_between_ops_ = isolated_pages + isolated_released;
 
         // Frame accounting.
