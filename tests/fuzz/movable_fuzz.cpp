@@ -921,7 +921,8 @@ private:
     // callback actions, through on_store, on_side or zspage(); the service's steps, for the pools
     // they serve) or when the core moves or releases one of its frames (compactions, balloons'
     // hosts compacting), which changes the set of frames it owns: check_invariants' frame scan
-    // keeps a fingerprint of each pool's frames and touches a pool whose fingerprint changed.
+    // keeps a fingerprint of each pool's frames and touches a pool whose fingerprint changed, and
+    // every pool when the compactors migrated a frame that was neither a page nor a balloon's.
     // migrate_direct and isolate_putback touch everything (they put back frames of any owner,
     // which leaves the fingerprint as it was). A mapping or a pin that ends after the checks
     // touches its pool for the next operation's (carried_touch_). Every
@@ -2840,6 +2841,23 @@ private:
     // ---- invariants -----------------------------------------------------------------------------
     void check_invariants() {
         arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
+        // The compactors' counts (checked against what the owners saw at the end).
+        compaction_sums sums = finished_;
+        if (incremental_running_) {
+            sums.add(incremental_.stats());
+        }
+        sums.migrated += service_retired_moved_ + (service_ ? service_->stats().frames_moved : 0);
+        sums.isolated += service_unseen_.isolated;
+        sums.released += service_unseen_.released;
+        std::size_t balloon_migrated = retired_.migrated;
+        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
+        std::size_t balloon_refused = retired_.replace_refused;
+        for (const auto& balloon : balloons_) {
+            const balloon_stats stats = balloon->stats();
+            balloon_migrated += stats.migrated;
+            balloon_shrunk += stats.shrunk_on_replace;
+            balloon_refused += stats.replace_refused;
+        }
         for_each_store([](auto& side) { side.scanned = 0; });
         on_each_side([](auto& side) { side.scanned = 0; });
         const std::size_t pages = live_.size();
@@ -2941,7 +2959,14 @@ private:
         }
         expect(owned_by_owner == pages, "frames owned by the owner != live pages");
         // A pool whose frames changed is touched; the touched ones: their own invariants and
-        // counts (check_pool; object pools: check_object_side, below).
+        // counts (check_pool; object pools: check_object_side, below). A frame migrated for a
+        // pool touches every pool: moved away and back, a pool's frames can be the set they were.
+        const std::size_t pool_migrations =
+            sums.migrated - answers_.migrations_succeeded - balloon_migrated;
+        if (pool_migrations != pool_migrations_seen_) {
+            pool_migrations_seen_ = pool_migrations;
+            touched_ = touch_everything;
+        }
         const auto note_frames = [this](auto& side) {
             if (side.scanned != side.frames_fingerprint) {
                 side.frames_fingerprint = side.scanned;
@@ -3005,22 +3030,6 @@ private:
                        answers_.released_while_isolated + isolated_pages,
                "an owner isolation was not ended exactly once");
         // The compactors' counts agree with what the owners saw.
-        compaction_sums sums = finished_;
-        if (incremental_running_) {
-            sums.add(incremental_.stats());
-        }
-        sums.migrated += service_retired_moved_ + (service_ ? service_->stats().frames_moved : 0);
-        sums.isolated += service_unseen_.isolated;
-        sums.released += service_unseen_.released;
-        std::size_t balloon_migrated = retired_.migrated;
-        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
-        std::size_t balloon_refused = retired_.replace_refused;
-        for (const auto& balloon : balloons_) {
-            const balloon_stats stats = balloon->stats();
-            balloon_migrated += stats.migrated;
-            balloon_shrunk += stats.shrunk_on_replace;
-            balloon_refused += stats.replace_refused;
-        }
         expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated + stores_migrated +
                                     records_.retired_migrated + records_.seen.frames_migrated +
                                     plains_.retired_migrated + plains_.seen.frames_migrated,
@@ -3126,7 +3135,9 @@ private:
     // the service counts neither, so they stand for it in the compactors' sums.
     compaction_sums service_unseen_;
     touch_mask touched_ = touch_everything; // pools the running operation may change
-    touch_mask carried_touch_ = 0;          // pools changed after the last operation's checks
+    touch_mask carried_touch_ = 0;
+    std::size_t pool_migrations_seen_ = 0; // frames the compactors migrated for pools (check) //
+                                           // pools changed after the last operation's checks
 
     // knobs
     periodic refuse_isolate_;
