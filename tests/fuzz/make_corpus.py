@@ -21,7 +21,7 @@ OPS = [
     "pool_map", "pool_compact", "object_emplace", "object_fill", "object_destroy", "object_pin",
     "object_visit", "object_for_each", "object_compact", "object_migrate", "object_recreate",
     "store_allocate", "store_deallocate", "store_write", "store_read", "store_map",
-    "store_compact",
+    "store_compact", "service_create", "service_step", "service_wake", "service_destroy",
 ]
 ZSPAGE, ZBUD = 0, 1  # the store byte of the store_* ops (movable_fuzz's store_sides)
 ASYNC, SYNC_LIGHT, SYNC = 0, 1, 2
@@ -322,6 +322,41 @@ FOUND = {
 }
 
 
+def service_create(program, serves=0x1F, high=20, low=5, thresholds=0x01, check=3, forced=0,
+                   cpu_min=9, cpu_extra=40, cycle=7, pass_byte=0x22, how=40, release=0):
+    """service_create's bytes: serves (bits 0-4: the stores, keyed_record and plain_record
+    pools; bit 5: not the arena), watermarks, thresholds (source_high_frames - 1 in bits 0-3,
+    source_low_frames in 4-7), check interval - 1, forced interval, cpu min - 1, max - min, cycle
+    - 1, pass (duration - 1 in bits 0-2, frames in 3-6), how (mode % 3, bit 7 scanners, bits 2-4
+    back-off shift, bit 5 release) and release_min_order + 1."""
+    return program.op("service_create", serves, high, low, thresholds, check, forced, cpu_min,
+                      cpu_extra, cycle, pass_byte, how, release)
+
+
+def service_seeds():
+    # The service over the arena and every pool, fragmented: watermark episodes in CPU-budgeted
+    # cycles, sleeps, wake(), a pool re-created while served (the service goes first), owner
+    # faults and callback actions during its steps, then the scanners in async mode.
+    p = Program(6).add_pages(16)
+    for side in (RECORDS, PLAINS):
+        p.objects(side, 120)
+    for side in (RECORDS, PLAINS):
+        for choice in range(0, 120, 6):
+            p.destroy_objects(side, choice, 3)
+    p.op("pool_allocate", 40, 200, 0, 7).op("store_allocate", ZBUD, 40, 44, 1, 9)
+    p.release(1, 3, 5, 7, 9, 11)
+    service_create(p)
+    for _ in range(6):
+        p.op("service_step", 3, 1)
+    p.op("service_wake").op("service_step", 2, 9).op("object_recreate", RECORDS)
+    p.op("set_owner_faults", 3, 4, 0, 0).op("set_callback_action", 2, 1, 3, 5)
+    p.add_pages(8).release(2, 4, 6).op("service_wake").op("service_step", 3, 1)
+    p.op("clear_faults")
+    service_create(p, serves=0x03, high=0, low=0, how=0x80 | 0x20, release=1)
+    p.pin_object(RECORDS, 3, 2).op("service_step", 3, 1).op("service_step", 3, 0)
+    yield "service_episodes", p.op("service_destroy").op("compact_full", SYNC)
+
+
 class Found:
     def __init__(self, data):
         self.data = data
@@ -336,7 +371,7 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     os.makedirs(out, exist_ok=True)
     programs = (list(seeds()) + list(pool_seeds()) + list(object_seeds()) +
-                list(strategy_seeds()) + list(found_seeds()))
+                list(strategy_seeds()) + list(service_seeds()) + list(found_seeds()))
     for name, program in programs:
         with open(os.path.join(out, name), "wb") as f:
             f.write(program.data)

@@ -4,10 +4,12 @@
 // zbud_pool, z3fold_pool: tests/support/compressed_stores.hpp's list, driven through the
 // compressed_store concept and their own check_invariants), two object_pools (of a type its pool
 // moves by its move constructor, keyed_record, and of a trivially copyable one it moves by memcpy,
-// plain_record), and three compactors: one-shot compactions (full, order-targeted, proactive;
-// async, sync_light, sync), an incremental one whose budgeted passes interleave with every other
-// operation, and one nested inside owner callbacks; each compaction takes its strategy (least_moves
-// or scanners) from the input. The one-shot and incremental compactors read fake_clock, which moves
+// plain_record), the background service (background_compactor in manual mode: step() on this
+// thread, serving the arena and the pools the input names, on the harness's own clocks), and
+// three compactors: one-shot compactions (full, order-targeted, proactive; async, sync_light,
+// sync), an incremental one whose budgeted passes interleave with every other operation, and one
+// nested inside owner callbacks; each compaction takes its strategy (least_moves or scanners)
+// from the input. The one-shot and incremental compactors read fake_clock, which moves
 // one tick per page the owner migrates for them, so a time budget (max_duration_per_pass) is a
 // budget of migrated pages. migrate_frames and putback are also driven directly, with targets that
 // run out. Fault knobs, toggled by the op stream, make the owner refuse isolation (and pinned
@@ -17,11 +19,26 @@
 // holds its frames isolated), and make the hosts refuse lending or refuse or half-accept
 // replacements.
 //
+// The service's options (watermarks, source thresholds, intervals, CPU budget, cycle, pass
+// budgets, mode, strategy, back-off, release) come from the input; its wall clock advances by the
+// sleeps step() asks for (or ticks the input names) and one tick a page its step migrates, its
+// CPU clock one tick a read, so the run stays deterministic. Each step is checked: its statistics
+// count it and say what it answered, episodes add up by cause, a wake() starts one, the frames it
+// moved are the migrations the owners saw (less a nested compaction's), the objects moved and
+// frames freed it counts are its pools' (exactly, when no callback action compacts a pool), a step
+// below the watermarks compacted nothing and the arena and sources were below them, an episode
+// begun and ended undisturbed left the arena at the low watermark; then pages, objects and
+// mappings as after any compaction. It has no deregistration: a pool it serves is re-created by
+// destroying the service first and making a new one (callback actions inside its steps never
+// destroy a pool it serves).
+//
 // A shadow model says what every page and unmovable block must contain, where every page lives
 // and how many frames every user holds. After each operation the harness checks: frame
 // accounting (free + pages + unmovable + balloon + released-while-isolated == frame_count); every
 // frame unlocked, free frames clean, movable frames owned by someone known with the right
-// reference count, isolated frames only where an async pass could leave them; the owner's and
+// reference count, isolated frames only where an async pass could leave them; the pools' own
+// check_invariants and their statistics against the shadow (only for the pools the operation
+// could change, and every 64th operation all of them: see touch_of); the owner's and
 // hosts' views against the shadow; every isolation ended exactly once (migrated, put back or
 // released); the compactors' statistics against what the owners saw; pages unmoved outside
 // compaction and pinned pages never moved; contents after every compaction; outcomes (order
@@ -54,13 +71,15 @@
 // past the end yields zeros, so every input is a valid program. To read a crash input:
 //     MOVABLE_FUZZ_TRACE=1 build/fuzz/tests/fuzz/movable_fuzz crash-<hash>
 //
-// At exit the harness prints "movable_fuzz: N ops executed ..." to stderr (run_long.sh sums it).
+// At exit the harness prints "movable_fuzz: N ops executed in M inputs (F faults injected, ...
+// frames migrated, ... objects moved, ... service steps ...)" to stderr (run_long.sh sums it).
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
 #include <movable/models/compressed_store.hpp>
 #include <movable/models/object_pool.hpp>
 #include <movable/models/zbud_pool.hpp>
 #include <movable/models/zspage_pool.hpp>
+#include <movable/service/background_compactor.hpp>
 
 #include <algorithm>
 #include <array>
@@ -152,18 +171,23 @@ struct run_totals {
     unsigned long long plans_met = 0;        // least_moves compactions held to the exact plan
     unsigned long long passes_timed_out = 0; // by the fake clock
     unsigned long long stray_frames = 0;     // frames a done compaction held, op after op (known)
+    unsigned long long objects_moved = 0;    // by the pools' compaction (counted as a pool goes)
+    unsigned long long service_steps = 0;    // background_compactor::step() calls
+    unsigned long long service_episodes = 0;
 };
 run_totals totals;
 
 void print_totals() {
     std::fprintf(stderr,
                  "movable_fuzz: %llu ops executed in %llu inputs (%llu faults injected, %llu "
-                 "compactions, %llu incremental passes, %llu frames migrated; %llu least_moves "
-                 "compactions, %llu held to their exact plan, %llu passes timed out; %llu "
-                 "frame-ops held by a done compaction)\n",
+                 "compactions, %llu incremental passes, %llu frames migrated, %llu objects moved, "
+                 "%llu service steps in %llu episodes; %llu least_moves compactions, %llu held to "
+                 "their exact plan, %llu passes timed out; %llu frame-ops held by a done "
+                 "compaction)\n",
                  totals.ops, totals.inputs, totals.faults, totals.compactions, totals.passes,
-                 totals.migrated, totals.least_moves, totals.plans_met, totals.passes_timed_out,
-                 totals.stray_frames);
+                 totals.migrated, totals.objects_moved, totals.service_steps,
+                 totals.service_episodes, totals.least_moves, totals.plans_met,
+                 totals.passes_timed_out, totals.stray_frames);
 }
 
 // ---- input --------------------------------------------------------------------------------------
@@ -239,6 +263,13 @@ enum class op : std::uint8_t {
     store_read,       // store, choice
     store_map,        // store, choice, access
     store_compact,    // store
+    // The background service (manual mode: step() on this thread, on the harness's clocks).
+    service_create,  // sources, watermarks, thresholds, intervals, cpu, cycle, pass, mode, release:
+                     // destroys the running one, makes one serving the pools and arena named
+    service_step,    // steps, sleep: 1 + steps % 4 step() calls, the clock advanced between them
+                     // by the sleep each asked for (sleep & 1) or by sleep >> 1 ticks
+    service_wake,    //
+    service_destroy, //
     count
 };
 
@@ -287,7 +318,11 @@ constexpr std::array<const char*, static_cast<unsigned>(op::count)> op_names = {
     "store_write",
     "store_read",
     "store_map",
-    "store_compact"};
+    "store_compact",
+    "service_create",
+    "service_step",
+    "service_wake",
+    "service_destroy"};
 
 // MOVABLE_FUZZ_TRACE=1 in the environment: print each operation (to read a crashing input).
 const bool tracing = std::getenv("MOVABLE_FUZZ_TRACE") != nullptr;
@@ -543,6 +578,9 @@ struct object_side {
     };
 
     std::optional<pool_type> pool;
+    std::uint32_t touch = 0;              // its bit in harness::touched_ (set by the harness)
+    std::uint64_t frames_fingerprint = 0; // as store_side's
+    std::uint64_t scanned = 0;
     bool cached = true;      // the pool's thread_cache option (each re-creation flips it)
     std::vector<entry> live; // in no order (destroy swaps the last in)
     std::unordered_map<std::uint64_t, std::size_t> at; // handle value -> index in live
@@ -559,6 +597,9 @@ struct object_side {
     // to the core while isolated, those their destructor released included).
     std::size_t retired_migrated = 0;
     std::size_t retired_released = 0;
+    // The pool's statistics at the last check_object_side that touched it (what they are now
+    // when no operation touched the pool since).
+    object_pool_stats seen{};
 
     void add(handle h, std::uint64_t key, std::uint64_t version) {
         expect(h && at.count(h.value()) == 0, "object_pool gave out an empty or a live handle");
@@ -612,6 +653,10 @@ struct store_side {
     const std::byte* mapped_address = nullptr;
     std::vector<std::byte> mapped_bytes; // what the mapping must show
     std::vector<std::byte> read_buffer;
+    std::uint32_t touch = 0; // its bit in harness::touched_ (set by the harness)
+    // check_invariants' fingerprint of the frames it owns: at the last check, in this scan.
+    std::uint64_t frames_fingerprint = 0;
+    std::uint64_t scanned = 0;
 
     [[nodiscard]] std::optional<handle> choice(std::uint8_t c, bool skip_mapped) const {
         if (objects.empty()) {
@@ -719,12 +764,15 @@ struct store_side {
         check_object(mapped_handle); // written back, when served through a copy
     }
 
-    // After an operation: a mapping lives across exactly one more operation.
-    void end_of_op() {
-        if (mapping && !mapped_this_op) {
+    // After an operation: a mapping lives across exactly one more operation. True when it
+    // ended one (the pool changed after the operation's checks).
+    bool end_of_op() {
+        const bool ended = mapping && !mapped_this_op;
+        if (ended) {
             unmap();
         }
         mapped_this_op = false;
+        return ended;
     }
 
     void check_object(handle h) {
@@ -765,8 +813,11 @@ struct store_side {
         check_all_objects();
     }
 
-    // The counts against the shadow (the pool's own invariants are its check_invariants()).
-    void check_counts() const {
+    // The pool's own invariants (zspage lists and free lists, handle slots, its frames' marks
+    // and owner, its counters), then its counts against the shadow; keeps the counters the
+    // harness sums. (zspage_pool's stats() walks every size class: taken once.)
+    void check_pool() {
+        pool->check_invariants();
         const auto stats = pool->stats();
         expect(stats.objects_in_use == objects.size(),
                "the pool's object count differs from the shadow");
@@ -776,7 +827,13 @@ struct store_side {
         }
         expect(stats.bytes_stored == shadow_bytes,
                "the pool's stored bytes differ from the shadow");
+        frames_migrated = stats.frames_migrated;
+        frames_released_while_isolated = stats.frames_released_while_isolated;
     }
+    // Its statistics at the last check_pool(): what they are now when no operation touched the
+    // pool since.
+    std::size_t frames_migrated = 0;
+    std::size_t frames_released_while_isolated = 0;
 
     [[nodiscard]] bool owns(const frame& f) const noexcept {
         return f.owner() == static_cast<const void*>(&*pool);
@@ -784,6 +841,7 @@ struct store_side {
 
     void free_all() {
         check_all_objects();
+        totals.objects_moved += pool->stats().objects_moved;
         for (const auto& entry : objects) {
             pool->deallocate(handle::from_value(entry.first));
         }
@@ -808,7 +866,13 @@ public:
             hosts_[b].on_reclaim = [this, b](frame&) { on_host_call(b); };
             balloons_[b].emplace(arena_, hosts_[b]);
         }
-        for_each_store([this](auto& side) { side.pool.emplace(arena_); });
+        touch_mask bit = 1;
+        for_each_store([&](auto& side) {
+            side.pool.emplace(arena_);
+            side.touch = std::exchange(bit, bit << 1);
+        });
+        records_.touch = bit;
+        plains_.touch = bit << 1;
         plains_.cached = false; // one pool of each kind to start with
         records_.pool.emplace(arena_, object_pool_options{.thread_cache = records_.cached});
         plains_.pool.emplace(arena_, object_pool_options{.thread_cache = plains_.cached});
@@ -830,17 +894,53 @@ public:
                              records_.migrated(), plains_.migrated(), records_.released(),
                              plains_.released());
             }
+            touched_ = std::exchange(carried_touch_, 0) | touch_of(code);
+            if (n % check_everything_every == 0) {
+                touched_ = touch_everything;
+            }
             execute(code, in);
             release_held_locks();
             ++totals.ops;
             check_invariants();
-            for_each_store([](auto& side) { side.end_of_op(); }); // a mapping lives one more op
+            for_each_store([this](auto& side) { // a mapping lives one more op
+                if (side.end_of_op()) {
+                    carried_touch_ |= side.touch;
+                }
+            });
             expire_object_pins();
         }
         tear_down();
     }
 
 private:
+    // ---- what an operation touched --------------------------------------------------------------
+    // The heavy checks after an operation (a pool's own check_invariants, its statistics against
+    // the shadow: zspage_pool's stats() walks every size class) run only for the pools the
+    // operation could change: one bit a store and an object pool in touched_. A pool changes
+    // only when the harness calls it (pool_*, store_* and object_* operations and the owner's
+    // callback actions, through on_store, on_side or zspage(); the service's steps, for the pools
+    // they serve) or when the core moves or releases one of its frames (compactions, balloons'
+    // hosts compacting), which changes the set of frames it owns: check_invariants' frame scan
+    // keeps a fingerprint of each pool's frames and touches a pool whose fingerprint changed, and
+    // every pool when the compactors migrated a frame that was neither a page nor a balloon's.
+    // migrate_direct and isolate_putback touch everything (they put back frames of any owner,
+    // which leaves the fingerprint as it was). A mapping or a pin that ends after the checks
+    // touches its pool for the next operation's (carried_touch_). Every
+    // check_everything_every-th operation of an input, and at teardown, checks everything.
+    using touch_mask = std::uint32_t;
+    static constexpr touch_mask touch_everything = ~touch_mask{0};
+    static constexpr std::size_t check_everything_every = 64;
+
+    static touch_mask touch_of(op code) noexcept {
+        switch (code) {
+        case op::migrate_direct:
+        case op::isolate_putback:
+            return touch_everything; // isolates and puts back frames of any owner
+        default:
+            return 0; // the pool it names marks itself; the core's moves show in the scan
+        }
+    }
+
     // ---- dispatch -------------------------------------------------------------------------------
     void execute(op code, input_reader& in) {
         switch (code) {
@@ -1059,6 +1159,29 @@ private:
         case op::store_compact:
             on_store(in.byte(), [](auto& side) { side.compact(); });
             break;
+        case op::service_create:
+            service_create(in);
+            break;
+        case op::service_step: {
+            const unsigned steps = 1 + in.byte() % 4;
+            const std::uint8_t sleep = in.byte();
+            for (unsigned i = 0; i < steps && service_; ++i) {
+                const background_step result = service_step();
+                service_wall_ += (sleep & 1) != 0 ? result.sleep.count() : sleep >> 1;
+            }
+            break;
+        }
+        case op::service_wake:
+            if (service_) {
+                service_->wake();
+                service_woken_ = true;
+            }
+            break;
+        case op::service_destroy:
+            retire_service();
+            service_sources_ = 0;
+            service_arena_ = false;
+            break;
         case op::count:
             break;
         }
@@ -1086,7 +1209,9 @@ private:
 
     // ---- compressed stores ----------------------------------------------------------------------
     [[nodiscard]] store_side<pool_type>& zspage() noexcept {
-        return std::get<store_side<pool_type>>(stores_);
+        auto& side = std::get<store_side<pool_type>>(stores_);
+        touched_ |= side.touch;
+        return side;
     }
 
     template <class Fn>
@@ -1099,6 +1224,7 @@ private:
     void on_store(std::size_t selector, Fn&& fn) {
         if constexpr (I < store_count) {
             if (selector % store_count == I) {
+                touched_ |= std::get<I>(stores_).touch;
                 fn(std::get<I>(stores_));
             } else {
                 on_store<I + 1>(selector, fn);
@@ -1123,9 +1249,11 @@ private:
     void on_side(std::size_t selector, Fn&& fn) {
         if (selector % 2 == 0) {
             if (records_.pool) {
+                touched_ |= records_.touch;
                 fn(records_);
             }
         } else if (plains_.pool) {
+            touched_ |= plains_.touch;
             fn(plains_);
         }
     }
@@ -1465,8 +1593,16 @@ private:
     // every frame goes back (or to the core, when it holds it isolated); then a new pool.
     template <class Record>
     void object_recreate(object_side<Record>& side) {
+        // The service must not outlive a pool it serves: it goes first (there is no
+        // deregistration), and a new one serves the new pool.
+        const bool served = service_ && (service_sources_ & side.touch) != 0;
+        if (served) {
+            expect(!service_stepping_, "the harness destroys a pool the service is compacting");
+            retire_service();
+        }
         side.unpin_all();
         const object_pool_stats stats = side.pool->stats();
+        totals.objects_moved += stats.objects_moved;
         const record_counts before = keyed_record::counts;
         const std::size_t free_before = arena_.free_frames();
         side.retired_migrated += stats.frames_migrated;
@@ -1487,6 +1623,9 @@ private:
         side.at.clear();
         side.cached = !side.cached;
         side.pool.emplace(arena_, object_pool_options{.thread_cache = side.cached});
+        if (served) {
+            make_service();
+        }
     }
 
     template <class Record>
@@ -1515,12 +1654,26 @@ private:
         }
     }
 
-    // The pool's own invariants, then the pool against the shadow (between operations).
+    // The pool's own invariants, then the pool against the shadow (between operations); those
+    // two only when an operation touched the pool (`touched`), the rest every time.
     template <class Record>
-    void check_object_side(object_side<Record>& side) {
+    void check_object_side(object_side<Record>& side, bool touched) {
         auto& pool = *side.pool;
+        if constexpr (std::is_same_v<Record, keyed_record>) {
+            expect(keyed_record::counts.alive() == static_cast<long long>(side.live.size()),
+                   "keyed_records alive differ from the objects in the pool (a relocation "
+                   "without its destructor, or a destructor run twice)");
+        }
+        check_object_pin(side);
+        if (!side.live.empty()) {
+            check_object(side, side.live[side.rotating_check++ % side.live.size()]);
+        }
+        if (!touched) {
+            return;
+        }
         pool.check_invariants();
         const object_pool_stats stats = pool.stats();
+        side.seen = stats;
         const std::size_t per_frame = stats.objects_per_frame;
         expect(pool.size() == side.live.size() && stats.objects == side.live.size(),
                "an object pool's size differs from the shadow");
@@ -1535,23 +1688,15 @@ private:
         }
         expect(stats.reserve_frames <= 1 && fullness + stats.reserve_frames == stats.frames,
                "an object pool's fullness histogram and reserve miss frames");
-        if constexpr (std::is_same_v<Record, keyed_record>) {
-            expect(keyed_record::counts.alive() == static_cast<long long>(side.live.size()),
-                   "keyed_records alive differ from the objects in the pool (a relocation "
-                   "without its destructor, or a destructor run twice)");
-        }
-        check_object_pin(side);
-        if (!side.live.empty()) {
-            check_object(side, side.live[side.rotating_check++ % side.live.size()]);
-        }
     }
 
-    // Ends pins held across their operations.
+    // Ends pins held across their operations (the pools touched for the next checks).
     void expire_object_pins() {
-        on_each_side([](auto& side) {
+        on_each_side([this](auto& side) {
             for (auto& pin : side.held) {
                 if (pin.p && pin.ops-- == 0) {
                     side.unpin(pin);
+                    carried_touch_ |= side.touch;
                 }
             }
         });
@@ -1777,6 +1922,9 @@ private:
             if (timing_ && !in_nested_compaction_) {
                 ++fake_clock::ticks; // a page migrated for the timed compaction "takes" 1 ns
             }
+            if (service_stepping_ && !in_nested_compaction_) {
+                ++service_wall_; // and one the service's step migrates, on its wall clock
+            }
         } else {
             ++totals.faults;
         }
@@ -1850,6 +1998,9 @@ private:
             on_side(action_choice_++, [&](auto& side) { object_compact(side); });
             break;
         case callback_action::object_recreate:
+            if (service_stepping_) {
+                break; // the service's step holds the pools it serves
+            }
             on_side(action_choice_++, [&](auto& side) { object_recreate(side); });
             break;
         case callback_action::none:
@@ -2399,6 +2550,209 @@ private:
         check_all_contents();
     }
 
+    // ---- the background service -----------------------------------------------------------------
+    // Options from the input, within what the service accepts (its constructor throws otherwise:
+    // a finding); durations are ticks of the harness's clocks.
+    void service_create(input_reader& in) {
+        const std::uint8_t serves = in.byte();
+        background_compactor_options options;
+        options.high_watermark = in.byte() % 101;
+        options.low_watermark = in.byte() % (options.high_watermark + 1);
+        const std::uint8_t thresholds = in.byte();
+        options.source_high_frames = 1 + thresholds % 16;
+        options.source_low_frames = (thresholds >> 4) % options.source_high_frames;
+        options.check_interval = std::chrono::nanoseconds(1 + in.byte() % 32);
+        const std::uint8_t forced = in.byte();
+        options.forced_interval = std::chrono::nanoseconds(forced % 4 == 0 ? 0 : forced % 64);
+        options.cpu_percent_min = 1 + in.byte() % 100;
+        options.cpu_percent_max =
+            options.cpu_percent_min + in.byte() % (101 - options.cpu_percent_min);
+        options.cycle = std::chrono::nanoseconds(1 + in.byte() % 64);
+        const std::uint8_t pass = in.byte();
+        options.pass_duration = std::chrono::nanoseconds(1 + pass % 8);
+        options.pass_frames = (pass >> 3) % 9;
+        const std::uint8_t how = in.byte();
+        options.mode = mode_of(how);
+        options.strategy = strategy_of(how);
+        options.max_backoff_shift = (how >> 2) % 7;
+        options.release_free_memory = (how & 0x20) != 0;
+        options.release_min_order = static_cast<int>(in.byte() % (arena_type::max_order + 2)) - 1;
+        retire_service();
+        service_options_ = options;
+        service_sources_ = serves & 0x1f;
+        service_arena_ = (serves & 0x20) == 0;
+        make_service();
+    }
+
+    void make_service() {
+        background_clocks clocks;
+        clocks.wall = [this] { return std::chrono::nanoseconds(service_wall_); };
+        clocks.thread_cpu = [this] { return std::chrono::nanoseconds(++service_cpu_); };
+        service_.emplace(service_options_, std::move(clocks));
+        if (service_arena_) {
+            service_->add_arena(arena_);
+        }
+        const auto serve = [this](auto& side) {
+            if ((service_sources_ & side.touch) != 0) {
+                service_->add_source(*side.pool);
+            }
+        };
+        for_each_store(serve);
+        on_each_side(serve);
+        service_woken_ = false;
+    }
+
+    // Destroys the service (between steps it holds nothing: a running arena compaction ends).
+    void retire_service() {
+        if (!service_) {
+            return;
+        }
+        service_retired_moved_ += service_->stats().frames_moved;
+        service_.reset();
+        after_compaction();
+    }
+
+    // What the owners saw, fresh (check_invariants reads the pools' statistics as of their last
+    // check).
+    [[nodiscard]] compaction_sums owners_now() {
+        compaction_sums seen;
+        balloon_stats balloons = retired_;
+        for (const auto& balloon : balloons_) {
+            const balloon_stats stats = balloon->stats();
+            balloons.migrated += stats.migrated;
+            balloons.shrunk_on_replace += stats.shrunk_on_replace;
+            balloons.replace_refused += stats.replace_refused;
+        }
+        seen.migrated = answers_.migrations_succeeded + balloons.migrated + records_.migrated() +
+                        plains_.migrated();
+        seen.released = answers_.released_while_isolated + balloons.shrunk_on_replace +
+                        retired_.released_isolated + records_.released() + plains_.released();
+        seen.isolated = answers_.isolations_accepted + balloons.migrated +
+                        balloons.shrunk_on_replace + balloons.replace_refused;
+        for_each_store([&](auto& side) {
+            const auto stats = side.pool->stats();
+            seen.migrated += stats.frames_migrated;
+            seen.released += stats.frames_released_while_isolated;
+        });
+        return seen;
+    }
+
+    // Frames a compaction holds isolated whose owner released them meanwhile (check_invariants'
+    // isolated_released).
+    [[nodiscard]] std::size_t held_released_now() {
+        std::size_t held = 0;
+        for (std::size_t index = 0; index < arena_.frame_count(); ++index) {
+            const frame& f = arena_.frame_at(index);
+            held += !arena_.is_free(index) && f.is_isolated() && movable_ops(f) == nullptr ? 1 : 0;
+        }
+        return held;
+    }
+
+    // The objects moved and frames freed by the compaction of the pools the service serves.
+    struct source_counts {
+        std::size_t objects_moved = 0;
+        std::size_t frames_freed = 0;
+    };
+    [[nodiscard]] source_counts served_sources_now() {
+        source_counts counts;
+        const auto add = [&](auto& side) {
+            if ((service_sources_ & side.touch) != 0) {
+                const auto stats = side.pool->stats();
+                counts.objects_moved += stats.objects_moved;
+                counts.frames_freed += stats.frames_freed_by_compaction;
+            }
+        };
+        for_each_store(add);
+        on_each_side(add);
+        return counts;
+    }
+
+    // One step(), checked against what the owners and pools saw in it.
+    background_step service_step() {
+        const background_compactor_stats before = service_->stats();
+        const compaction_sums owners_before = owners_now();
+        const compaction_sums finished_before = finished_;
+        const source_counts sources_before = served_sources_now();
+        const std::size_t held_released_before = held_released_now();
+        const bool episode_before = before.last_reason == background_compactor_reason::cpu_budget;
+        const bool woken = service_woken_ && !episode_before;
+        touched_ |= service_sources_; // compacted as sources
+        service_stepping_ = true;
+        const background_step result = service_->step();
+        service_stepping_ = false;
+        ++totals.service_steps;
+        const background_compactor_stats after = service_->stats();
+        totals.service_episodes += after.episodes - before.episodes;
+        if (!episode_before) {
+            service_woken_ = false;
+        }
+        expect(after.steps == before.steps + 1 && after.last_reason == result.reason &&
+                   result.sleep.count() >= 0 &&
+                   static_cast<std::uint64_t>(result.sleep.count()) == after.last_sleep_ns,
+               "the service's stats do not count the step or say what it answered");
+        expect(after.episodes ==
+                   after.episodes_by_watermark + after.episodes_by_wake + after.episodes_by_period,
+               "the service's episodes differ from the sum of their causes");
+        expect(!woken || after.episodes_by_wake == before.episodes_by_wake + 1,
+               "a step after wake() did not start an episode");
+        // Frames: its arena compactions moved what the owners saw move (less nested compactions);
+        // isolations and releases it does not count stand for it in check_invariants' sums.
+        const compaction_sums owners_after = owners_now();
+        const std::size_t moved = after.frames_moved - before.frames_moved;
+        expect(moved == (owners_after.migrated - owners_before.migrated) -
+                            (finished_.migrated - finished_before.migrated),
+               "the service's frames_moved differs from the migrations its owners saw");
+        totals.migrated += moved;
+        // Released: what the owners saw, less what nested compactions counted and what the
+        // incremental compaction holds released (it counts those when it puts them back); exact,
+        // so the sums' equation stays exact (unsigned: it wraps as the equation does).
+        // Isolated: every isolation the owners saw (nested compactions also isolate pool frames,
+        // which the owners' count leaves out, so no difference is exact; the sums' inequality
+        // then stays sound).
+        service_unseen_.released += (owners_after.released - owners_before.released) -
+                                    (finished_.released - finished_before.released) -
+                                    (held_released_now() - held_released_before);
+        service_unseen_.isolated += owners_after.isolated - owners_before.isolated;
+        // Sources: the objects and frames it counts are its pools' (an owner's callback action may
+        // compact a pool too).
+        const source_counts sources_after = served_sources_now();
+        const std::size_t objects = sources_after.objects_moved - sources_before.objects_moved;
+        const std::size_t freed = sources_after.frames_freed - sources_before.frames_freed;
+        const std::size_t counted_objects = after.objects_moved - before.objects_moved;
+        const std::size_t counted_freed = after.frames_freed - before.frames_freed;
+        expect(counted_objects <= objects && counted_freed <= freed &&
+                   (action_ != callback_action::none ||
+                    (counted_objects == objects && counted_freed == freed)),
+               "the service's objects_moved or frames_freed differ from its pools' counts");
+        if (result.reason == background_compactor_reason::below_watermarks) {
+            expect(after.episodes == before.episodes && moved == 0 && counted_freed == 0,
+                   "a step below the watermarks compacted");
+            expect(!service_arena_ ||
+                       arena_.fragmentation_score() <= service_options_.high_watermark,
+                   "the service slept below the watermarks with the arena's score above high");
+            const auto quiet = [this](auto& side) {
+                if ((service_sources_ & side.touch) != 0) {
+                    if constexpr (requires { side.pool->compactable_frames(); }) {
+                        expect(side.pool->compactable_frames() <
+                                   service_options_.source_high_frames,
+                               "the service slept below the watermarks with a source at its "
+                               "threshold");
+                    }
+                }
+            };
+            for_each_store(quiet);
+            on_each_side(quiet);
+        }
+        // An episode begun and ended in this step, undisturbed: the arena at its low watermark.
+        if (result.reason == background_compactor_reason::low_watermark_reached &&
+            !episode_before && service_arena_ && plan_unobstructed()) {
+            expect(arena_.fragmentation_score() <= service_options_.low_watermark,
+                   "the service ended an episode at the low watermark above it");
+        }
+        after_compaction(); // pages moved; contents; pinned pages, objects and mappings unmoved
+        return result;
+    }
+
     // ---- the engine itself ----------------------------------------------------------------------
     // Isolates up to `count` movable frames (owner pages and balloon frames), scanning the arena
     // from `first`, onto `list`.
@@ -2487,9 +2841,25 @@ private:
     // ---- invariants -----------------------------------------------------------------------------
     void check_invariants() {
         arena_.check_invariants(); // the arena's own: blocks, free lists, counts, marks
-        // The pool's own: zspage lists and free lists, handle slots, its frames' marks and owner,
-        // its counters. What follows checks the pool only against the shadow.
-        for_each_store([](auto& side) { side.pool->check_invariants(); });
+        // The compactors' counts (checked against what the owners saw at the end).
+        compaction_sums sums = finished_;
+        if (incremental_running_) {
+            sums.add(incremental_.stats());
+        }
+        sums.migrated += service_retired_moved_ + (service_ ? service_->stats().frames_moved : 0);
+        sums.isolated += service_unseen_.isolated;
+        sums.released += service_unseen_.released;
+        std::size_t balloon_migrated = retired_.migrated;
+        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
+        std::size_t balloon_refused = retired_.replace_refused;
+        for (const auto& balloon : balloons_) {
+            const balloon_stats stats = balloon->stats();
+            balloon_migrated += stats.migrated;
+            balloon_shrunk += stats.shrunk_on_replace;
+            balloon_refused += stats.replace_refused;
+        }
+        for_each_store([](auto& side) { side.scanned = 0; });
+        on_each_side([](auto& side) { side.scanned = 0; });
         const std::size_t pages = live_.size();
         std::size_t lent = 0;
         for (std::size_t b = 0; b < balloon_count; ++b) {
@@ -2555,14 +2925,24 @@ private:
                 continue;
             }
             bool store_frame = false;
-            for_each_store([&](auto& side) { store_frame = store_frame || side.owns(f); });
+            for_each_store([&](auto& side) {
+                if (!store_frame && side.owns(f)) {
+                    store_frame = true;
+                    side.scanned += mix(index + 1);
+                }
+            });
             if (store_frame) {
                 ++owned_by_pool; // ops, isolation and the count: the store's check_invariants()
                 continue;
             }
-            if (f.owner() == static_cast<const void*>(&*records_.pool) ||
-                f.owner() == static_cast<const void*>(&*plains_.pool)) {
+            if (f.owner() == static_cast<const void*>(&*records_.pool)) {
+                records_.scanned += mix(index + 1);
                 ++owned_by_object_pools; // the same: check_object_side
+                continue;
+            }
+            if (f.owner() == static_cast<const void*>(&*plains_.pool)) {
+                plains_.scanned += mix(index + 1);
+                ++owned_by_object_pools;
                 continue;
             }
             bool known = false;
@@ -2578,6 +2958,28 @@ private:
             expect(known, "a movable frame owned by nobody the harness knows");
         }
         expect(owned_by_owner == pages, "frames owned by the owner != live pages");
+        // A pool whose frames changed is touched; the touched ones: their own invariants and
+        // counts (check_pool; object pools: check_object_side, below). A frame migrated for a
+        // pool touches every pool: moved away and back, a pool's frames can be the set they were.
+        const std::size_t pool_migrations =
+            sums.migrated - answers_.migrations_succeeded - balloon_migrated;
+        if (pool_migrations != pool_migrations_seen_) {
+            pool_migrations_seen_ = pool_migrations;
+            touched_ = touch_everything;
+        }
+        const auto note_frames = [this](auto& side) {
+            if (side.scanned != side.frames_fingerprint) {
+                side.frames_fingerprint = side.scanned;
+                touched_ |= side.touch;
+            }
+        };
+        for_each_store(note_frames);
+        on_each_side(note_frames);
+        for_each_store([this](auto& side) {
+            if ((touched_ & side.touch) != 0) {
+                side.check_pool();
+            }
+        });
         isolated_between_ops_ = isolated_pages + isolated_released;
 
         // Frame accounting.
@@ -2585,15 +2987,13 @@ private:
         const std::size_t free = arena_.free_frames();
         std::size_t stores_migrated = 0;
         std::size_t stores_released_while_isolated = 0;
-        for_each_store([&](auto& side) {
-            side.check_counts();
-            stores_migrated += side.pool->stats().frames_migrated;
-            stores_released_while_isolated += side.pool->stats().frames_released_while_isolated;
+        for_each_store([&](const auto& side) {
+            stores_migrated += side.frames_migrated;
+            stores_released_while_isolated += side.frames_released_while_isolated;
         });
         const std::size_t pool_frames = owned_by_pool; // == stats().frames_in_use: checked
-        on_each_side([this](auto& side) { check_object_side(side); });
-        const std::size_t object_frames =
-            records_.pool->stats().frames + plains_.pool->stats().frames;
+        on_each_side([this](auto& side) { check_object_side(side, (touched_ & side.touch) != 0); });
+        const std::size_t object_frames = records_.seen.frames + plains_.seen.frames;
         expect(owned_by_object_pools == object_frames,
                "frames owned by the object pools differ from their frame counts");
         // (A frame an async pass left isolated and its owner released joins the targets when a
@@ -2630,25 +3030,15 @@ private:
                        answers_.released_while_isolated + isolated_pages,
                "an owner isolation was not ended exactly once");
         // The compactors' counts agree with what the owners saw.
-        compaction_sums sums = finished_;
-        if (incremental_running_) {
-            sums.add(incremental_.stats());
-        }
-        std::size_t balloon_migrated = retired_.migrated;
-        std::size_t balloon_shrunk = retired_.shrunk_on_replace;
-        std::size_t balloon_refused = retired_.replace_refused;
-        for (const auto& balloon : balloons_) {
-            const balloon_stats stats = balloon->stats();
-            balloon_migrated += stats.migrated;
-            balloon_shrunk += stats.shrunk_on_replace;
-            balloon_refused += stats.replace_refused;
-        }
         expect(sums.migrated == answers_.migrations_succeeded + balloon_migrated + stores_migrated +
-                                    records_.migrated() + plains_.migrated(),
+                                    records_.retired_migrated + records_.seen.frames_migrated +
+                                    plains_.retired_migrated + plains_.seen.frames_migrated,
                "compactors' migrated != owner, balloon and pool migrations");
         expect(sums.released + isolated_released ==
                    answers_.released_while_isolated + balloon_shrunk + retired_.released_isolated +
-                       stores_released_while_isolated + records_.released() + plains_.released(),
+                       stores_released_while_isolated + records_.retired_released +
+                       records_.seen.frames_released_while_isolated + plains_.retired_released +
+                       plains_.seen.frames_released_while_isolated,
                "compactors' released != frames released while isolated");
         expect(sums.isolated >= answers_.isolations_accepted + balloon_migrated + balloon_shrunk +
                                     balloon_refused,
@@ -2657,8 +3047,12 @@ private:
 
     // ---- teardown -------------------------------------------------------------------------------
     void tear_down() {
+        retire_service();
+        service_sources_ = 0;
+        service_arena_ = false;
         for_each_store([](auto& side) { side.unmap(); });
         incremental_end();
+        touched_ = touch_everything;
         check_invariants();
         for_each_store([](auto& side) { side.free_all(); });
         // The object pools go with their objects in them: each destroyed once (object_recreate
@@ -2725,6 +3119,25 @@ private:
     bool incremental_gains_nothing_ = false; // least_moves planned no region: nothing may move
     bool timing_ = false; // a one-shot compaction or incremental pass on fake_clock is running
     std::size_t rotating_check_ = 0;
+    // The background service, its clocks (wall: nanosecond ticks, advanced by the sleeps
+    // service_step asks for and one a page its step migrates; thread CPU: one a read), what it
+    // serves (touch bits of the pools; the arena) and what it did over the input.
+    std::optional<background_compactor> service_;
+    background_compactor_options service_options_;
+    touch_mask service_sources_ = 0;
+    bool service_arena_ = false;
+    bool service_stepping_ = false;
+    bool service_woken_ = false; // wake() since the last step that began outside an episode
+    std::int64_t service_wall_ = 0;
+    std::int64_t service_cpu_ = 0;
+    std::size_t service_retired_moved_ = 0; // frames_moved of the services destroyed
+    // Isolations and releases the owners saw in the service's steps, less a nested compaction's:
+    // the service counts neither, so they stand for it in the compactors' sums.
+    compaction_sums service_unseen_;
+    touch_mask touched_ = touch_everything; // pools the running operation may change
+    touch_mask carried_touch_ = 0;
+    std::size_t pool_migrations_seen_ = 0; // frames the compactors migrated for pools (check) //
+                                           // pools changed after the last operation's checks
 
     // knobs
     periodic refuse_isolate_;
