@@ -60,7 +60,7 @@ using plain_balloon = balloon<arena_type, counting_host>;
 using replacing_balloon = balloon<arena_type, replacing_host>;
 using clock_type = std::chrono::steady_clock;
 
-constexpr std::size_t blocks_per_worker = 8; // 512 frames (2 MiB) of arena per worker
+constexpr std::size_t blocks_per_worker = 5; // 320 frames (1.25 MiB) of arena per worker
 // Live objects a worker keeps at most, per model (together about 3/4 of its share of the arena).
 constexpr std::size_t zspage_cap = 160;
 constexpr std::size_t zbud_cap = 110;
