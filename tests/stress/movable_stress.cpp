@@ -36,7 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <random>
@@ -912,11 +912,8 @@ run_options parse(int argc, char** argv) {
     return options;
 }
 
-} // namespace
-} // namespace movable::stress
-
-int main(int argc, char** argv) {
-    using namespace movable::stress;
+// Runs the rounds and prints the totals line; the exit status.
+int run(int argc, char** argv) {
     const run_options options = parse(argc, argv);
     const auto started = clock_type::now();
     const auto deadline = options.seconds > 0
@@ -931,26 +928,38 @@ int main(int argc, char** argv) {
     }
     const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
     const std::uint64_t ops = counts.ops.load();
-    const std::uint64_t compactions = counts.pool_compactions.load() +
-                                      counts.arena_compactions.load() + counts.background_episodes;
-    std::printf(
-        "movable_stress: %llu ops, %llu compactions (%llu pool, %llu arena, %llu background "
-        "episodes in %llu steps), %llu frames migrated, %llu objects moved, %llu pins "
-        "held (%llu across compactions), %llu discards, %llu allocation failures, %llu "
-        "rounds, %u threads, seed %u, %.1f s (%.0f ops/s), %llu mismatches\n",
-        static_cast<unsigned long long>(ops), static_cast<unsigned long long>(compactions),
-        static_cast<unsigned long long>(counts.pool_compactions.load()),
-        static_cast<unsigned long long>(counts.arena_compactions.load()),
-        static_cast<unsigned long long>(counts.background_episodes),
-        static_cast<unsigned long long>(counts.background_steps),
-        static_cast<unsigned long long>(counts.frames_migrated.load() + counts.background_frames),
-        static_cast<unsigned long long>(counts.objects_moved),
-        static_cast<unsigned long long>(counts.pins_held.load()),
-        static_cast<unsigned long long>(counts.pins_across_compactions.load()),
-        static_cast<unsigned long long>(counts.discards.load()),
-        static_cast<unsigned long long>(counts.allocation_failures.load()),
-        static_cast<unsigned long long>(counts.rounds), options.threads, options.seed, seconds,
-        seconds > 0 ? static_cast<double>(ops) / seconds : 0.0,
-        static_cast<unsigned long long>(counts.mismatches.load()));
+    const std::uint64_t pool = counts.pool_compactions.load();
+    const std::uint64_t arena = counts.arena_compactions.load();
+    const std::uint64_t frames = counts.frames_migrated.load() + counts.background_frames;
+    const auto n = [](std::uint64_t value) { return std::to_string(value); };
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.1f s (%.0f ops/s)", seconds,
+                  seconds > 0 ? static_cast<double>(ops) / seconds : 0.0);
+    const std::string line =
+        "movable_stress: " + n(ops) + " ops, " + n(pool + arena + counts.background_episodes) +
+        " compactions (" + n(pool) + " pool, " + n(arena) + " arena, " +
+        n(counts.background_episodes) + " background episodes in " + n(counts.background_steps) +
+        " steps), " + n(frames) + " frames migrated, " + n(counts.objects_moved) +
+        " objects moved, " + n(counts.pins_held.load()) + " pins held (" +
+        n(counts.pins_across_compactions.load()) + " across compactions), " +
+        n(counts.discards.load()) + " discards, " + n(counts.allocation_failures.load()) +
+        " allocation failures, " + n(counts.rounds) + " rounds, " + n(options.threads) +
+        " threads, seed " + n(options.seed) + ", " + rate + ", " + n(counts.mismatches.load()) +
+        " mismatches";
+    std::printf("%s\n", line.c_str());
     return counts.mismatches.load() == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+} // namespace
+} // namespace movable::stress
+
+int main(int argc, char** argv) {
+    try {
+        return movable::stress::run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "movable_stress: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "movable_stress: unknown exception\n");
+    }
+    return EXIT_FAILURE;
 }
