@@ -58,9 +58,15 @@ using record_pool = object_pool<tracked_record, arena_type>;
 using owner_type = test::arena_owner<arena_type>;
 using plain_balloon = balloon<arena_type, counting_host>;
 using replacing_balloon = balloon<arena_type, replacing_host>;
+// The second arena: smaller blocks, and pools without per-thread caches (every call takes the
+// pool's lock: the other path through each pool).
+using small_arena_type = frame_arena<4096, 4>; // 16 frames per max-order block
+using small_zspage_type = zspage_pool<small_arena_type>;
+using small_record_pool = object_pool<tracked_record, small_arena_type>;
 using clock_type = std::chrono::steady_clock;
 
-constexpr std::size_t blocks_per_worker = 5; // 320 frames (1.25 MiB) of arena per worker
+constexpr std::size_t blocks_per_worker = 5;       // 320 frames (1.25 MiB) of arena per worker
+constexpr std::size_t small_blocks_per_worker = 3; // 48 frames of the second arena per worker
 // Live objects a worker keeps at most, per model (together about 3/4 of its share of the arena).
 constexpr std::size_t zspage_cap = 160;
 constexpr std::size_t zbud_cap = 110;
@@ -68,6 +74,8 @@ constexpr std::size_t z3fold_cap = 140;
 constexpr std::size_t record_cap = 1500;
 constexpr std::size_t owner_pages_cap = 50;
 constexpr std::size_t balloon_frames_per_worker = 24;
+constexpr std::size_t small_zspage_cap = 40;
+constexpr std::size_t small_record_cap = 500;
 
 struct run_options {
     std::uint64_t ops = 40000;
@@ -101,17 +109,26 @@ void mismatch(tallies& counts, const char* what, unsigned worker) {
     }
 }
 
-// The models of one round over a shared arena. Declaration order is destruction order reversed:
-// the hosts outlive their balloons.
+// The models of one round over the two shared arenas. Declaration order is destruction order
+// reversed: the hosts outlive their balloons.
 struct world {
-    world(arena_type& shared, unsigned threads)
-        : arena(shared), frames{shared}, zspage(shared), zbud(shared), z3fold(shared),
-          records(shared), plain(shared, plain_host), replacing(shared, replace_host) {
+    world(arena_type& shared, small_arena_type& second, unsigned threads)
+        : arena(shared), small_arena(second), frames{shared}, zspage(shared), zbud(shared),
+          z3fold(shared), records(shared), plain(shared, plain_host),
+          replacing(shared, replace_host), small_zspage(second, uncached_zspage()),
+          small_records(second, object_pool_options{false}) {
         for (unsigned t = 0; t < threads; ++t) {
             owners.push_back(std::make_unique<owner_type>(frames));
         }
     }
+    static zspage_pool_options uncached_zspage() {
+        zspage_pool_options options;
+        options.thread_cache = false;
+        options.max_frames_per_zspage = 4;
+        return options;
+    }
     arena_type& arena;
+    small_arena_type& small_arena;
     test::arena_frames<arena_type> frames;
     std::atomic<std::uint64_t> compactions_done{0}; // by the compacting thread
     zspage_type zspage;
@@ -122,10 +139,12 @@ struct world {
     replacing_host replace_host;
     plain_balloon plain;
     replacing_balloon replacing;
+    small_zspage_type small_zspage;
+    small_record_pool small_records;
     std::vector<std::unique_ptr<owner_type>> owners; // one per worker
 };
 
-// A byte pool's objects as one worker sees them.
+// A byte pool's objects as one worker sees them, and the pin it holds (at most one).
 template <class Store>
 struct byte_shadow {
     struct entry {
@@ -143,6 +162,9 @@ struct byte_shadow {
         std::uint64_t release_at = 0;
         std::uint64_t compactions_at_take = 0;
     };
+    byte_shadow(Store& s, std::size_t most) : store(s), cap(most) {}
+    Store& store;
+    std::size_t cap;
     std::vector<entry> entries;
     std::optional<held_pin> held;
 
@@ -156,6 +178,8 @@ struct byte_shadow {
     }
 };
 
+// An object_pool's records as one worker sees them, and the pin it holds (at most one).
+template <class Pool>
 struct record_shadow {
     struct entry {
         object_handle<tracked_record> handle;
@@ -170,8 +194,24 @@ struct record_shadow {
         std::uint64_t release_at = 0;
         std::uint64_t compactions_at_take = 0;
     };
+    record_shadow(Pool& p, std::size_t most) : pool(p), cap(most) {}
+    Pool& pool;
+    std::size_t cap;
     std::vector<entry> entries;
     std::optional<held_pin> held;
+
+    entry* find(object_handle<tracked_record> h) {
+        for (entry& e : entries) {
+            if (e.handle == h) {
+                return &e;
+            }
+        }
+        return nullptr;
+    }
+    bool intact(const entry& e) {
+        return pool.visit(e.handle,
+                          [&](const tracked_record& r) { return r.intact(e.key, e.version); });
+    }
 };
 
 // Sizes shaped like compressed 4 KiB pages: mostly 0.7-2.2 KiB, a few tiny and a few large.
@@ -210,7 +250,10 @@ class worker {
 public:
     worker(world& w, tallies& counts, unsigned index, std::uint32_t seed)
         : world_(w), counts_(counts), index_(index), random_(seed), owner_(*w.owners[index]),
-          next_key_(std::uint64_t{index} << 40) {}
+          next_key_(std::uint64_t{index} << 40), zspage_(w.zspage, zspage_cap),
+          zbud_(w.zbud, zbud_cap), z3fold_(w.z3fold, z3fold_cap),
+          small_zspage_(w.small_zspage, small_zspage_cap), records_(w.records, record_cap),
+          small_records_(w.small_records, small_record_cap) {}
 
     void run(std::uint64_t ops, clock_type::time_point deadline) {
         for (op_ = 0; op_ < ops; ++op_) {
@@ -220,24 +263,12 @@ public:
             one_op();
             counts_.ops.fetch_add(1, std::memory_order_relaxed);
         }
-        release_byte_pin(zspage_);
-        release_byte_pin(zbud_);
-        release_byte_pin(z3fold_);
-        release_record_pin();
+        for_each_shadow([&](auto& shadow) { release_pin(shadow); });
     }
 
     // After the threads stopped: every object against its shadow.
     void check_all() {
-        check_all_bytes(world_.zspage, zspage_);
-        check_all_bytes(world_.zbud, zbud_);
-        check_all_bytes(world_.z3fold, z3fold_);
-        for (const record_shadow::entry& e : records_.entries) {
-            if (!world_.records.visit(e.handle, [&](const tracked_record& r) {
-                    return r.intact(e.key, e.version);
-                })) {
-                mismatch(counts_, "object_pool record at the end", index_);
-            }
-        }
+        for_each_shadow([&](auto& shadow) { check_all_of(shadow); });
         for (const std::size_t page : pages_) {
             if (!owner_page_intact(owner_, world_.arena, page)) {
                 mismatch(counts_, "owner page at the end", index_);
@@ -246,18 +277,7 @@ public:
     }
     // Frees every object (even rounds; odd rounds leave them to the destructors).
     void free_all() {
-        for (auto& e : zspage_.entries) {
-            world_.zspage.deallocate(e.handle);
-        }
-        for (auto& e : zbud_.entries) {
-            world_.zbud.deallocate(e.handle);
-        }
-        for (auto& e : z3fold_.entries) {
-            world_.z3fold.deallocate(e.handle);
-        }
-        for (auto& e : records_.entries) {
-            world_.records.destroy(e.handle);
-        }
+        for_each_shadow([&](auto& shadow) { free_all_of(shadow); });
         for (const std::size_t page : pages_) {
             bool intact = false;
             owner_.release_page(page, &intact);
@@ -265,33 +285,54 @@ public:
                 mismatch(counts_, "owner page released at the end", index_);
             }
         }
-        zspage_.entries.clear();
-        zbud_.entries.clear();
-        z3fold_.entries.clear();
-        records_.entries.clear();
         pages_.clear();
     }
 
-    [[nodiscard]] std::size_t zspage_objects() const { return zspage_.entries.size(); }
-    [[nodiscard]] std::size_t zbud_objects() const { return zbud_.entries.size(); }
-    [[nodiscard]] std::size_t z3fold_objects() const { return z3fold_.entries.size(); }
-    [[nodiscard]] std::size_t records() const { return records_.entries.size(); }
+    // Objects this worker holds in `pool`.
+    template <class Pool>
+    [[nodiscard]] std::size_t objects_in(const Pool& pool) {
+        std::size_t count = 0;
+        for_each_shadow([&](auto& shadow) {
+            if constexpr (requires { shadow.store; }) {
+                count +=
+                    static_cast<const void*>(&shadow.store) == &pool ? shadow.entries.size() : 0;
+            } else {
+                count +=
+                    static_cast<const void*>(&shadow.pool) == &pool ? shadow.entries.size() : 0;
+            }
+        });
+        return count;
+    }
     [[nodiscard]] std::size_t pages() const { return pages_.size(); }
 
 private:
+    template <class Fn>
+    void for_each_shadow(Fn&& fn) {
+        fn(zspage_);
+        fn(zbud_);
+        fn(z3fold_);
+        fn(small_zspage_);
+        fn(records_);
+        fn(small_records_);
+    }
+
     void one_op() {
         const unsigned pick = random_() % 100;
-        if (pick < 20) {
-            byte_op(world_.zspage, zspage_, zspage_cap);
-        } else if (pick < 35) {
-            byte_op(world_.zbud, zbud_, zbud_cap);
-        } else if (pick < 50) {
-            byte_op(world_.z3fold, z3fold_, z3fold_cap);
-        } else if (pick < 74) {
-            record_op();
-        } else if (pick < 84) {
+        if (pick < 17) {
+            byte_op(zspage_);
+        } else if (pick < 29) {
+            byte_op(zbud_);
+        } else if (pick < 41) {
+            byte_op(z3fold_);
+        } else if (pick < 46) {
+            byte_op(small_zspage_);
+        } else if (pick < 66) {
+            record_op(records_);
+        } else if (pick < 72) {
+            record_op(small_records_);
+        } else if (pick < 82) {
             owner_op();
-        } else if (pick < 90) {
+        } else if (pick < 88) {
             balloon_op();
         } else if (pick < 98) {
             pin_op();
@@ -301,12 +342,13 @@ private:
     }
 
     template <class Store>
-    void byte_op(Store& store, byte_shadow<Store>& shadow, std::size_t cap) {
+    void byte_op(byte_shadow<Store>& shadow) {
         using entry = typename byte_shadow<Store>::entry;
+        Store& store = shadow.store;
         unsigned pick = random_() % 100;
         if (shadow.entries.empty()) {
             pick = 0;
-        } else if (pick < 35 && shadow.entries.size() >= cap) {
+        } else if (pick < 35 && shadow.entries.size() >= shadow.cap) {
             pick = 35;
         }
         if (pick < 35) { // allocate and write
@@ -361,19 +403,21 @@ private:
         }
     }
 
-    void record_op() {
-        auto& entries = records_.entries;
+    template <class Pool>
+    void record_op(record_shadow<Pool>& shadow) {
+        using entry = typename record_shadow<Pool>::entry;
+        auto& entries = shadow.entries;
         unsigned pick = random_() % 100;
         if (entries.empty()) {
             pick = 0;
-        } else if (pick < 35 && entries.size() >= record_cap) {
+        } else if (pick < 35 && entries.size() >= shadow.cap) {
             pick = 35;
         }
         if (pick < 35) {
-            record_shadow::entry e;
+            entry e;
             e.key = next_key_++;
             e.version = static_cast<std::uint32_t>(random_());
-            e.handle = world_.records.try_emplace(e.key, e.version);
+            e.handle = shadow.pool.try_emplace(e.key, e.version);
             if (!e.handle) {
                 counts_.allocation_failures.fetch_add(1, std::memory_order_relaxed);
                 return;
@@ -381,28 +425,24 @@ private:
             entries.push_back(e);
             return;
         }
-        record_shadow::entry& e = entries[random_() % entries.size()];
+        entry& e = entries[random_() % entries.size()];
         if (pick < 60) {
             if (e.pinned) {
-                return;
+                return; // destroying what this thread pins would deadlock
             }
-            if (!world_.records.visit(e.handle, [&](const tracked_record& r) {
-                    return r.intact(e.key, e.version);
-                })) {
+            if (!shadow.intact(e)) {
                 mismatch(counts_, "object_pool record before destroy", index_);
             }
-            world_.records.destroy(e.handle);
+            shadow.pool.destroy(e.handle);
             e = entries.back();
             entries.pop_back();
         } else if (pick < 85) {
-            if (!world_.records.visit(e.handle, [&](const tracked_record& r) {
-                    return r.intact(e.key, e.version);
-                })) {
+            if (!shadow.intact(e)) {
                 mismatch(counts_, "object_pool record", index_);
             }
         } else {
             const auto version = static_cast<std::uint32_t>(random_());
-            world_.records.visit(e.handle, [&](tracked_record& r) { r.set_version(version); });
+            shadow.pool.visit(e.handle, [&](tracked_record& r) { r.set_version(version); });
             e.version = version;
         }
     }
@@ -444,7 +484,7 @@ private:
     }
 
     void balloon_op() {
-        const std::size_t cap = balloon_frames_per_worker * world_.owners.size() / 2; // per balloon
+        const std::size_t cap = balloon_frames_per_worker * world_.owners.size() / 2; // each
         const auto inflate_or_deflate = [&](auto& b) {
             const std::size_t count = 1 + random_() % 4;
             if (random_() % 2 == 0 && b.size() < cap) {
@@ -464,68 +504,88 @@ private:
 
     // Takes a pin to hold for a while, or checks and releases one whose time is up.
     void pin_op() {
-        switch (random_() % 4) {
+        switch (random_() % 6) {
         case 0:
-            pin_bytes(world_.zspage, zspage_);
+            pin_or_release(zspage_);
             break;
         case 1:
-            pin_bytes(world_.zbud, zbud_);
+            pin_or_release(zbud_);
             break;
         case 2:
-            pin_bytes(world_.z3fold, z3fold_);
+            pin_or_release(z3fold_);
+            break;
+        case 3:
+            pin_or_release(small_zspage_);
+            break;
+        case 4:
+            pin_or_release(small_records_);
             break;
         default:
-            pin_record();
+            pin_or_release(records_);
             break;
         }
     }
 
-    template <class Store>
-    void pin_bytes(Store& store, byte_shadow<Store>& shadow) {
+    template <class Shadow>
+    void pin_or_release(Shadow& shadow) {
         if (shadow.held) {
             if (op_ >= shadow.held->release_at) {
-                release_byte_pin(shadow);
+                release_pin(shadow);
             }
             return;
         }
-        if (shadow.entries.empty()) {
-            return;
+        if (!shadow.entries.empty()) {
+            take_pin(shadow, shadow.entries[random_() % shadow.entries.size()]);
+            shadow.held->release_at = op_ + 20 + random_() % 400;
+            shadow.held->compactions_at_take = world_.compactions_done.load();
+            counts_.pins_held.fetch_add(1, std::memory_order_relaxed);
         }
-        auto& e = shadow.entries[random_() % shadow.entries.size()];
+    }
+
+    template <class Store>
+    void take_pin(byte_shadow<Store>& shadow, typename byte_shadow<Store>::entry& e) {
         typename byte_shadow<Store>::held_pin held;
         held.write = random_() % 2 == 0;
-        held.mapping = store.map(e.handle, held.write ? store_access::write : store_access::read);
+        held.mapping =
+            shadow.store.map(e.handle, held.write ? store_access::write : store_access::read);
         held.handle = e.handle;
         held.data = held.mapping.bytes().data();
-        if constexpr (requires { held.mapping.copied(); }) {
-            held.copied = held.mapping.copied();
-        }
-        held.release_at = op_ + 20 + random_() % 400;
-        held.compactions_at_take = world_.compactions_done.load();
+        held.copied = served_through_copy(held.mapping);
         if (!holds_pattern(held.mapping.bytes(), e.seed)) {
             mismatch(counts_, "byte pool pinned mapping", index_);
         }
         e.pinned = true;
         shadow.held.emplace(std::move(held));
-        counts_.pins_held.fetch_add(1, std::memory_order_relaxed);
+    }
+    template <class Pool>
+    void take_pin(record_shadow<Pool>& shadow, typename record_shadow<Pool>::entry& e) {
+        typename record_shadow<Pool>::held_pin held;
+        held.pin = shadow.pool.pin(e.handle);
+        held.handle = e.handle;
+        held.address = held.pin.get();
+        if (!held.pin->intact(e.key, e.version)) {
+            mismatch(counts_, "object_pool pinned record", index_);
+        }
+        e.pinned = true;
+        shadow.held.emplace(std::move(held));
     }
 
-    // Checks that the held object neither moved nor changed, writes it (write mappings), unpins.
+    // Checks that the held object neither moved nor changed, writes it (write mappings and
+    // records), unpins.
     template <class Store>
-    void release_byte_pin(byte_shadow<Store>& shadow) {
+    void release_pin(byte_shadow<Store>& shadow) {
         if (!shadow.held) {
             return;
         }
         auto& held = *shadow.held;
         auto* e = shadow.find(held.handle);
-        Store& store = store_of(shadow);
         if (held.mapping.bytes().data() != held.data ||
             !holds_pattern(held.mapping.bytes(), e->seed)) {
             mismatch(counts_, "byte pool object changed while pinned", index_);
         }
         {
-            auto again = store.map(held.handle, store_access::read);
-            if (!held.copied && !again_copied(again) && again.bytes().data() != held.data) {
+            auto again = shadow.store.map(held.handle, store_access::read);
+            if (!held.copied && !served_through_copy(again) && again.bytes().data() != held.data) {
                 mismatch(counts_, "byte pool object moved while pinned", index_);
             }
         }
@@ -534,65 +594,22 @@ private:
             fill_pattern(held.mapping.writable_bytes(), e->seed);
         }
         held.mapping.unmap();
-        if (world_.compactions_done.load() != held.compactions_at_take) {
-            counts_.pins_across_compactions.fetch_add(1, std::memory_order_relaxed);
-        }
+        ended_pin(held.compactions_at_take);
         e->pinned = false;
         shadow.held.reset();
     }
-    template <class Mapping>
-    static bool again_copied(const Mapping& m) {
-        if constexpr (requires { m.copied(); }) {
-            return m.copied();
-        } else {
-            return false;
-        }
-    }
-    zspage_type& store_of(byte_shadow<zspage_type>& /*shadow*/) { return world_.zspage; }
-    zbud_type& store_of(byte_shadow<zbud_type>& /*shadow*/) { return world_.zbud; }
-    z3fold_type& store_of(byte_shadow<z3fold_type>& /*shadow*/) { return world_.z3fold; }
-
-    void pin_record() {
-        if (records_.held) {
-            if (op_ >= records_.held->release_at) {
-                release_record_pin();
-            }
+    template <class Pool>
+    void release_pin(record_shadow<Pool>& shadow) {
+        if (!shadow.held) {
             return;
         }
-        if (records_.entries.empty()) {
-            return;
-        }
-        record_shadow::entry& e = records_.entries[random_() % records_.entries.size()];
-        record_shadow::held_pin held;
-        held.pin = world_.records.pin(e.handle);
-        held.handle = e.handle;
-        held.address = held.pin.get();
-        held.release_at = op_ + 20 + random_() % 400;
-        held.compactions_at_take = world_.compactions_done.load();
-        if (!held.pin->intact(e.key, e.version)) {
-            mismatch(counts_, "object_pool pinned record", index_);
-        }
-        e.pinned = true;
-        records_.held.emplace(std::move(held));
-        counts_.pins_held.fetch_add(1, std::memory_order_relaxed);
-    }
-
-    void release_record_pin() {
-        if (!records_.held) {
-            return;
-        }
-        auto& held = *records_.held;
-        record_shadow::entry* e = nullptr;
-        for (auto& candidate : records_.entries) {
-            if (candidate.handle == held.handle) {
-                e = &candidate;
-            }
-        }
+        auto& held = *shadow.held;
+        auto* e = shadow.find(held.handle);
         if (held.pin.get() != held.address || !held.pin->intact(e->key, e->version)) {
             mismatch(counts_, "object_pool record changed while pinned", index_);
         }
         {
-            const pinned<tracked_record> again = world_.records.pin(held.handle);
+            const pinned<tracked_record> again = shadow.pool.pin(held.handle);
             if (again.get() != held.address) {
                 mismatch(counts_, "object_pool record moved while pinned", index_);
             }
@@ -600,16 +617,27 @@ private:
         e->version = static_cast<std::uint32_t>(random_());
         held.pin->set_version(e->version);
         held.pin.reset();
-        if (world_.compactions_done.load() != held.compactions_at_take) {
+        ended_pin(held.compactions_at_take);
+        e->pinned = false;
+        shadow.held.reset();
+    }
+    void ended_pin(std::uint64_t compactions_at_take) {
+        if (world_.compactions_done.load() != compactions_at_take) {
             counts_.pins_across_compactions.fetch_add(1, std::memory_order_relaxed);
         }
-        e->pinned = false;
-        records_.held.reset();
+    }
+    template <class Mapping>
+    static bool served_through_copy(const Mapping& m) {
+        if constexpr (requires { m.copied(); }) {
+            return m.copied();
+        } else {
+            return false;
+        }
     }
 
     // A worker compacts a pool now and then too, holding whatever pins it holds.
     void compact_op() {
-        switch (random_() % 5) {
+        switch (random_() % 7) {
         case 0:
             (void)world_.zspage.compact();
             break;
@@ -622,6 +650,12 @@ private:
         case 3:
             (void)world_.records.compact();
             break;
+        case 4:
+            (void)world_.small_zspage.compact();
+            break;
+        case 5:
+            (void)world_.small_records.compact();
+            break;
         default:
             world_.zspage.release_thread_cache();
             world_.records.release_thread_cache();
@@ -630,14 +664,36 @@ private:
     }
 
     template <class Store>
-    void check_all_bytes(Store& store, byte_shadow<Store>& shadow) {
+    void check_all_of(byte_shadow<Store>& shadow) {
         for (const auto& e : shadow.entries) {
             std::vector<std::byte>& bytes = scratch(e.size);
-            store.read(e.handle, bytes);
+            shadow.store.read(e.handle, bytes);
             if (!holds_pattern(bytes, e.seed)) {
                 mismatch(counts_, "byte pool object at the end", index_);
             }
         }
+    }
+    template <class Pool>
+    void check_all_of(record_shadow<Pool>& shadow) {
+        for (const auto& e : shadow.entries) {
+            if (!shadow.intact(e)) {
+                mismatch(counts_, "object_pool record at the end", index_);
+            }
+        }
+    }
+    template <class Store>
+    static void free_all_of(byte_shadow<Store>& shadow) {
+        for (const auto& e : shadow.entries) {
+            shadow.store.deallocate(e.handle);
+        }
+        shadow.entries.clear();
+    }
+    template <class Pool>
+    static void free_all_of(record_shadow<Pool>& shadow) {
+        for (const auto& e : shadow.entries) {
+            shadow.pool.destroy(e.handle);
+        }
+        shadow.entries.clear();
     }
 
     std::vector<std::byte>& scratch(std::size_t size) {
@@ -655,75 +711,93 @@ private:
     byte_shadow<zspage_type> zspage_;
     byte_shadow<zbud_type> zbud_;
     byte_shadow<z3fold_type> z3fold_;
-    record_shadow records_;
+    byte_shadow<small_zspage_type> small_zspage_;
+    record_shadow<record_pool> records_;
+    record_shadow<small_record_pool> small_records_;
     std::vector<std::size_t> pages_;
     std::vector<std::size_t> free_pages_;
     std::vector<std::byte> scratch_;
 };
 
-// The compacting thread: in turn, one pool's compact(), one arena compaction (strategy, mode and
-// kind rotating through every combination) and now and then a discard of free memory.
-void compact_loop(world& w, tallies& counts, const std::atomic<bool>& stop, std::uint32_t seed) {
-    compactor<arena_type> compaction(w.arena);
-    std::mt19937 random(seed);
+// One arena compaction; `round` picks the strategy, the mode and the kind, so that 24 rounds go
+// through every combination of 2 strategies x 3 modes x 4 kinds (full, order-targeted,
+// proactive, incremental with a frame, byte or time budget per pass).
+template <class Arena>
+void compact_arena(compactor<Arena>& compaction, std::uint64_t round, std::mt19937& random,
+                   tallies& counts) {
     constexpr migrate_mode modes[] = {migrate_mode::async, migrate_mode::sync_light,
                                       migrate_mode::sync};
-    for (std::uint64_t round = 0; !stop.load(); ++round) {
-        std::size_t pool_freed = 0;
-        switch (round % 4) {
+    compact_request request;
+    request.strategy = round % 2 == 0 ? compact_strategy::least_moves : compact_strategy::scanners;
+    request.mode = modes[(round / 2) % 3];
+    const unsigned kind = (round / 6) % 4;
+    if (kind == 1) { // order-targeted
+        request.order = static_cast<int>(random() % (Arena::max_order + 1));
+    } else if (kind == 2) { // proactive
+        request.stop_at_score = static_cast<int>(random() % 40);
+    } else if (kind == 3) { // incremental
+        switch (random() % 3) {
         case 0:
-            pool_freed = w.zspage.compact();
+            request.max_frames_per_pass = 1 + random() % 16;
             break;
         case 1:
-            pool_freed = w.zbud.compact();
-            break;
-        case 2:
-            pool_freed = w.z3fold.compact();
+            request.max_bytes_per_pass = Arena::frame_size * (1 + random() % 8);
             break;
         default:
-            pool_freed = w.records.compact();
+            request.max_duration_per_pass = std::chrono::microseconds(20);
             break;
         }
-        (void)pool_freed;
+    }
+    compaction.begin(request);
+    while (compaction.pass() == compact_progress::incomplete) {
+        if (kind == 3) {
+            std::this_thread::yield(); // let the owners run between passes
+        }
+    }
+    const compact_stats stats = compaction.end();
+    counts.frames_migrated.fetch_add(stats.migrated, std::memory_order_relaxed);
+    counts.arena_compactions.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The compacting thread: in turn, one pool's compact(), an arena compaction (of the second arena
+// every third round), and now and then a discard of free memory.
+void compact_loop(world& w, tallies& counts, const std::atomic<bool>& stop, std::uint32_t seed) {
+    compactor<arena_type> compaction(w.arena);
+    compactor<small_arena_type> small_compaction(w.small_arena);
+    std::mt19937 random(seed);
+    for (std::uint64_t round = 0; !stop.load(); ++round) {
+        switch (round % 6) {
+        case 0:
+            (void)w.zspage.compact();
+            break;
+        case 1:
+            (void)w.zbud.compact();
+            break;
+        case 2:
+            (void)w.z3fold.compact();
+            break;
+        case 3:
+            (void)w.records.compact();
+            break;
+        case 4:
+            (void)w.small_zspage.compact();
+            break;
+        default:
+            (void)w.small_records.compact();
+            break;
+        }
         counts.pool_compactions.fetch_add(1, std::memory_order_relaxed);
         w.compactions_done.fetch_add(1);
 
-        // 2 strategies x 3 modes x 4 kinds: every combination once in 24 rounds.
-        compact_request request;
-        request.strategy =
-            round % 2 == 0 ? compact_strategy::least_moves : compact_strategy::scanners;
-        request.mode = modes[(round / 2) % 3];
-        const unsigned kind = (round / 6) % 4;
-        if (kind == 1) { // order-targeted
-            request.order = static_cast<int>(random() % (arena_type::max_order + 1));
-        } else if (kind == 2) { // proactive
-            request.stop_at_score = static_cast<int>(random() % 40);
-        } else if (kind == 3) { // incremental: frame, byte or time budget per pass
-            switch (random() % 3) {
-            case 0:
-                request.max_frames_per_pass = 1 + random() % 16;
-                break;
-            case 1:
-                request.max_bytes_per_pass = arena_type::frame_size * (1 + random() % 8);
-                break;
-            default:
-                request.max_duration_per_pass = std::chrono::microseconds(20);
-                break;
-            }
+        compact_arena(compaction, round, random, counts);
+        if (round % 3 == 0) {
+            compact_arena(small_compaction, round / 3, random, counts);
         }
-        compaction.begin(request);
-        while (compaction.pass() == compact_progress::incomplete) {
-            if (kind == 3) {
-                std::this_thread::yield(); // let the owners run between passes
-            }
-        }
-        const compact_stats stats = compaction.end();
-        counts.frames_migrated.fetch_add(stats.migrated, std::memory_order_relaxed);
-        counts.arena_compactions.fetch_add(1, std::memory_order_relaxed);
         w.compactions_done.fetch_add(1);
 
         if (round % 8 == 7) {
             (void)w.arena.discard_free_memory(random() % (arena_type::max_order + 1));
+            (void)w.small_arena.discard_free_memory(random() % (small_arena_type::max_order + 1));
             counts.discards.fetch_add(1, std::memory_order_relaxed);
         }
     }
@@ -761,35 +835,43 @@ void expect_equal(tallies& counts, const char* what, std::size_t got, std::size_
 
 // The world after its threads stopped: objects, invariants, isolation, frames.
 void check_world(world& w, std::vector<std::unique_ptr<worker>>& workers, tallies& counts) {
-    std::size_t zspage_objects = 0;
-    std::size_t zbud_objects = 0;
-    std::size_t z3fold_objects = 0;
-    std::size_t records = 0;
+    const auto held_by_workers = [&](const auto& pool) {
+        std::size_t objects = 0;
+        for (auto& wk : workers) {
+            objects += wk->objects_in(pool);
+        }
+        return objects;
+    };
     std::size_t pages = 0;
     for (auto& wk : workers) {
         wk->check_all();
-        zspage_objects += wk->zspage_objects();
-        zbud_objects += wk->zbud_objects();
-        z3fold_objects += wk->z3fold_objects();
-        records += wk->records();
         pages += wk->pages();
     }
     w.zspage.check_invariants();
     w.zbud.check_invariants();
     w.z3fold.check_invariants();
     w.records.check_invariants();
+    w.small_zspage.check_invariants();
+    w.small_records.check_invariants();
     w.arena.check_invariants();
+    w.small_arena.check_invariants();
 
     const auto zspage = w.zspage.stats();
     const auto zbud = w.zbud.stats();
     const auto z3fold = w.z3fold.stats();
-    const auto record_stats = w.records.stats();
-    expect_equal(counts, "zspage_pool objects", zspage.objects_in_use, zspage_objects);
-    expect_equal(counts, "zbud_pool objects", zbud.objects_in_use, zbud_objects);
-    expect_equal(counts, "z3fold_pool objects", z3fold.objects_in_use, z3fold_objects);
-    expect_equal(counts, "object_pool objects", w.records.size(), records);
+    const auto records = w.records.stats();
+    const auto small_zspage = w.small_zspage.stats();
+    const auto small_records = w.small_records.stats();
+    expect_equal(counts, "zspage_pool objects", zspage.objects_in_use, held_by_workers(w.zspage));
+    expect_equal(counts, "zbud_pool objects", zbud.objects_in_use, held_by_workers(w.zbud));
+    expect_equal(counts, "z3fold_pool objects", z3fold.objects_in_use, held_by_workers(w.z3fold));
+    expect_equal(counts, "object_pool objects", w.records.size(), held_by_workers(w.records));
+    expect_equal(counts, "second zspage_pool objects", small_zspage.objects_in_use,
+                 held_by_workers(w.small_zspage));
+    expect_equal(counts, "second object_pool objects", w.small_records.size(),
+                 held_by_workers(w.small_records));
     expect_equal(counts, "tracked_record alive", static_cast<std::size_t>(lives().alive()),
-                 records);
+                 w.records.size() + w.small_records.size());
     std::size_t owner_frames = 0;
     for (auto& owner : w.owners) {
         owner_frames += owner->resident_count();
@@ -801,10 +883,14 @@ void check_world(world& w, std::vector<std::unique_ptr<worker>>& workers, tallie
     for (std::size_t i = 0; i < w.arena.frame_count(); ++i) {
         isolated += w.arena.frame_at(i).is_isolated() ? 1 : 0;
     }
+    for (std::size_t i = 0; i < w.small_arena.frame_count(); ++i) {
+        isolated += w.small_arena.frame_at(i).is_isolated() ? 1 : 0;
+    }
     expect_equal(counts, "isolated frames", isolated, 0);
     expect_equal(counts, "pools' isolated frames",
                  zspage.isolated_frames + zbud.isolated_frames + z3fold.isolated_frames +
-                     record_stats.isolated_frames,
+                     records.isolated_frames + small_zspage.isolated_frames +
+                     small_records.isolated_frames,
                  0);
     expect_equal(counts, "balloons' isolated frames",
                  w.plain.isolated_count() + w.replacing.isolated_count(), 0);
@@ -812,14 +898,18 @@ void check_world(world& w, std::vector<std::unique_ptr<worker>>& workers, tallie
     expect_equal(counts, "replacing host's frames", w.replace_host.held.size(), w.replacing.size());
     expect_equal(counts, "host faults", w.plain_host.faults() + w.replace_host.faults(), 0);
 
-    // Allocated + free = total.
+    // Allocated + free = total, in each arena.
     expect_equal(counts, "frames: free + every owner's",
                  w.arena.free_frames() + zspage.frames_in_use + zbud.frames_in_use +
-                     z3fold.frames_in_use + record_stats.frames + w.plain.size() +
-                     w.replacing.size() + owner_frames,
+                     z3fold.frames_in_use + records.frames + w.plain.size() + w.replacing.size() +
+                     owner_frames,
                  w.arena.frame_count());
+    expect_equal(counts, "second arena's frames: free + every owner's",
+                 w.small_arena.free_frames() + small_zspage.frames_in_use + small_records.frames,
+                 w.small_arena.frame_count());
     counts.objects_moved += zspage.objects_moved + zbud.objects_moved + z3fold.objects_moved +
-                            record_stats.objects_moved;
+                            records.objects_moved + small_zspage.objects_moved +
+                            small_records.objects_moved;
 }
 
 // One round: build the world, run `ops` operations over the threads, stop, check, tear down.
@@ -827,18 +917,23 @@ void run_round(const run_options& options, std::uint64_t ops, clock_type::time_p
                tallies& counts) {
     const auto round_seed = options.seed + static_cast<std::uint32_t>(counts.rounds) * 7919u;
     arena_type arena(options.threads * blocks_per_worker * arena_type::block_bytes);
+    small_arena_type small_arena(options.threads * small_blocks_per_worker *
+                                 small_arena_type::block_bytes);
     {
-        auto w = std::make_unique<world>(arena, options.threads);
+        auto w = std::make_unique<world>(arena, small_arena, options.threads);
         std::vector<std::unique_ptr<worker>> workers;
         for (unsigned t = 0; t < options.threads; ++t) {
             workers.push_back(std::make_unique<worker>(*w, counts, t, round_seed * 31 + t));
         }
         background_compactor service(service_options());
         service.add_arena(arena);
+        service.add_arena(small_arena);
         service.add_source(w->zspage);
         service.add_source(w->zbud);
         service.add_source(w->z3fold);
         service.add_source(w->records);
+        service.add_source(w->small_zspage);
+        service.add_source(w->small_records);
         service.start();
 
         std::atomic<bool> stop{false};
@@ -870,7 +965,10 @@ void run_round(const run_options& options, std::uint64_t ops, clock_type::time_p
     }
     // Every model is gone: every frame is free, every record destroyed once.
     arena.check_invariants();
+    small_arena.check_invariants();
     expect_equal(counts, "free frames after the models", arena.free_frames(), arena.frame_count());
+    expect_equal(counts, "second arena's free frames after the models", small_arena.free_frames(),
+                 small_arena.frame_count());
     expect_equal(counts, "tracked_record alive after the models",
                  static_cast<std::size_t>(lives().alive()), 0);
     ++counts.rounds;
@@ -940,7 +1038,8 @@ int run(int argc, char** argv) {
         " compactions (" + n(pool) + " pool, " + n(arena) + " arena, " +
         n(counts.background_episodes) + " background episodes in " + n(counts.background_steps) +
         " steps), " + n(frames) + " frames migrated, " + n(counts.objects_moved) +
-        " objects moved, " + n(counts.pins_held.load()) + " pins held (" +
+        " objects moved (" + n(static_cast<std::uint64_t>(lives().moved.load())) +
+        " records by their move constructor), " + n(counts.pins_held.load()) + " pins held (" +
         n(counts.pins_across_compactions.load()) + " across compactions), " +
         n(counts.discards.load()) + " discards, " + n(counts.allocation_failures.load()) +
         " allocation failures, " + n(counts.rounds) + " rounds, " + n(options.threads) +
