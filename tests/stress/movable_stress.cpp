@@ -18,9 +18,11 @@
 // moves equal its destructions. Only deterministic checks: no timing enters a verdict.
 //
 // Usage: movable_stress [--ops N] [--seconds S] [--seed X] [--threads T] [--round-ops R]
+//                       [--progress]
 //   --ops N        stop after N operations in all (default 40000; 0: no limit, with --seconds)
 //   --seconds S    stop after S seconds (default: no limit)
 //   --round-ops R  operations per round (default 1000000)
+//   --progress     a line on stderr after each round
 // Prints one line of totals; exits 1 on any mismatch or accounting failure.
 #include <movable/compaction.hpp>
 #include <movable/models/balloon.hpp>
@@ -83,6 +85,7 @@ struct run_options {
     std::uint32_t seed = 1;
     unsigned threads = 4;
     std::uint64_t round_ops = 1000000;
+    bool progress = false; // a line on stderr after each round
 };
 
 // Everything counted over the run.
@@ -972,6 +975,12 @@ void run_round(const run_options& options, std::uint64_t ops, clock_type::time_p
     expect_equal(counts, "tracked_record alive after the models",
                  static_cast<std::size_t>(lives().alive()), 0);
     ++counts.rounds;
+    if (options.progress) {
+        std::fprintf(stderr, "movable_stress: round %llu done, %llu ops so far, %llu mismatches\n",
+                     static_cast<unsigned long long>(counts.rounds),
+                     static_cast<unsigned long long>(counts.ops.load()),
+                     static_cast<unsigned long long>(counts.mismatches.load()));
+    }
 }
 
 std::uint64_t number_after(int argc, char** argv, int& i) {
@@ -995,11 +1004,13 @@ run_options parse(int argc, char** argv) {
         } else if (arg == "--threads") {
             options.threads =
                 static_cast<unsigned>(std::max<std::uint64_t>(1, number_after(argc, argv, i)));
+        } else if (arg == "--progress") {
+            options.progress = true;
         } else if (arg == "--round-ops") {
             options.round_ops = std::max<std::uint64_t>(1000, number_after(argc, argv, i));
         } else {
             std::fprintf(stderr, "usage: movable_stress [--ops N] [--seconds S] [--seed X] "
-                                 "[--threads T] [--round-ops R]\n");
+                                 "[--threads T] [--round-ops R] [--progress]\n");
             std::exit(2);
         }
     }

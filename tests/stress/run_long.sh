@@ -34,7 +34,7 @@ run() { # name binary seconds
     echo "movable_stress ($1): ${3}s, $threads threads, seed $seed; log $log"
     # ASan/UBSan/TSan abort on their first report (halt_on_error); the exit status says so.
     ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1} TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
-        "$2" --ops 0 --seconds "$3" --threads "$threads" --seed "$seed" >"$log" 2>&1 || result=$?
+        "$2" --ops 0 --seconds "$3" --threads "$threads" --seed "$seed" --progress >"$log" 2>&1 || result=$?
     if grep -q "^movable_stress: [0-9]* ops" "$log"; then
         echo "$1: $(grep "^movable_stress: [0-9]* ops" "$log")"
     fi
