@@ -217,16 +217,23 @@ struct record_shadow {
     }
 };
 
-// Sizes shaped like compressed 4 KiB pages: mostly 0.7-2.2 KiB, a few tiny and a few large.
+// Sizes shaped like compressed 4 KiB pages: mostly 0.7-2.2 KiB, a few tiny and a few large, and
+// the extremes: 1 byte and a whole frame (zspage_pool's huge class, a buddy pool's full frame).
 std::uint32_t object_size(std::mt19937& random) {
     const unsigned pick = random() % 100;
+    if (pick < 2) {
+        return 1 + random() % 8;
+    }
     if (pick < 10) {
         return 16 + random() % 200;
     }
     if (pick < 85) {
         return 700 + random() % 1500;
     }
-    return 2200 + random() % 1800; // up to 3999
+    if (pick < 98) {
+        return 2200 + random() % 1800;
+    }
+    return arena_type::frame_size;
 }
 
 // True when owner page `page` holds its pattern. The frame is locked and the page found there
@@ -638,9 +645,10 @@ private:
         }
     }
 
-    // A worker compacts a pool now and then too, holding whatever pins it holds.
+    // A worker compacts a pool or the arena now and then too, holding whatever pins it holds
+    // (a pinned object is skipped, its frame not migrated: never waited for past a bound).
     void compact_op() {
-        switch (random_() % 7) {
+        switch (random_() % 8) {
         case 0:
             (void)world_.zspage.compact();
             break;
@@ -659,10 +667,24 @@ private:
         case 5:
             (void)world_.small_records.compact();
             break;
-        default:
+        case 6:
             world_.zspage.release_thread_cache();
             world_.records.release_thread_cache();
             break;
+        default: { // a small arena compaction of its own, beside the compacting thread's
+            compact_request request;
+            request.strategy =
+                random_() % 2 == 0 ? compact_strategy::least_moves : compact_strategy::scanners;
+            constexpr migrate_mode modes[] = {migrate_mode::async, migrate_mode::sync_light,
+                                              migrate_mode::sync};
+            request.mode = modes[random_() % 3];
+            request.order = static_cast<int>(random_() % 3);
+            request.max_frames_per_pass = 8;
+            const compact_stats stats = compaction_.compact(request);
+            counts_.frames_migrated.fetch_add(stats.migrated, std::memory_order_relaxed);
+            counts_.arena_compactions.fetch_add(1, std::memory_order_relaxed);
+            break;
+        }
         }
     }
 
@@ -720,6 +742,7 @@ private:
     std::vector<std::size_t> pages_;
     std::vector<std::size_t> free_pages_;
     std::vector<std::byte> scratch_;
+    compactor<arena_type> compaction_{world_.arena}; // used by this worker only
 };
 
 // One arena compaction; `round` picks the strategy, the mode and the kind, so that 24 rounds go
