@@ -18,10 +18,13 @@
 // moves equal its destructions. Only deterministic checks: no timing enters a verdict.
 //
 // Usage: movable_stress [--ops N] [--seconds S] [--seed X] [--threads T] [--round-ops R]
-//                       [--progress]
+//                       [--shake] [--progress]
 //   --ops N        stop after N operations in all (default 40000; 0: no limit, with --seconds)
 //   --seconds S    stop after S seconds (default: no limit)
 //   --round-ops R  operations per round (default 1000000)
+//   --shake        shake mode (shake.hpp) on both arenas and every pool: every compaction moves
+//                  every movable frame, every unpin and every 64th allocation moves the pool's
+//                  frames, freed frames are poisoned (for ASan)
 //   --progress     a line on stderr after each round
 // Prints one line of totals; exits 1 on any mismatch or accounting failure.
 #include <movable/compaction.hpp>
@@ -86,6 +89,7 @@ struct run_options {
     unsigned threads = 4;
     std::uint64_t round_ops = 1000000;
     bool progress = false; // a line on stderr after each round
+    bool shake = false;    // shake mode on both arenas and every pool (shake.hpp)
 };
 
 // Everything counted over the run.
@@ -947,6 +951,17 @@ void run_round(const run_options& options, std::uint64_t ops, clock_type::time_p
                                  small_arena_type::block_bytes);
     {
         auto w = std::make_unique<world>(arena, small_arena, options.threads);
+        if (options.shake) {
+            const shake_options shaking{true, 64};
+            arena.shake().set(shaking);
+            small_arena.shake().set(shaking);
+            w->zspage.shake().set(shaking);
+            w->zbud.shake().set(shaking);
+            w->z3fold.shake().set(shaking);
+            w->records.shake().set(shaking);
+            w->small_zspage.shake().set(shaking);
+            w->small_records.shake().set(shaking);
+        }
         std::vector<std::unique_ptr<worker>> workers;
         for (unsigned t = 0; t < options.threads; ++t) {
             workers.push_back(std::make_unique<worker>(*w, counts, t, round_seed * 31 + t));
@@ -1027,13 +1042,15 @@ run_options parse(int argc, char** argv) {
         } else if (arg == "--threads") {
             options.threads =
                 static_cast<unsigned>(std::max<std::uint64_t>(1, number_after(argc, argv, i)));
+        } else if (arg == "--shake") {
+            options.shake = true;
         } else if (arg == "--progress") {
             options.progress = true;
         } else if (arg == "--round-ops") {
             options.round_ops = std::max<std::uint64_t>(1000, number_after(argc, argv, i));
         } else {
             std::fprintf(stderr, "usage: movable_stress [--ops N] [--seconds S] [--seed X] "
-                                 "[--threads T] [--round-ops R] [--progress]\n");
+                                 "[--threads T] [--round-ops R] [--shake] [--progress]\n");
             std::exit(2);
         }
     }
