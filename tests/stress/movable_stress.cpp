@@ -1,21 +1,26 @@
-// movable_stress: every model at once on one shared arena, under ASan+UBSan and TSan, for as long
-// as asked. Worker threads each own objects in a zspage_pool, a zbud_pool, a z3fold_pool, an
+// movable_stress: every model at once on shared arenas, under ASan+UBSan and TSan, for as long as
+// asked. Worker threads each own objects in a zspage_pool, a zbud_pool, a z3fold_pool, an
 // object_pool of tracked_record (not trivially relocatable: moved by its move constructor, which
-// fixes a pointer into itself, and counted), pages of a user owner, and frames lent by two
-// balloons (one host answers replace(), the other lend/reclaim); they allocate, free, read, write,
-// map and pin, keep pins across many operations (and so across compactions), and check every read
-// against a shadow copy. Meanwhile a compacting thread runs, in turn, every pool's compact(),
-// arena compactions in every strategy (least_moves, scanners), every mode (async, sync_light,
-// sync) and every kind (full, order-targeted, proactive, incremental with frame, byte and time
-// budgets), and gives free memory back to the OS (discard_free_memory); and a
-// background_compactor runs its own thread over the arena and the four pools.
+// fixes a pointer into itself, and counted), pages of a user owner (test::arena_owner), and frames
+// lent by two balloons (one host answers replace(), the other lend/reclaim), all on one arena; and
+// in a zspage_pool and an object_pool without per-thread caches on a second arena with smaller
+// blocks. Objects run from 1 byte to a whole frame. The workers allocate, free, read, write, map
+// and pin, keep pins across hundreds of their operations (and so across compactions: a pinned
+// object must be where it was and hold what it held), now and then compact a pool or run a small
+// arena compaction of their own while holding them, and check every read against a shadow copy.
+// Meanwhile a compacting thread runs, in turn, every pool's compact(), arena compactions in every
+// strategy (least_moves, scanners), every mode (async, sync_light, sync) and every kind (full,
+// order-targeted, proactive, incremental with a frame, byte or time budget per pass), and gives
+// free memory back to the OS (discard_free_memory); and a background_compactor runs its own
+// thread over both arenas and the six pools, releasing free frames after each episode.
 //
 // The run is cut into rounds: each builds the world, runs its share of the operations, stops the
-// threads and checks everything: every object against its shadow, every pool's, and the arena's,
-// check_invariants(), no frame left isolated, frames accounted for (free + every owner's frames ==
-// total); then tears the world down (even rounds free every object first, odd rounds leave them to
-// the destructors) and checks that every frame is free and that tracked_record's constructions and
-// moves equal its destructions. Only deterministic checks: no timing enters a verdict.
+// threads and checks everything: every object against its shadow, every pool's and arena's
+// check_invariants(), no frame left isolated, the balloons' hosts holding exactly the balloons'
+// frames, frames accounted for in each arena (free + every owner's frames == total); then tears the
+// world down (even rounds free every object first, odd rounds leave them to the destructors) and
+// checks that every frame is free and that tracked_record's constructions and moves equal its
+// destructions. Only deterministic checks: no timing enters a verdict.
 //
 // Usage: movable_stress [--ops N] [--seconds S] [--seed X] [--threads T] [--round-ops R]
 //                       [--shake] [--progress]

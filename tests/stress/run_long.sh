@@ -8,6 +8,7 @@
 # skips it). Environment: MOVABLE_STRESS_ASAN and MOVABLE_STRESS_TSAN, the binaries (default
 # build/test/tests/stress/movable_stress and build/tsan/tests/stress/movable_stress, each built
 # with its preset, that target only, when missing); MOVABLE_STRESS_SEED (default 1);
+# MOVABLE_STRESS_ARGS (more arguments for both runs, e.g. --shake or --round-ops N);
 # MOVABLE_STRESS_LOG (a directory for the full logs; default: a new temporary one, kept).
 # Exits non-zero when a run reports a mismatch, a sanitizer finding or fails otherwise.
 set -euo pipefail
@@ -16,6 +17,7 @@ seconds=${1:-3600}
 threads=${2:-4}
 tsan_seconds=${3:-$((seconds / 3))}
 seed=${MOVABLE_STRESS_SEED:-1}
+read -r -a extra <<<"${MOVABLE_STRESS_ARGS:-}"
 asan=${MOVABLE_STRESS_ASAN:-build/test/tests/stress/movable_stress}
 tsan=${MOVABLE_STRESS_TSAN:-build/tsan/tests/stress/movable_stress}
 logs=${MOVABLE_STRESS_LOG:-$(mktemp -d -t movable-stress.XXXXXX)}
@@ -34,7 +36,8 @@ run() { # name binary seconds
     echo "movable_stress ($1): ${3}s, $threads threads, seed $seed; log $log"
     # ASan/UBSan/TSan abort on their first report (halt_on_error); the exit status says so.
     ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1} TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
-        "$2" --ops 0 --seconds "$3" --threads "$threads" --seed "$seed" --progress >"$log" 2>&1 || result=$?
+        "$2" --ops 0 --seconds "$3" --threads "$threads" --seed "$seed" --progress \
+        "${extra[@]}" >"$log" 2>&1 || result=$?
     if grep -q "^movable_stress: [0-9]* ops" "$log"; then
         echo "$1: $(grep "^movable_stress: [0-9]* ops" "$log")"
     fi
