@@ -985,9 +985,12 @@ void run_round(const run_options& options, std::uint64_t ops, clock_type::time_p
         std::atomic<bool> stop{false};
         std::thread compacting([&] { compact_loop(*w, counts, stop, round_seed ^ 0x5bd1e995u); });
         std::vector<std::thread> threads;
-        const std::uint64_t per_worker = (ops + options.threads - 1) / options.threads;
+        // The round's operations shared out exactly: the first ops % threads workers do one more.
+        const std::uint64_t per_worker = ops / options.threads;
+        const std::uint64_t one_more = ops % options.threads;
         for (unsigned t = 0; t < options.threads; ++t) {
-            threads.emplace_back([&, t] { workers[t]->run(per_worker, deadline); });
+            threads.emplace_back(
+                [&, t] { workers[t]->run(per_worker + (t < one_more ? 1 : 0), deadline); });
         }
         for (std::thread& t : threads) {
             t.join();
