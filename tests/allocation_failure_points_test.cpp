@@ -134,17 +134,14 @@ long store_growth_failure_points() {
             std::optional<Store> store;
             stored_bytes<Store> stored;
             const auto add_armed = [&](std::uint32_t from, std::uint32_t to) {
-                point.arm();
-                try {
+                point.run_armed([&] {
                     if (!store) {
                         store.emplace(arena);
                     }
                     for (std::uint32_t i = from; i < to; ++i) {
                         stored.add(*store, size_for(i), i, &point);
                     }
-                } catch (const std::bad_alloc&) {
-                }
-                point.disarm();
+                });
             };
             add_armed(0, first_objects);
             if (!store) {
@@ -189,13 +186,10 @@ long compactor_failure_points(compact_strategy strategy) {
             test::release_thread_cache(store);
             compact_request request;
             request.strategy = strategy;
-            point.arm();
-            try {
+            point.run_armed([&] {
                 compactor<arena_type> c(arena);
                 (void)c.compact(request);
-            } catch (const std::bad_alloc&) {
-            }
-            point.disarm();
+            });
             stored.check_all(store);
             store.check_invariants();
             arena.check_invariants();
@@ -235,17 +229,14 @@ long object_pool_emplace_failure_points() {
             std::vector<std::pair<record_pool::handle, std::uint32_t>> stored;
             stored.reserve(held_objects + growth_objects + 1);
             const auto emplace_armed = [&](std::uint32_t from, std::uint32_t to) {
-                point.arm();
-                try {
+                point.run_armed([&] {
                     if (!pool) {
                         pool.emplace(arena);
                     }
                     for (std::uint32_t i = from; i < to; ++i) {
                         stored.emplace_back(pool->emplace(i), i);
                     }
-                } catch (const std::bad_alloc&) {
-                }
-                point.disarm();
+                });
             };
             emplace_armed(0, first_objects);
             if (!pool) {

@@ -113,6 +113,24 @@ std::uint64_t unused_slot(std::mt19937_64& rng, const std::vector<Handle>& hande
     return detail::handle_value::make(highest + beyond, static_cast<std::uint32_t>(rng() % 4));
 }
 
+// Valid usage before and between misuses: up to max_steps random allocations and frees (two in
+// five steps free one when anything is live), then allocations until something is live.
+template <class Live, class Add, class Remove>
+void random_churn(std::mt19937_64& rng, std::size_t max_steps, const std::vector<Live>& live,
+                  Add&& add, Remove&& remove_one) {
+    const std::size_t steps = 1 + rng() % max_steps;
+    for (std::size_t i = 0; i < steps; ++i) {
+        if (!live.empty() && rng() % 5 < 2) {
+            (void)remove_one();
+        } else {
+            add();
+        }
+    }
+    while (live.empty()) {
+        add();
+    }
+}
+
 // ---- byte stores ------------------------------------------------------------------------------
 
 template <class Store>
@@ -160,17 +178,8 @@ struct store_session {
     }
     // Random allocations and frees, ending with at least one live object.
     void valid_usage() {
-        const std::size_t steps = 1 + rng() % 150;
-        for (std::size_t i = 0; i < steps; ++i) {
-            if (!live.empty() && rng() % 5 < 2) {
-                (void)remove_one();
-            } else {
-                add();
-            }
-        }
-        while (live.empty()) {
-            add();
-        }
+        random_churn(
+            rng, 150, live, [this] { add(); }, [this] { return remove_one(); });
     }
     void use(handle h, handle_call call) {
         switch (call) {
@@ -303,19 +312,7 @@ void play_object_case(const misuse_case& c) {
         pool->destroy(h);
         return h;
     };
-    const auto valid_usage = [&] {
-        const std::size_t steps = 1 + rng() % 300;
-        for (std::size_t i = 0; i < steps; ++i) {
-            if (!live.empty() && rng() % 5 < 2) {
-                (void)remove_one();
-            } else {
-                add();
-            }
-        }
-        while (live.empty()) {
-            add();
-        }
-    };
+    const auto valid_usage = [&] { random_churn(rng, 300, live, add, remove_one); };
     const auto use = [&](handle h) {
         if (c.call == handle_call::free) {
             pool->destroy(h);

@@ -154,6 +154,32 @@ struct world {
     small_zspage_type small_zspage;
     small_record_pool small_records;
     std::vector<std::unique_ptr<owner_type>> owners; // one per worker
+
+    // Pool i's compact(), for i < pool_count: zspage, zbud, z3fold, records, then the second
+    // arena's zspage and records.
+    static constexpr std::size_t pool_count = 6;
+    void compact_pool(std::size_t i) {
+        switch (i) {
+        case 0:
+            (void)zspage.compact();
+            break;
+        case 1:
+            (void)zbud.compact();
+            break;
+        case 2:
+            (void)z3fold.compact();
+            break;
+        case 3:
+            (void)records.compact();
+            break;
+        case 4:
+            (void)small_zspage.compact();
+            break;
+        default:
+            (void)small_records.compact();
+            break;
+        }
+    }
 };
 
 // A byte pool's objects as one worker sees them, and the pin it holds (at most one).
@@ -657,26 +683,13 @@ private:
     // A worker compacts a pool or the arena now and then too, holding whatever pins it holds
     // (a pinned object is skipped, its frame not migrated: never waited for past a bound).
     void compact_op() {
-        switch (random_() % 8) {
+        const std::size_t choice = random_() % (world::pool_count + 2);
+        if (choice < world::pool_count) {
+            world_.compact_pool(choice);
+            return;
+        }
+        switch (choice - world::pool_count) {
         case 0:
-            (void)world_.zspage.compact();
-            break;
-        case 1:
-            (void)world_.zbud.compact();
-            break;
-        case 2:
-            (void)world_.z3fold.compact();
-            break;
-        case 3:
-            (void)world_.records.compact();
-            break;
-        case 4:
-            (void)world_.small_zspage.compact();
-            break;
-        case 5:
-            (void)world_.small_records.compact();
-            break;
-        case 6:
             world_.zspage.release_thread_cache();
             world_.records.release_thread_cache();
             break;
@@ -801,26 +814,7 @@ void compact_loop(world& w, tallies& counts, const std::atomic<bool>& stop, std:
     compactor<small_arena_type> small_compaction(w.small_arena);
     std::mt19937 random(seed);
     for (std::uint64_t round = 0; !stop.load(); ++round) {
-        switch (round % 6) {
-        case 0:
-            (void)w.zspage.compact();
-            break;
-        case 1:
-            (void)w.zbud.compact();
-            break;
-        case 2:
-            (void)w.z3fold.compact();
-            break;
-        case 3:
-            (void)w.records.compact();
-            break;
-        case 4:
-            (void)w.small_zspage.compact();
-            break;
-        default:
-            (void)w.small_records.compact();
-            break;
-        }
+        w.compact_pool(round % world::pool_count);
         counts.pool_compactions.fetch_add(1, std::memory_order_relaxed);
         w.compactions_done.fetch_add(1);
 

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <utility>
 
 namespace {
 
@@ -101,6 +102,17 @@ public:
             k_ = point_state.failed ? 0 : point_state.countdown; // what is left of it
             point_state = failure_point_state{};
         }
+    }
+    // Runs f armed. A std::bad_alloc that f lets out ends it, as it would a caller that catches
+    // it; the point is disarmed either way.
+    template <class F>
+    void run_armed(F&& f) {
+        arm();
+        try {
+            std::forward<F>(f)();
+        } catch (const std::bad_alloc&) {
+        }
+        disarm();
     }
     // Allocations that succeeded while armed.
     [[nodiscard]] long seen() const noexcept { return seen_; }
